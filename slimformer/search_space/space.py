@@ -1,0 +1,229 @@
+"""The search space, derived from a teacher: which hidden sizes and slot ops a student may use.
+
+NAS-BERT style: the teacher's layers are grouped into `num_blocks` blocks; each student block has
+`slots_per_block` sub-layer slots; each slot holds MHA(heads), FFN(inner), SepConv(kernel) or
+Identity. One hidden size H holds for the whole student.
+
+The space also carries the few teacher facts needed to count a student's cost exactly
+(vocabulary, positions, head size, label count), so cost needs no torch and no teacher on disk.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from slimformer.errors import ArchError, SpaceError
+from slimformer.search_space.arch import Arch, Op
+
+
+@dataclass(frozen=True)
+class TeacherFacts:
+    """What the space needs to know of the teacher to cost a student."""
+
+    hidden_size: int = 384
+    num_layers: int = 6
+    num_heads: int = 12
+    intermediate_size: int = 1536
+    vocab_size: int = 30522
+    max_position: int = 512
+    type_vocab_size: int = 2
+    num_labels: int = 2
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @classmethod
+    def from_hf_config(cls, config: Any, num_labels: int = 2) -> TeacherFacts:
+        """From a transformers BertConfig (or anything with the same attribute names)."""
+        return cls(
+            hidden_size=config.hidden_size,
+            num_layers=config.num_hidden_layers,
+            num_heads=config.num_attention_heads,
+            intermediate_size=config.intermediate_size,
+            vocab_size=config.vocab_size,
+            max_position=config.max_position_embeddings,
+            type_vocab_size=getattr(config, "type_vocab_size", 2),
+            num_labels=num_labels,
+        )
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Choices for H and for each slot op, plus the teacher facts.
+
+    Invariants (checked in __post_init__): every hidden size <= the teacher's; heads * head_size
+    fits the teacher's attention width; the teacher's layers divide evenly into blocks.
+    """
+
+    teacher: TeacherFacts = field(default_factory=TeacherFacts)
+    hidden_sizes: tuple[int, ...] = (128, 192, 256, 384)
+    num_blocks: int = 3
+    slots_per_block: int = 4
+    heads: tuple[int, ...] = (2, 4, 6, 8)
+    ffn_sizes: tuple[int, ...] = (256, 512, 768, 1024, 1536)
+    conv_kernels: tuple[int, ...] = (3, 5, 7)
+    allow_identity: bool = True
+
+    def __post_init__(self) -> None:
+        t = self.teacher
+        if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):
+            raise SpaceError("hidden_sizes: need at least one positive size")
+        if max(self.hidden_sizes) > t.hidden_size:
+            raise SpaceError(f"hidden_sizes: {max(self.hidden_sizes)} exceeds the teacher's {t.hidden_size}")
+        if self.num_blocks <= 0 or t.num_layers % self.num_blocks:
+            raise SpaceError(f"num_blocks: {self.num_blocks} does not divide the teacher's {t.num_layers} layers")
+        if self.slots_per_block <= 0:
+            raise SpaceError("slots_per_block: must be positive")
+        if any(k % 2 == 0 or k <= 0 for k in self.conv_kernels):
+            raise SpaceError(f"conv_kernels: kernels must be odd and positive, got {self.conv_kernels}")
+        if any(h <= 0 for h in self.heads) or any(i <= 0 for i in self.ffn_sizes):
+            raise SpaceError("heads and ffn_sizes must be positive")
+        if not (self.heads or self.ffn_sizes or self.conv_kernels or self.allow_identity):
+            raise SpaceError("the space has no ops")
+        for name in ("hidden_sizes", "heads", "ffn_sizes", "conv_kernels"):
+            values = getattr(self, name)
+            if tuple(sorted(set(values))) != tuple(values):
+                object.__setattr__(self, name, tuple(sorted(set(values))))
+
+    # --- derived facts -------------------------------------------------------------------------
+
+    @property
+    def layers_per_block(self) -> int:
+        return self.teacher.num_layers // self.num_blocks
+
+    @property
+    def head_size(self) -> int:
+        return self.teacher.head_size
+
+    @property
+    def max_hidden(self) -> int:
+        return max(self.hidden_sizes)
+
+    def slot_ops(self) -> list[Op]:
+        """Every op a slot may hold, in a fixed order (the encoding depends on it)."""
+        ops = [Op("mha", h) for h in self.heads]
+        ops += [Op("ffn", i) for i in self.ffn_sizes]
+        ops += [Op("conv", k) for k in self.conv_kernels]
+        if self.allow_identity:
+            ops.append(Op("id", 0))
+        return ops
+
+    def size(self) -> int:
+        """Number of distinct architectures in the space."""
+        return len(self.hidden_sizes) * len(self.slot_ops()) ** (self.num_blocks * self.slots_per_block)
+
+    # --- validation ----------------------------------------------------------------------------
+
+    def validate(self, arch: Arch) -> Arch:
+        """Return `arch` if it belongs to this space, else raise ArchError naming the bad field."""
+        if arch.hidden not in self.hidden_sizes:
+            raise ArchError(f"hidden: {arch.hidden} not in {list(self.hidden_sizes)}")
+        if len(arch.blocks) != self.num_blocks:
+            raise ArchError(f"blocks: expected {self.num_blocks} blocks, got {len(arch.blocks)}")
+        allowed = set(self.slot_ops())
+        for b, block in enumerate(arch.blocks):
+            if len(block) != self.slots_per_block:
+                raise ArchError(f"blocks[{b}]: expected {self.slots_per_block} slots, got {len(block)}")
+            for s, op in enumerate(block):
+                if op not in allowed:
+                    choices = {"mha": self.heads, "ffn": self.ffn_sizes, "conv": self.conv_kernels}
+                    if op.kind == "id":
+                        raise ArchError(f"blocks[{b}][{s}]: identity is not allowed in this space")
+                    raise ArchError(
+                        f"blocks[{b}][{s}]: {op} not allowed; {op.kind} sizes are {list(choices[op.kind])}"
+                    )
+        return arch
+
+    def parse(self, doc: Any) -> Arch:
+        """Arch from its JSON document (dict or string), validated against this space."""
+        arch = Arch.from_json(doc) if isinstance(doc, str) else Arch.from_dict(doc)
+        return self.validate(arch)
+
+    # --- sampling and extremes -----------------------------------------------------------------
+
+    def sample(self, rng: random.Random | int | None = None, hidden: int | None = None) -> Arch:
+        """A uniformly random architecture (optionally with a fixed hidden size). Seeded: same rng, same arch."""
+        rng = rng if isinstance(rng, random.Random) else random.Random(rng)
+        ops = self.slot_ops()
+        h = hidden if hidden is not None else rng.choice(self.hidden_sizes)
+        blocks = tuple(tuple(rng.choice(ops) for _ in range(self.slots_per_block)) for _ in range(self.num_blocks))
+        return self.validate(Arch(h, blocks))
+
+    def sample_block(self, rng: random.Random) -> tuple[Op, ...]:
+        ops = self.slot_ops()
+        return tuple(rng.choice(ops) for _ in range(self.slots_per_block))
+
+    def largest(self) -> Arch:
+        """Widest H, and per slot alternately the largest MHA and FFN (teacher-like)."""
+        big = [Op("mha", max(self.heads)) if self.heads else None, Op("ffn", max(self.ffn_sizes)) if self.ffn_sizes else None]
+        big = [op for op in big if op is not None] or [Op("conv", max(self.conv_kernels))]
+        block = tuple(big[s % len(big)] for s in range(self.slots_per_block))
+        return Arch(self.max_hidden, tuple(block for _ in range(self.num_blocks)))
+
+    def smallest(self) -> Arch:
+        """Narrowest H and the cheapest op in every slot: cheaper than any other arch in every cost."""
+        from slimformer.search_space.cost import op_params  # local: cost imports this module
+
+        h = min(self.hidden_sizes)
+        cheapest = min(self.slot_ops(), key=lambda op: (op_params(op, h, self), op.size))
+        block = tuple(cheapest for _ in range(self.slots_per_block))
+        return Arch(h, tuple(block for _ in range(self.num_blocks)))
+
+    # --- encoding for learned models -----------------------------------------------------------
+
+    def encoding_size(self) -> int:
+        return len(self.hidden_sizes) + self.num_blocks * self.slots_per_block * len(self.slot_ops())
+
+    def encode(self, arch: Arch) -> list[float]:
+        """Fixed-length one-hot vector: H, then each slot's op. Same length for every arch."""
+        self.validate(arch)
+        vec = [1.0 if h == arch.hidden else 0.0 for h in self.hidden_sizes]
+        ops = self.slot_ops()
+        for block in arch.blocks:
+            for op in block:
+                vec += [1.0 if op == o else 0.0 for o in ops]
+        return vec
+
+    # --- serialisation -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        for key in ("hidden_sizes", "heads", "ffn_sizes", "conv_kernels"):
+            doc[key] = list(doc[key])
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> SearchSpace:
+        doc = dict(doc)
+        teacher = TeacherFacts(**doc.pop("teacher", {}))
+        for key in ("hidden_sizes", "heads", "ffn_sizes", "conv_kernels"):
+            if key in doc:
+                doc[key] = tuple(doc[key])
+        return cls(teacher=teacher, **doc)
+
+    def with_(self, **changes: Any) -> SearchSpace:
+        return replace(self, **changes)
+
+
+def space_for_teacher(teacher: TeacherFacts, **overrides: Any) -> SearchSpace:
+    """Default space derived from a teacher (the issue's defaults for MiniLM-L6).
+
+    Hidden sizes are fractions of the teacher's width (1/3, 1/2, 2/3, 1 for 384 -> 128..384);
+    heads up to 2/3 of the teacher's; FFN up to the teacher's inner size; one block per two teacher
+    layers. Anything can be overridden by keyword.
+    """
+    d = teacher.hidden_size
+    hidden = tuple(sorted({max(16, round(d * f / 16) * 16) for f in (1 / 3, 1 / 2, 2 / 3)} | {d}))
+    heads = tuple(h for h in (2, 4, 6, 8) if h <= teacher.num_heads) or (teacher.num_heads,)
+    inner = teacher.intermediate_size
+    ffn = tuple(sorted({i for i in (256, 512, 768, 1024, 1536) if i <= inner} | {inner}))
+    num_blocks = teacher.num_layers // 2 if teacher.num_layers % 2 == 0 else teacher.num_layers
+    defaults: dict[str, Any] = dict(
+        teacher=teacher, hidden_sizes=hidden, num_blocks=num_blocks, slots_per_block=4,
+        heads=heads, ffn_sizes=ffn, conv_kernels=(3, 5, 7), allow_identity=True,
+    )
+    defaults.update(overrides)
+    return SearchSpace(**defaults)
