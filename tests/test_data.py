@@ -186,6 +186,12 @@ def test_jsonl_round_trip_with_blank_lines_and_extra_fields(tmp_path: Path):
     assert parsed.lines == [1, 3]
 
 
+def test_jsonl_line_numbers_count_newlines_only(tmp_path: Path):
+    content = '{"text": "odd\u2028separator", "label": 0}\r\n{"text": "b", "label": 1}\r\n{"text": ""}\n'
+    assert "\u2028" in content
+    assert error_of(write(tmp_path, "a.jsonl", content)) == "a.jsonl line 3: missing column 'label'"
+
+
 def test_jsonl_integer_labels_map_to_0_to_c_minus_1(tmp_path: Path):
     content = jsonl(*({"text": f"t{i}", "label": lab} for i, lab in enumerate([5, 3, 1, 3])))
     parsed = read_labelled_file(write(tmp_path, "a.jsonl", content))
@@ -238,6 +244,8 @@ def test_splits_are_stratified():
     examples = [Example(f"t{i}", int(i % 4 == 0)) for i in range(400)]  # 25% positive
     for split in split_examples(examples, seed=1):
         assert Counter(ex.label for ex in split)[1] == len(split) // 4
+        # Labels are interleaved again, so a prefix (TaskData.subset) holds both.
+        assert {ex.label for ex in split[:20]} == {0, 1}
 
 
 def test_split_sizes_never_leave_a_small_split_empty():

@@ -158,7 +158,9 @@ def _csv_rows(name: str, text: str) -> Iterator[tuple[int, str, str | int]]:
 
 def _jsonl_rows(name: str, text: str) -> Iterator[tuple[int, str, str | int]]:
     """(line, text, raw label) per non-blank line of a JSON lines file."""
-    for line, raw in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON allows raw
+    # inside strings, and would shift the line numbers away from what an editor shows.
+    for line, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:

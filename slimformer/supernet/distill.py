@@ -171,7 +171,9 @@ def train_block(
     region = region or Region()
     torch.set_num_threads(settings.threads)
     started = time.perf_counter()
-    trainer = BlockTrainer(space, index)
+    with torch.random.fork_rng():  # a seeded init: equal settings give equal runs, resumed or not
+        torch.manual_seed(settings.seed * 1000 + index)
+        trainer = BlockTrainer(space, index)
     if init_state is not None:
         trainer.load_state_dict(init_state, strict=True)
     optimizer = torch.optim.AdamW(trainer.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)

@@ -1,0 +1,130 @@
+"""Arch documents, the space's validation, sampling, encoding and cost counts (torch-free parts)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import pytest
+
+from slimformer.errors import ArchError, SpaceError
+from slimformer.search_space import Arch, Op, SearchSpace, TeacherFacts, count_flops, count_params, estimate_memory
+from slimformer.search_space.space import space_for_teacher
+
+MINILM = space_for_teacher(TeacherFacts())
+
+
+def test_default_space_for_minilm_matches_the_issue():
+    assert MINILM.hidden_sizes == (128, 192, 256, 384)
+    assert MINILM.num_blocks == 3 and MINILM.layers_per_block == 2 and MINILM.slots_per_block == 4
+    assert MINILM.heads == (2, 4, 6, 8) and MINILM.head_size == 32
+    assert MINILM.ffn_sizes == (256, 512, 768, 1024, 1536)
+    assert MINILM.conv_kernels == (3, 5, 7) and MINILM.allow_identity
+
+
+def test_json_round_trip_and_canonical_hash():
+    rng = random.Random(1)
+    for _ in range(50):
+        arch = MINILM.sample(rng)
+        again = MINILM.parse(arch.to_json())
+        assert again == arch and again.hash == arch.hash
+
+
+def test_hash_ignores_formatting_but_not_content():
+    doc = {"hidden": 256, "blocks": [["mha:4", "ffn:512", "id", "conv:3"]] * 3}
+    spaced = '{ "blocks" : [["mha:4", "ffn:512", "id", "conv:3"], ["mha:4", "ffn:512", "id", "conv:3"],' \
+             ' ["mha:4", "ffn:512", "id", "conv:3"]], "hidden" : 256 }'
+    assert Arch.from_dict(doc).hash == Arch.from_json(spaced).hash
+    other = dict(doc, hidden=192)
+    assert Arch.from_dict(other).hash != Arch.from_dict(doc).hash
+
+
+@pytest.mark.parametrize(
+    "doc, field",
+    [
+        ({"hidden": 100, "blocks": [["id"] * 4] * 3}, "hidden"),
+        ({"hidden": 128, "blocks": [["id"] * 4] * 2}, "blocks"),
+        ({"hidden": 128, "blocks": [["id"] * 4, ["id"] * 3, ["id"] * 4]}, "blocks[1]"),
+        ({"hidden": 128, "blocks": [["id"] * 4, ["id", "mha:5", "id", "id"], ["id"] * 4]}, "blocks[1][1]"),
+        ({"hidden": 128, "blocks": [["id"] * 4, ["id"] * 4, ["id", "id", "ffn:300", "id"]]}, "blocks[2][2]"),
+        ({"hidden": 128, "blocks": [["id"] * 4, ["id"] * 4, ["id", "id", "id", "pool:3"]]}, "blocks[2][3]"),
+        ({"hidden": 128, "blocks": [["conv:4"] + ["id"] * 3] * 3}, "blocks[0][0]"),
+        ({"hidden": "128", "blocks": [["id"] * 4] * 3}, "hidden"),
+        ({"hidden": 128, "blocks": [["id"] * 4] * 3, "depth": 3}, "depth"),
+    ],
+)
+def test_validation_errors_name_the_field(doc, field):
+    with pytest.raises(ArchError) as err:
+        MINILM.parse(doc)
+    assert str(err.value).startswith(field) or field in str(err.value)
+
+
+def test_identity_can_be_forbidden():
+    space = MINILM.with_(allow_identity=False)
+    with pytest.raises(ArchError, match="identity"):
+        space.parse({"hidden": 128, "blocks": [["id"] * 4] * 3})
+
+
+def test_seeded_sampling_is_reproducible_and_varied():
+    first = [MINILM.sample(random.Random(7)) for _ in range(3)]
+    assert first[0] == first[1] == first[2]
+    rng = random.Random(7)
+    many = {MINILM.sample(rng).hash for _ in range(200)}
+    assert len(many) > 190
+
+
+def test_encoding_has_fixed_length_and_is_one_hot():
+    rng = random.Random(3)
+    n = MINILM.encoding_size()
+    for _ in range(20):
+        vec = MINILM.encode(MINILM.sample(rng))
+        assert len(vec) == n
+        assert sum(vec) == 1 + MINILM.num_blocks * MINILM.slots_per_block
+
+
+def test_costs_grow_with_the_architecture():
+    small, large = MINILM.smallest(), MINILM.largest()
+    rng = random.Random(0)
+    for _ in range(100):
+        arch = MINILM.sample(rng)
+        assert count_params(small, MINILM) <= count_params(arch, MINILM) <= count_params(large, MINILM) * 1.5
+        assert count_flops(small, MINILM) <= count_flops(arch, MINILM)
+        assert estimate_memory(small, MINILM).total <= estimate_memory(arch, MINILM).total
+    # The largest student (H=384, 8 of 12 heads) is below the 22.7M teacher (+ 770 classifier params).
+    assert 15e6 < count_params(large, MINILM) < 22.7e6
+
+
+def test_memory_counts_weights_at_dtype_and_activations_at_shape():
+    arch = MINILM.largest()
+    fp32 = estimate_memory(arch, MINILM, dtype="float32")
+    int8 = estimate_memory(arch, MINILM, dtype="int8")
+    assert fp32.weights == 4 * int8.weights == 4 * count_params(arch, MINILM)
+    long = estimate_memory(arch, MINILM, seq_len=256)
+    assert long.activations > fp32.activations and long.weights == fp32.weights
+
+
+def test_inconsistent_space_is_rejected():
+    with pytest.raises(SpaceError, match="hidden_sizes"):
+        SearchSpace(hidden_sizes=(512,))
+    with pytest.raises(SpaceError, match="num_blocks"):
+        SearchSpace(num_blocks=4)
+    with pytest.raises(SpaceError, match="conv_kernels"):
+        SearchSpace(conv_kernels=(2,))
+
+
+def test_space_round_trips_through_its_dict():
+    assert SearchSpace.from_dict(MINILM.to_dict()) == MINILM
+
+
+def test_op_strings():
+    assert str(Op.parse("mha:4")) == "mha:4" and Op.parse("id") == Op("id", 0)
+    for bad in ("mha", "mha:x", "mha:0", "ffn:-1", 3):
+        with pytest.raises(ArchError):
+            Op.parse(bad)
+
+
+def test_search_space_does_not_import_torch():
+    code = "import sys, slimformer.search_space as s; s.count_params; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
