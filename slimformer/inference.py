@@ -1,0 +1,207 @@
+"""Serve an exported model folder: `slimformer.load(path).predict(texts)`.
+
+Two backends compute the same logits: "torch" (the SubNet from model.safetensors) and "onnx"
+(model.onnx, or model.int8.onnx with `quantized=True`, through onnxruntime). The ONNX backend
+never imports torch or the search machinery, so a serving image needs only onnxruntime,
+tokenizers and numpy. Both backends tokenize the same way (tokenizer.json via `tokenizers`), so
+their predictions differ only by floating point.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slimformer.errors import ModelFormatError
+
+# The folder format (see slimformer.supernet.export). Kept here, torch-free, for the ONNX backend.
+FORMAT = "slimformer-subnet"
+FORMAT_VERSION = 1
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+BACKENDS = ("torch", "onnx")
+
+
+def read_config(folder: Path | str) -> dict[str, Any]:
+    """Read and check config.json of a model folder, without torch.
+
+    Args:
+        folder: a folder written by `save_subnet` / `export_folder`.
+
+    Returns:
+        The config.json document.
+
+    Raises:
+        ModelFormatError: the folder or config.json is missing, unreadable, or not this format.
+    """
+    folder = Path(folder)
+    path = folder / "config.json"
+    if not folder.is_dir():
+        raise ModelFormatError(f"{folder}: not a model folder (no such directory)")
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: missing; not a slimformer model folder")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ModelFormatError(f"{path}: format is {got!r}, expected {FORMAT!r}")
+    version = doc.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFormatError(f"{path}: format_version {version!r} not supported (this slimformer reads 1)")
+    labels = doc.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise ModelFormatError(f"{path}: 'labels' must be a non-empty list of names")
+    return doc
+
+
+class _Encoder:
+    """Texts -> padded int64 arrays, from tokenizer.json (fast, torch-free)."""
+
+    def __init__(self, folder: Path, max_length: int, pad_id: int):
+        path = folder / "tokenizer.json"
+        if not path.is_file():
+            raise ModelFormatError(f"{path}: missing; the folder has no tokenizer")
+        from tokenizers import Tokenizer
+
+        try:
+            self.tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception for malformed files
+            raise ModelFormatError(f"{path}: unreadable ({exc})") from None
+        self.tokenizer.enable_truncation(max_length)
+        pad_token = self.tokenizer.id_to_token(pad_id) or "[PAD]"
+        self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        enc = self.tokenizer.encode_batch(list(texts))
+        return {
+            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+        }
+
+
+class _TorchBackend:
+    def __init__(self, folder: Path):
+        import torch
+
+        from slimformer.supernet.export import load_subnet
+
+        self._torch = torch
+        self.model, _, _ = load_subnet(folder)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            out = self.model(**{k: torch.from_numpy(batch[k]) for k in INPUT_NAMES})
+        return out["logits"].float().numpy()
+
+
+class _OnnxBackend:
+    def __init__(self, folder: Path, quantized: bool):
+        import onnxruntime as ort
+
+        path = folder / ("model.int8.onnx" if quantized else "model.onnx")
+        if not path.is_file():
+            raise ModelFormatError(f"{path}: missing; export the folder with ONNX (export_folder)")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelFormatError(f"{path}: onnxruntime cannot load it ({exc})") from None
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["logits"], {k: batch[k] for k in INPUT_NAMES})[0]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)  # shift so exp never overflows
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class TextClassifier:
+    """A loaded model folder. `clf(texts)` == `clf.predict(texts)` -> label names.
+
+    Attributes:
+        labels: label names, index = class id.
+        backend: "torch" or "onnx".
+        config: the folder's config.json document.
+    """
+
+    def __init__(
+        self, folder: Path | str, backend: str = "torch", quantized: bool = False, batch_size: int = 32
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: {backend!r} is not one of {list(BACKENDS)}")
+        if quantized and backend != "onnx":
+            raise ValueError("quantized=True needs backend='onnx' (the int8 model is an ONNX file)")
+        self.folder = Path(folder)
+        self.config = read_config(self.folder)
+        self.labels: list[str] = list(self.config["labels"])
+        self.backend = backend
+        self.batch_size = max(1, int(batch_size))
+        tok = self.config.get("tokenizer") or {}
+        max_length = min(int(tok.get("max_length", 128)), int(self.config.get("max_position", 512)))
+        self._encode = _Encoder(self.folder, max_length, int(self.config.get("pad_token_id", 0)))
+        self._run = _TorchBackend(self.folder) if backend == "torch" else _OnnxBackend(self.folder, quantized)
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw logits [len(texts), num_labels] as float32, computed in batches of `batch_size`.
+
+        Raises:
+            TypeError: if `texts` is a single string or holds non-strings.
+        """
+        if isinstance(texts, str):
+            raise TypeError("texts: pass a list of strings, not one string")
+        texts = list(texts)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("texts: every item must be a string")
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        step = self.batch_size
+        parts = [self._run(self._encode(texts[i : i + step])) for i in range(0, len(texts), step)]
+        return np.concatenate(parts, axis=0)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        """The most likely label name for each text."""
+        return [self.labels[i] for i in self.logits(texts).argmax(axis=-1)]
+
+    def predict_proba(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        """Per text, {label name: probability} (softmax of the logits)."""
+        probs = _softmax(self.logits(texts).astype(np.float64))
+        return [dict(zip(self.labels, map(float, row), strict=True)) for row in probs]
+
+    def __call__(self, texts: Sequence[str]) -> list[str]:
+        return self.predict(texts)
+
+    def __repr__(self) -> str:
+        return f"TextClassifier({str(self.folder)!r}, backend={self.backend!r}, labels={self.labels})"
+
+
+def load(
+    path: Path | str, backend: str = "torch", quantized: bool = False, batch_size: int = 32
+) -> TextClassifier:
+    """Load an exported model folder for inference.
+
+    Args:
+        path: a folder written by `slimformer.supernet.export.export_folder` / `save_subnet`.
+        backend: "torch" (model.safetensors) or "onnx" (onnxruntime only; no torch import).
+        quantized: with backend="onnx", use model.int8.onnx instead of model.onnx.
+        batch_size: texts per forward pass.
+
+    Returns:
+        A TextClassifier.
+
+    Raises:
+        ModelFormatError: naming the missing or bad file.
+        ValueError: unknown backend, or quantized without the ONNX backend.
+    """
+    return TextClassifier(path, backend=backend, quantized=quantized, batch_size=batch_size)

@@ -1,0 +1,108 @@
+"""A job as an ordered list of stages over one run folder, resumable at the first unfinished stage.
+
+    prepare -> states -> blocks -> fewshot -> search -> finalize -> export
+
+A stage is done when `stages/<name>.json` exists; it is written only after the stage's own
+outputs, so a crash anywhere loses at most the stage in progress (and block training inside it
+resumes from its checkpoints).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from slimformer.workers import stages
+from slimformer.workers.context import RunContext, read_json, write_json
+from slimformer.workers.progress import Reporter
+from slimformer.workers.spec import JobSpec
+
+StageFn = Callable[[RunContext], dict[str, Any]]
+
+STAGES: list[tuple[str, StageFn]] = [
+    ("prepare", stages.stage_prepare),
+    ("states", stages.stage_states),
+    ("blocks", stages.stage_blocks),
+    ("fewshot", stages.stage_fewshot),
+    ("search", stages.stage_sample),
+    ("finalize", stages.stage_finalize),
+    ("export", stages.stage_export),
+]
+STAGE_NAMES = [name for name, _ in STAGES]
+
+
+def stage_marker(run_dir: Path, name: str) -> Path:
+    return Path(run_dir) / "stages" / f"{name}.json"
+
+
+def completed_stages(run_dir: Path) -> list[str]:
+    return [name for name in STAGE_NAMES if stage_marker(run_dir, name).exists()]
+
+
+def run_job(
+    spec: JobSpec,
+    run_dir: Path,
+    reporter: Reporter | None = None,
+    use_ray: bool = True,
+    dataset_path: str | None = None,
+    cache_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) every stage of `spec` in `run_dir`; write results.json and candidates.csv.
+
+    Returns:
+        The results document (also written to run_dir/results.json).
+    """
+    ctx = RunContext(spec, Path(run_dir), reporter or Reporter(), use_ray, dataset_path=dataset_path)
+    if cache_dir is not None:
+        ctx.cache_dir = Path(cache_dir)
+    write_json(ctx.path("spec.json"), spec.model_dump())
+    for index, (name, fn) in enumerate(STAGES):
+        marker = stage_marker(ctx.run_dir, name)
+        if marker.exists():
+            continue
+        ctx.reporter.check_cancelled()
+        ctx.reporter.stage_started(name, index, len(STAGES))
+        started = time.perf_counter()
+        summary = fn(ctx)
+        summary["seconds"] = round(time.perf_counter() - started, 2)
+        write_json(marker, summary)
+        ctx.reporter.stage_done(name, summary)
+    return write_results(ctx)
+
+
+def write_results(ctx: RunContext) -> dict[str, Any]:
+    teacher = read_json(ctx.path("teacher.json"))
+    finalists = read_json(ctx.path("finalists.json"))
+    results = {
+        "spec": ctx.spec.model_dump(),
+        "teacher": teacher["teacher"],
+        "task": teacher["task"],
+        "blocks": read_json(ctx.path("blocks.json"))["blocks"],
+        "finalists": finalists,
+        "export": read_json(ctx.path("export.json")),
+        "stage_seconds": {n: read_json(stage_marker(ctx.run_dir, n)).get("seconds") for n in STAGE_NAMES},
+    }
+    write_json(ctx.path("results.json"), results)
+    columns = ["hash", "params", "memory_mb", "latency_ms", "dev_accuracy", "test_accuracy", "short"]
+    with open(ctx.path("candidates.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(finalists)
+    return results
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A plain-text table of the teacher and each finalist."""
+    t = results["teacher"]
+    rows = [("teacher", f"{t['params'] / 1e6:.2f}M", f"{t['latency_ms']:.2f}", f"{t['dev_accuracy']:.3f}", "")]
+    for r in sorted(results["finalists"], key=lambda r: r["params"]):
+        rows.append((r["hash"], f"{r['params'] / 1e6:.2f}M", f"{r['latency_ms']:.2f}", f"{r['dev_accuracy']:.3f}",
+                     r["short"]))
+    header = ("arch", "params", "latency ms", "dev acc", "architecture")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)) for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
