@@ -67,8 +67,10 @@ def test_job_runs_every_stage_and_writes_its_outputs(finished_run):
     for block in results["blocks"]:
         assert block["loss_end"] <= block["loss_start"] * 1.5  # tiny preset: a few steps, must not blow up
     export = results["export"]
-    assert export["onnx_max_abs_diff"] < 1e-4
-    assert (run_dir / "export" / export["best"] / "model.onnx").exists()
+    best = next(f for f in results["finalists"] if f["hash"] == export["best"])
+    assert (run_dir / "candidates" / export["best"] / "model" / "model.onnx").exists()
+    assert best["latency_torch_ms"] > 0 and best["latency_onnx_ms"] > 0 and best["predicted_latency_ms"] > 0
+    assert any(f["pareto"] for f in results["finalists"])
     rows = list(csv.DictReader(open(run_dir / "candidates.csv")))
     assert {r["hash"] for r in rows} == {f["hash"] for f in results["finalists"]}
     assert json.loads((run_dir / "results.json").read_text())["teacher"]["params"] > 0
@@ -93,15 +95,19 @@ def test_an_interrupted_job_resumes_at_its_first_unfinished_stage(finished_run, 
     run_dir, results, _ = finished_run
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    for name in ("finalize", "export"):
+    for name in ("finalize", "report"):
         stage_marker(copy, name).unlink()
-    shutil.rmtree(copy / "candidates" / results["finalists"][1]["hash"])
+    kept, lost = (f["hash"] for f in results["finalists"])
+    shutil.rmtree(copy / "candidates" / lost)
+    kept_mtime = (copy / "candidates" / kept / "trained.json").stat().st_mtime_ns
     recorder = Recorder()
     again = run_job(spec, copy, recorder, use_ray=False)
-    assert recorder.started == ["finalize", "export"]
-    # The finalist finished before the interruption is reused, not trained again.
-    assert recorder.candidates[0] == results["finalists"][0]
-    assert again["finalists"][0] == results["finalists"][0]
+    assert recorder.started == ["finalize", "report"]
+    # The finalist trained before the interruption is reused, not trained again; the lost one is redone.
+    assert (copy / "candidates" / kept / "trained.json").stat().st_mtime_ns == kept_mtime
+    assert (copy / "candidates" / lost / "trained.json").exists()
+    by_hash = {f["hash"]: f for f in again["finalists"]}
+    assert by_hash[kept]["dev_accuracy"] == results["finalists"][0]["dev_accuracy"]
 
 
 def test_cancel_stops_the_job_between_steps(spec, tmp_path):
@@ -110,21 +116,36 @@ def test_cancel_stops_the_job_between_steps(spec, tmp_path):
     assert completed_stages(tmp_path / "run") == ["prepare"]
 
 
-def test_blocks_train_as_ray_tasks(spec, finished_run, tmp_path, monkeypatch):
+def test_blocks_trained_as_ray_tasks_equal_in_process_training(finished_run, tmp_path, monkeypatch):
+    """Real Ray (local, HOME holding ray_bootstrap_config.yaml): same seeds, same weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from slimformer.search_space import SearchSpace
+    from slimformer.supernet.distill import BlockTrainSettings, Region
+    from slimformer.workers.blocks import BlockJob, train_blocks
+    from slimformer.workers.context import read_json
     from slimformer.workers.ray_runtime import init_ray, shutdown_ray
 
     run_dir, _, _ = finished_run
-    copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy)
-    for name in ("blocks", "fewshot", "search", "finalize", "export"):
-        stage_marker(copy, name).unlink()
-    shutil.rmtree(copy / "checkpoints")
-    shutil.rmtree(copy / "candidates")
+    space = SearchSpace.from_dict(read_json(run_dir / "space.json"))
+    settings = BlockTrainSettings(steps=4, batch_size=8, checkpoint_every=2)
+    start = [load_file(str(run_dir / "supernet" / "all" / f"block{i}.safetensors")) for i in range(3)]
+    jobs = [BlockJob(i, Region(), start[i], 4) for i in range(3)]
+    local = train_blocks(space, jobs, run_dir / "states", settings, tmp_path / "local", use_ray=False)
     monkeypatch.setenv("SLIMFORMER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     init_ray(num_cpus=2)
     try:
-        results = run_job(spec, copy, Recorder(), use_ray=True)
+        finished = []
+        remote = train_blocks(space, jobs, run_dir / "states", settings, tmp_path / "ray", use_ray=True,
+                              on_done=lambda r: finished.append(r.block))
     finally:
         shutdown_ray()
-    assert len(results["blocks"]) == 3
-    assert {b["steps"] for b in results["blocks"]} == {6}
+    assert sorted(finished) == [0, 1, 2]
+    assert (tmp_path / "home" / "ray-home" / "ray_bootstrap_config.yaml").exists()
+    for a, b in zip(local, remote, strict=True):
+        assert a.block == b.block and b.steps == 4
+        for key in a.state:
+            assert torch.allclose(a.state[key], b.state[key], atol=1e-6), key
+    assert all((tmp_path / "ray" / f"block{i}-all.pt").exists() for i in range(3))

@@ -158,8 +158,10 @@ class SearchSpace:
 
     def largest(self) -> Arch:
         """Widest H, and per slot alternately the largest MHA and FFN (teacher-like)."""
-        big = [Op("mha", max(self.heads)) if self.heads else None, Op("ffn", max(self.ffn_sizes)) if self.ffn_sizes else None]
-        big = [op for op in big if op is not None] or [Op("conv", max(self.conv_kernels))]
+        big = ([Op("mha", max(self.heads))] if self.heads else []) + (
+            [Op("ffn", max(self.ffn_sizes))] if self.ffn_sizes else []
+        )
+        big = big or [Op("conv", max(self.conv_kernels))]
         block = tuple(big[s % len(big)] for s in range(self.slots_per_block))
         return Arch(self.max_hidden, tuple(block for _ in range(self.num_blocks)))
 

@@ -44,7 +44,9 @@ def self_attention(
     return F.linear(ctx, wo, bo)
 
 
-def feed_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+def feed_forward(
+    x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor
+) -> torch.Tensor:
     return F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2)
 
 

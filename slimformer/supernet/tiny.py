@@ -74,6 +74,8 @@ def make_tiny_teacher(
     import torch
     from transformers import BertConfig, BertModel
 
+    from slimformer.supernet.teacher import quiet_transformers
+
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     vocab = tiny_vocab()
@@ -93,7 +95,8 @@ def make_tiny_teacher(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = BertModel(config)
-    model.save_pretrained(path)
+    with quiet_transformers():
+        model.save_pretrained(path)
 
     _write_tokenizer(path, vocab)
     return path
@@ -117,7 +120,9 @@ def _write_tokenizer(path: Path, vocab: list[str]) -> None:
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     ids = {token: i for i, token in enumerate(vocab)}
     tokenizer = Tokenizer(WordPiece(ids, unk_token="[UNK]", max_input_chars_per_word=100))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, clean_text=True, handle_chinese_chars=True)
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        lowercase=True, clean_text=True, handle_chinese_chars=True
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

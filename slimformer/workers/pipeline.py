@@ -1,6 +1,6 @@
 """A job as an ordered list of stages over one run folder, resumable at the first unfinished stage.
 
-    prepare -> states -> blocks -> fewshot -> search -> finalize -> export
+    prepare -> states -> blocks -> fewshot -> search -> finalize -> report
 
 A stage is done when `stages/<name>.json` exists; it is written only after the stage's own
 outputs, so a crash anywhere loses at most the stage in progress (and block training inside it
@@ -29,7 +29,7 @@ STAGES: list[tuple[str, StageFn]] = [
     ("fewshot", stages.stage_fewshot),
     ("search", stages.stage_sample),
     ("finalize", stages.stage_finalize),
-    ("export", stages.stage_export),
+    ("report", stages.stage_report),
 ]
 STAGE_NAMES = [name for name, _ in STAGES]
 

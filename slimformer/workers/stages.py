@@ -7,21 +7,18 @@ that is not done.
 from __future__ import annotations
 
 import random
-import time
 from typing import Any
 
 import torch
 from safetensors.torch import load_file
 
 from slimformer.data import distillation_texts
-from slimformer.search_space import Arch, TeacherFacts, count_params, estimate_memory
+from slimformer.search_space import Arch, TeacherFacts, count_params
 from slimformer.search_space.space import space_for_teacher
 from slimformer.supernet.assemble import fewshot_regions, region_of, warm_start_state
 from slimformer.supernet.distill import Region
-from slimformer.supernet.extract import extract
-from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
 from slimformer.supernet.init import pca_basis
-from slimformer.supernet.profile import measure_model_latency, measure_module, torch_threads
+from slimformer.supernet.profile import measure_module
 from slimformer.supernet.states import compute_teacher_states, load_teacher_states
 from slimformer.supernet.teacher import teacher_hidden_states
 from slimformer.workers.blocks import BlockJob, train_blocks
@@ -153,61 +150,58 @@ def stage_sample(ctx: RunContext) -> dict[str, Any]:
     return {"chosen": [c["hash"] for c in chosen]}
 
 
-def finalize_one(ctx: RunContext, arch: Arch) -> dict[str, Any]:
-    """Extract, fine-tune with distillation, measure and save one finalist; returns its record."""
-    space, teacher, plan = ctx.space, ctx.teacher, ctx.plan
-    folder = ctx.path("candidates", arch.hash)
-    record_path = folder / "record.json"
-    if record_path.exists():  # done before an interruption: never train it twice
-        return read_json(record_path)
-    supernet = supernet_for(ctx, arch)
-    student = extract(supernet, arch, ctx.task.labels)
-    task = ctx.eval_task
-    started = time.perf_counter()
-    with torch_threads(plan.finetune.threads):
-        result = finetune_subnet(
-            student, teacher.model, teacher.tokenizer, task.train, task.dev, task.test, plan.finetune,
-            bridges=subnet_bridges(supernet, arch.hidden), teacher_facts=teacher.facts,
-        )
-    latency = measure_model_latency(student, ctx.latency_setting)
-    from slimformer.supernet.export import save_subnet
+def latency_table(ctx: RunContext):
+    """The per-op latency table for the job's shape on this machine (measured once, then cached)."""
+    if "_latency_table" not in ctx.__dict__:
+        from slimformer.supernet.profile import build_latency_table
 
-    save_subnet(student, teacher.tokenizer, folder / "model")
-    mem = estimate_memory(arch, space, ctx.latency_setting.batch, ctx.latency_setting.seq_len)
-    record = {
-        "hash": arch.hash, "arch": arch.to_dict(), "short": arch.short(), "params": count_params(arch, space),
-        "memory_mb": round(mem.total_mb, 3), "dev_accuracy": result.dev_accuracy,
-        "test_accuracy": result.test_accuracy, "latency_ms": latency, "finetune_seconds": time.perf_counter() - started,
-        "finetune_steps": result.steps, "state": "fine-tuned",
-    }
-    write_json(record_path, record)
-    return record
+        ctx.__dict__["_latency_table"] = build_latency_table(
+            ctx.space, ctx.latency_setting, cache_dir=ctx.cache_dir / "latency"
+        )
+    return ctx.__dict__["_latency_table"]
+
+
+def predicted_latency(ctx: RunContext, arch: Arch) -> float:
+    from slimformer.search_space.latency import predict_latency
+
+    return predict_latency(arch, latency_table(ctx))
 
 
 def stage_finalize(ctx: RunContext) -> dict[str, Any]:
-    chosen = read_json(ctx.path("chosen.json"))
-    records = []
-    for i, item in enumerate(chosen):
-        arch = ctx.space.parse(item["arch"])
-        ctx.reporter.progress("finalize", i / len(chosen), f"fine-tuning {arch.hash}")
-        record = finalize_one(ctx, arch)
-        records.append(record)
+    """Fine-tune the chosen candidates in parallel, then export and measure each of them."""
+    from slimformer.workers.finalize import export_and_measure, train_finalists
+
+    archs = [ctx.space.parse(item["arch"]) for item in read_json(ctx.path("chosen.json"))]
+    trained = train_finalists(ctx, archs)
+    records = export_and_measure(ctx, archs, trained)
+    for record in records:
         ctx.reporter.candidate(record)
-        ctx.reporter.check_cancelled()
     write_json(ctx.path("finalists.json"), records)
     return {"finalists": len(records)}
 
 
-def stage_export(ctx: RunContext) -> dict[str, Any]:
-    """Export the best finalist (highest dev accuracy) with ONNX fp32 and int8."""
-    from slimformer.supernet.export import export_folder, load_subnet
+def measured_front(records: list[dict[str, Any]]) -> list[str]:
+    """Hashes of finalists no other finalist beats on both dev accuracy and measured latency."""
+    front = []
+    for r in records:
+        dominated = any(
+            o["dev_accuracy"] >= r["dev_accuracy"] and o["latency_ms"] <= r["latency_ms"]
+            and (o["dev_accuracy"] > r["dev_accuracy"] or o["latency_ms"] < r["latency_ms"])
+            for o in records
+        )
+        if not dominated:
+            front.append(r["hash"])
+    return front
 
+
+def stage_report(ctx: RunContext) -> dict[str, Any]:
+    """The measured Pareto front of the finalists and the recommended model (best dev accuracy)."""
     records = read_json(ctx.path("finalists.json"))
+    front = measured_front(records)
+    for r in records:
+        r["pareto"] = r["hash"] in front
+    write_json(ctx.path("finalists.json"), records)
     best = max(records, key=lambda r: (r["dev_accuracy"], -r["latency_ms"]))
-    model, tokenizer, _ = load_subnet(ctx.path("candidates", best["hash"], "model"))
-    metrics = {k: best[k] for k in ("params", "memory_mb", "dev_accuracy", "test_accuracy", "latency_ms")}
-    out = export_folder(model, tokenizer, ctx.path("export", best["hash"]), metrics=metrics)
-    summary = {"best": best["hash"], "folder": out["folder"], "sizes": out["sizes"],
-               "onnx_max_abs_diff": out["onnx_max_abs_diff"]}
+    summary = {"best": best["hash"], "folder": best["folder"], "pareto": front, "sizes": best["size_bytes"]}
     write_json(ctx.path("export.json"), summary)
     return summary

@@ -1,0 +1,136 @@
+"""Finalists: fine-tune each in parallel (Ray tasks with retries), then export and measure them.
+
+Fine-tuning runs are independent, so each is one Ray task that rebuilds what it needs from the
+run folder (task data, cached task teacher, the routed sub-supernet) and writes its result
+before returning; a retried or repeated task finds `trained.json` and returns it without training
+again. Latency is measured afterwards in the driver, one model at a time in interleaved rounds,
+because timing a model while other tasks train on the same cores would measure the contention.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from slimformer.search_space import Arch, count_params, estimate_memory
+from slimformer.supernet.extract import extract
+from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
+from slimformer.supernet.profile import measure_models_latency, measure_onnx_models_latency, torch_threads
+from slimformer.workers.context import RunContext, read_json, write_json
+
+
+def train_finalist(ctx: RunContext, arch: Arch) -> dict[str, Any]:
+    """Extract `arch` from its sub-supernet, fine-tune it with distillation, save it. Idempotent."""
+    from slimformer.supernet.export import save_subnet
+    from slimformer.workers.stages import supernet_for
+
+    folder = ctx.path("candidates", arch.hash)
+    done = folder / "trained.json"
+    if done.exists():
+        return read_json(done)
+    teacher, plan, task = ctx.teacher, ctx.plan, ctx.eval_task
+    supernet = supernet_for(ctx, arch)
+    student = extract(supernet, arch, ctx.task.labels)
+    with torch_threads(plan.finetune.threads):
+        result = finetune_subnet(
+            student, teacher.model, teacher.tokenizer, task.train, task.dev, task.test, plan.finetune,
+            bridges=subnet_bridges(supernet, arch.hidden), teacher_facts=teacher.facts,
+        )
+    save_subnet(student, teacher.tokenizer, folder / "trained")
+    record = {"hash": arch.hash, "dev_accuracy": result.dev_accuracy, "test_accuracy": result.test_accuracy,
+              "finetune_seconds": round(result.seconds, 2), "finetune_steps": result.steps,
+              "loss_first": result.loss_history[0] if result.loss_history else None,
+              "loss_last": result.loss_history[-1] if result.loss_history else None}
+    write_json(done, record)
+    return record
+
+
+def _train_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_dir: str, arch_doc: dict) -> dict:
+    """Ray task body: a fresh context over the same run folder."""
+    from slimformer.workers.spec import JobSpec
+
+    ctx = RunContext(JobSpec.model_validate(spec_doc), Path(run_dir), use_ray=False, dataset_path=dataset_path,
+                     cache_dir=Path(cache_dir))
+    return train_finalist(ctx, ctx.space.parse(arch_doc))
+
+
+def train_finalists(ctx: RunContext, archs: list[Arch]) -> list[dict[str, Any]]:
+    """Fine-tune every finalist; on Ray one task each (retried up to twice on failure)."""
+    if not ctx.use_ray:
+        out = []
+        for i, arch in enumerate(archs):
+            ctx.reporter.progress("finalize", 0.8 * i / len(archs), f"fine-tuning {arch.hash}")
+            out.append(train_finalist(ctx, arch))
+            ctx.reporter.check_cancelled()
+        return out
+    import ray
+
+    remote = ray.remote(num_cpus=ctx.plan.finetune.threads, max_retries=2, retry_exceptions=True)(_train_task)
+    args = (ctx.spec.model_dump(), str(ctx.run_dir), ctx.dataset_path, str(ctx.cache_dir))
+    refs = [remote.remote(*args, arch.to_dict()) for arch in archs]
+    index = {ref: i for i, ref in enumerate(refs)}
+    results: list[dict | None] = [None] * len(refs)
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1, timeout=5.0)
+        for ref in done:
+            results[index[ref]] = ray.get(ref)
+        finished = sum(r is not None for r in results)
+        ctx.reporter.progress("finalize", 0.8 * finished / len(refs), f"{finished}/{len(refs)} fine-tuned")
+        try:
+            ctx.reporter.check_cancelled()
+        except Exception:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+    return [r for r in results if r is not None]
+
+
+def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Export every finalist (safetensors, ONNX, int8) and measure torch and onnxruntime latency."""
+    from slimformer.supernet.export import export_folder, load_subnet
+    from slimformer.workers.stages import predicted_latency
+
+    setting = ctx.latency_setting
+    models, exports = [], []
+    for arch, fit in zip(archs, trained, strict=True):
+        folder = ctx.path("candidates", arch.hash)
+        model, tokenizer, _ = load_subnet(folder / "trained")
+        metrics = {k: fit[k] for k in ("dev_accuracy", "test_accuracy")}
+        export_file = folder / "export.json"
+        if export_file.exists():
+            exported = read_json(export_file)
+        else:
+            exported = export_folder(model, tokenizer, folder / "model", metrics=metrics)
+            write_json(export_file, exported)
+        models.append(model)
+        exports.append(exported)
+    ctx.reporter.progress("finalize", 0.85, "measuring latency")
+    started = time.perf_counter()
+    torch_ms = measure_models_latency(models, _torch_setting(setting))
+    onnx_paths = [Path(e["folder"]) / "model.onnx" for e in exports]
+    ort_ms = measure_onnx_models_latency(onnx_paths, setting, vocab_size=models[0].config.vocab_size)
+    int8_ms = measure_onnx_models_latency([Path(e["folder"]) / "model.int8.onnx" for e in exports], setting,
+                                          vocab_size=models[0].config.vocab_size)
+    records = []
+    for i, (arch, fit, exported) in enumerate(zip(archs, trained, exports, strict=True)):
+        measured = torch_ms[i] if setting.runtime == "torch" else ort_ms[i]
+        mem = estimate_memory(arch, ctx.space, setting.batch, setting.seq_len)
+        records.append({
+            "hash": arch.hash, "arch": arch.to_dict(), "short": arch.short(), "params": count_params(arch, ctx.space),
+            "memory_mb": round(mem.total_mb, 3), "dev_accuracy": fit["dev_accuracy"],
+            "test_accuracy": fit["test_accuracy"], "latency_ms": measured, "latency_torch_ms": torch_ms[i],
+            "latency_onnx_ms": ort_ms[i], "latency_onnx_int8_ms": int8_ms[i],
+            "predicted_latency_ms": predicted_latency(ctx, arch),
+            "size_bytes": exported["sizes"], "folder": exported["folder"],
+            "finetune_seconds": fit["finetune_seconds"], "state": "exported",
+        })
+    ctx.reporter.event(f"measured {len(records)} finalists in {time.perf_counter() - started:.1f} s")
+    return records
+
+
+def _torch_setting(setting):
+    from dataclasses import replace
+
+    return replace(setting, runtime="torch")

@@ -1,0 +1,83 @@
+"""Shared test fixtures: a tiny random BERT teacher on disk and a tiny two-class task.
+
+Everything is offline and small so the whole suite runs on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before transformers is imported anywhere: never reach for the hub, and no tokenizer thread pools
+# fighting pytest for the two cores.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import random  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from slimformer.data.types import Example, TaskData  # noqa: E402
+
+# One intra-op thread by default: test tensors are tiny, and on a shared 2-core machine two
+# spinning OpenMP threads made a tiny training step ~50x slower than one thread (measured:
+# 2 s vs 40 ms). SLIMFORMER_TEST_THREADS=2 restores two threads on an idle machine.
+torch.set_num_threads(int(os.environ.get("SLIMFORMER_TEST_THREADS", "1")))
+
+POSITIVE_WORDS = ["good", "great", "fine", "nice", "excellent", "wonderful", "lovely", "pleasant"]
+NEGATIVE_WORDS = ["bad", "awful", "poor", "terrible", "horrible", "boring", "dull", "ugly"]
+SUBJECTS = [
+    "movie", "film", "book", "story", "show", "song", "game", "food", "meal", "place", "hotel", "room",
+]
+TEMPLATES = [
+    "the {s} was {w}",
+    "this {s} is really {w}",
+    "i think the {s} was very {w}",
+    "overall the {s} is {w} and the staff were {w2}",
+    "my friend said the {s} was quite {w}",
+    "what a {w} {s}",
+]
+
+
+def make_tiny_task(n: int = 120, seed: int = 0) -> TaskData:
+    """A two-class sentiment task whose every word is in the tiny teacher's vocabulary.
+
+    Args:
+        n: Number of examples; split 2/3 train, 1/6 dev, 1/6 test (80/20/20 for 120).
+        seed: Shuffles words, templates and order.
+
+    Returns:
+        TaskData with labels ["negative", "positive"], balanced classes.
+    """
+    rng = random.Random(seed)
+    examples = []
+    for i in range(n):
+        label = i % 2
+        words = POSITIVE_WORDS if label else NEGATIVE_WORDS
+        text = rng.choice(TEMPLATES).format(s=rng.choice(SUBJECTS), w=rng.choice(words), w2=rng.choice(words))
+        examples.append(Example(text, label))
+    rng.shuffle(examples)
+    n_train, n_dev = n * 2 // 3, n // 6
+    return TaskData(
+        name="tiny-sentiment",
+        labels=["negative", "positive"],
+        train=examples[:n_train],
+        dev=examples[n_train : n_train + n_dev],
+        test=examples[n_train + n_dev :],
+        source={"kind": "synthetic", "seed": seed},
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 6-layer, hidden-64 BERT folder with a tiny WordPiece tokenizer. Treat as read-only."""
+    from slimformer.supernet.tiny import make_tiny_teacher
+
+    return make_tiny_teacher(tmp_path_factory.mktemp("tiny-teacher"))
+
+
+@pytest.fixture(scope="session")
+def tiny_task() -> TaskData:
+    """120 synthetic sentences, two classes, split 80/20/20."""
+    return make_tiny_task()
