@@ -1,0 +1,99 @@
+"""Uploaded data sets: upload (CSV or JSON lines with `text` and `label`), list, read."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Annotated, BinaryIO
+
+from fastapi import APIRouter, Form, UploadFile, status
+from sqlalchemy import func, select
+
+from slimformer.data.files import CSV_SUFFIXES, JSONL_SUFFIXES
+from slimformer.data.registry import load_task
+from slimformer.errors import DataError
+from slimformer.service.auth import CurrentTenant
+from slimformer.service.deps import PageDep, SessionDep, SettingsDep
+from slimformer.service.errors import NotFound, PayloadTooLarge
+from slimformer.service.models import Dataset, new_id
+from slimformer.service.schemas import DatasetOut, Page
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+UPLOAD_SUFFIXES = CSV_SUFFIXES + JSONL_SUFFIXES
+_CHUNK = 1024 * 1024
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={413: {"description": "File over the upload limit"},
+               422: {"description": "Not a usable data set; the message names the line"}},
+)
+def upload_dataset(
+    file: UploadFile,
+    session: SessionDep,
+    tenant: CurrentTenant,
+    settings: SettingsDep,
+    name: Annotated[str | None, Form(max_length=200, description="defaults to the file's name")] = None,
+) -> DatasetOut:
+    """Upload a labelled data set (`.csv`, `.jsonl` or `.json` lines; columns `text` and `label`).
+
+    It is checked in full before it is kept: a problem answers 422 with a message that names the
+    line ("reviews.csv line 7: empty text"). Use the returned `id` as a job's `dataset`.
+    """
+    # The client's file name is only a label and a suffix: the stored name is ours.
+    filename = PurePosixPath((file.filename or "").replace("\\", "/")).name or "upload"
+    suffix = PurePosixPath(filename).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        raise DataError(f"{filename}: unknown extension '{suffix}' (expected one of {', '.join(UPLOAD_SUFFIXES)})")
+    dataset_id = new_id()
+    relative = f"datasets/{tenant.id}/{dataset_id}{suffix}"
+    stored = settings.artifacts / relative
+    try:
+        size = _save_limited(file.file, stored, settings.max_upload_bytes)
+        task = load_task(stored, max_bytes=settings.max_upload_bytes, display_name=filename)
+        dataset = Dataset(
+            id=dataset_id, tenant_id=tenant.id, name=(name or PurePosixPath(filename).stem)[:200], path=relative,
+            format=task.source["format"], rows=task.source["counts"]["rows"], labels=list(task.labels),
+            sha256=task.source["sha256"], size_bytes=size,
+        )
+        session.add(dataset)
+        session.commit()
+    except BaseException:
+        stored.unlink(missing_ok=True)  # no row, no file: a refused or failed upload leaves nothing
+        raise
+    return DatasetOut.model_validate(dataset)
+
+
+def _save_limited(source: BinaryIO, target: Path, limit: int) -> int:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with target.open("wb") as out:
+        while chunk := source.read(_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise PayloadTooLarge(f"uploaded file is over the limit of {limit} bytes")
+            out.write(chunk)
+    return written
+
+
+@router.get("")
+def list_datasets(session: SessionDep, tenant: CurrentTenant, page: PageDep) -> Page[DatasetOut]:
+    """The tenant's uploaded data sets, newest first."""
+    where = Dataset.tenant_id == tenant.id
+    total = session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0
+    rows = session.scalars(
+        select(Dataset).where(where).order_by(Dataset.created_at.desc(), Dataset.id.desc())
+        .limit(page.limit).offset(page.offset)
+    ).all()
+    return Page[DatasetOut](items=[DatasetOut.model_validate(d) for d in rows], total=total, limit=page.limit,
+                            offset=page.offset)
+
+
+@router.get("/{dataset_id}", responses={404: {"description": "No such data set (or not yours)"}})
+def get_dataset(dataset_id: str, session: SessionDep, tenant: CurrentTenant) -> DatasetOut:
+    """One uploaded data set."""
+    dataset = session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant.id))
+    if dataset is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    return DatasetOut.model_validate(dataset)

@@ -1,0 +1,111 @@
+"""Jobs: submit, list, read, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Response, status
+from sqlalchemy import func, select
+
+from slimformer.service import jobs_repo
+from slimformer.service.auth import CurrentTenant
+from slimformer.service.deps import PageDep, SessionDep, SettingsDep
+from slimformer.service.models import Job
+from slimformer.service.schemas import EventOut, JobDetail, JobOut, Page
+from slimformer.service.validation import check_spec
+from slimformer.workers.spec import JobSpec
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
+        description="Retries with the same key (and body) return the job the first request made.",
+    ),
+]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": JobOut, "description": "A retry: the job an earlier request with this Idempotency-Key made"},
+        409: {"description": "The Idempotency-Key was used before for a different request"},
+        422: {"description": "Unknown teacher or data set, or a budget no architecture can meet"},
+    },
+)
+def submit_job(
+    spec: JobSpec,
+    response: Response,
+    session: SessionDep,
+    tenant: CurrentTenant,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    """Queue a compression job.
+
+    201 with the new job; with an `Idempotency-Key` that this tenant used before for the same body,
+    200 with that earlier job and `Idempotent-Replayed: true` (no second job, even for concurrent
+    retries). The teacher, the data set and the budgets are checked here, so an impossible job is
+    refused at once (422) instead of failing later.
+    """
+    if idempotency_key is not None:
+        digest = jobs_repo.spec_digest(spec)
+        earlier = jobs_repo.find_idempotent(session, tenant.id, idempotency_key, digest)
+        if earlier is not None:
+            return _replayed(response, earlier)
+    checked = check_spec(session, tenant.id, spec, settings.teacher_roots)
+    job, created = jobs_repo.create_job(session, tenant.id, spec, idempotency_key, checked.dataset_id)
+    if not created:
+        return _replayed(response, job)
+    response.headers["Location"] = f"{router.prefix}/{job.id}"
+    return JobOut.model_validate(job)
+
+
+def _replayed(response: Response, job: Job) -> JobOut:
+    response.status_code = status.HTTP_200_OK
+    response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"{router.prefix}/{job.id}"
+    return JobOut.model_validate(job)
+
+
+@router.get("")
+def list_jobs(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    page: PageDep,
+    status_: Annotated[JobStatus | None, Query(alias="status", description="only jobs in this status")] = None,
+) -> Page[JobOut]:
+    """The tenant's jobs, newest first."""
+    where = [Job.tenant_id == tenant.id]
+    if status_ is not None:
+        where.append(Job.status == status_)
+    total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+    jobs = session.scalars(
+        select(Job).where(*where).order_by(Job.created_at.desc(), Job.id.desc()).limit(page.limit).offset(page.offset)
+    ).all()
+    return Page[JobOut](items=[JobOut.model_validate(j) for j in jobs], total=total, limit=page.limit,
+                        offset=page.offset)
+
+
+@router.get("/{job_id}", responses={404: {"description": "No such job (or not yours)"}})
+def get_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobDetail:
+    """A job's status, stage, progress, ETA, timestamps and its last 20 events."""
+    job = jobs_repo.get_job(session, tenant.id, job_id)
+    events = [EventOut.model_validate(e) for e in jobs_repo.recent_events(session, job.id)]
+    return JobDetail.model_validate({**JobOut.model_validate(job).model_dump(), "events": events})
+
+
+@router.post(
+    "/{job_id}/cancel",
+    responses={404: {"description": "No such job (or not yours)"}, 409: {"description": "The job has finished"}},
+)
+def cancel_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobOut:
+    """Cancel a job: a queued one is cancelled at once; a running one gets `cancel_requested` and its
+    worker stops at its next check. Repeating the request on a running job is harmless; a finished
+    job answers 409."""
+    job = jobs_repo.request_cancel(session, tenant.id, job_id)
+    session.commit()
+    return JobOut.model_validate(job)

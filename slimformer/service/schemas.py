@@ -1,0 +1,106 @@
+"""Response bodies of the API. Requests are `slimformer.workers.spec.JobSpec` (jobs) and multipart (uploads).
+
+Server paths (run folders, artifact and data set files) and worker names never appear here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list, newest first unless a sort says otherwise."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    level: str
+    stage: str | None
+    message: str
+    data: dict[str, Any] | None
+
+
+class JobOut(BaseModel):
+    """A job's state. `progress` is 0..1 over the whole job; `eta_seconds` is None until known."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    stage: str | None
+    progress: float
+    eta_seconds: float | None
+    cancel_requested: bool
+    attempts: int
+    error: str | None
+    dataset_id: str | None
+    spec: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobDetail(JobOut):
+    """A job with its last 20 events, oldest first."""
+
+    events: list[EventOut]
+
+
+class CandidateOut(BaseModel):
+    """A scored architecture and what was measured of it. `formats`: artifacts ready to download."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    job_id: str
+    arch_hash: str
+    arch: dict[str, Any]
+    state: Literal["scored", "finetuned", "exported"]
+    pareto: bool
+    proxy: float | None
+    predicted_latency_ms: float | None
+    measured_latency_ms: float | None
+    params: int | None
+    memory_mb: float | None
+    dev_accuracy: float | None
+    test_accuracy: float | None
+    metrics: dict[str, Any]
+    formats: list[str] = []
+    created_at: datetime
+    updated_at: datetime
+
+
+class DatasetOut(BaseModel):
+    """An uploaded data set; use its `id` as a job's `dataset`."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    format: str
+    rows: int
+    labels: list[str]
+    sha256: str
+    size_bytes: int
+    created_at: datetime
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: dict[str, Any]
+    ray: dict[str, Any]

