@@ -71,6 +71,7 @@ def test_job_runs_every_stage_and_writes_its_outputs(finished_run):
     assert (run_dir / "candidates" / export["best"] / "model" / "model.onnx").exists()
     assert best["latency_torch_ms"] > 0 and best["latency_onnx_ms"] > 0 and best["predicted_latency_ms"] > 0
     assert any(f["pareto"] for f in results["finalists"])
+    assert (run_dir / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     rows = list(csv.DictReader(open(run_dir / "candidates.csv")))
     assert {r["hash"] for r in rows} == {f["hash"] for f in results["finalists"]}
     assert json.loads((run_dir / "results.json").read_text())["teacher"]["params"] > 0
@@ -149,3 +150,47 @@ def test_blocks_trained_as_ray_tasks_equal_in_process_training(finished_run, tmp
         for key in a.state:
             assert torch.allclose(a.state[key], b.state[key], atol=1e-6), key
     assert all((tmp_path / "ray" / f"block{i}-all.pt").exists() for i in range(3))
+
+
+def test_search_stage_finds_finalists_within_budgets(spec, finished_run, tmp_path):
+    """NSGA-II over the trained tiny supernet, with a parameter budget that rules out part of the space."""
+    from slimformer.search_space import SearchSpace, count_params
+    from slimformer.workers.context import read_json
+
+    run_dir, _, _ = finished_run
+    space = SearchSpace.from_dict(read_json(run_dir / "space.json"))
+    limit = (count_params(space.smallest(), space) + count_params(space.largest(), space)) / 2 / 1e6
+    searched = spec.model_copy(update={"search": spec.search.model_copy(update={"strategy": "nsga2", "trials": 16}),
+                                       "budgets": spec.budgets.model_copy(update={"params_m": limit})})
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    for name in ("search", "finalize", "report"):
+        stage_marker(copy, name).unlink()
+    shutil.rmtree(copy / "candidates")
+    recorder = Recorder()
+    results = run_job(searched, copy, recorder, use_ray=False)
+    scored = [c for c in recorder.candidates if c["state"] == "scored"]
+    assert scored and all(c["params"] <= limit * 1e6 for c in scored)
+    search = read_json(copy / "search.json")
+    assert len(search["trials"]) == 16 and search["pareto"]
+    assert 1 <= len(results["finalists"]) <= 2
+    assert all(f["params"] <= limit * 1e6 for f in results["finalists"])
+
+
+def test_infeasible_budget_fails_the_search_at_once(spec, finished_run, tmp_path):
+    import time
+
+    from slimformer.errors import InfeasibleBudgetError
+
+    run_dir, _, _ = finished_run
+    tight = spec.model_copy(update={"search": spec.search.model_copy(update={"strategy": "nsga2"}),
+                                    "budgets": spec.budgets.model_copy(update={"params_m": 0.0001})})
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    for name in ("search", "finalize", "report"):
+        stage_marker(copy, name).unlink()
+    started = time.perf_counter()
+    with pytest.raises(InfeasibleBudgetError, match="params_m") as err:
+        run_job(tight, copy, Recorder(), use_ray=False)
+    assert time.perf_counter() - started < 30  # no search loop: only the latency table lookup
+    assert err.value.smallest["params_m"] > 0.0001

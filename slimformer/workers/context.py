@@ -59,10 +59,14 @@ class RunContext:
     use_ray: bool = True
     cache_dir: Path = field(default_factory=lambda: slimformer_home() / "cache")
     dataset_path: str | None = None  # where an uploaded data set lives (service), else spec.dataset
+    optuna_storage_url: str | None = None  # the service passes its database; default a SQLite file here
+    study_name: str = "search"
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.optuna_storage_url is None:
+            self.optuna_storage_url = f"sqlite:///{(self.run_dir / 'study.db').resolve()}"
 
     @cached_property
     def plan(self) -> StagePlan:
@@ -109,9 +113,7 @@ class RunContext:
         """The assembled supernet of a region ("all" = one-shot), from the stored block weights."""
         cache = self.__dict__.setdefault("_supernets", {})
         if region_key not in cache:
+            # Block 0's state carries the embeddings, trained with it (per region in the few-shot split).
             states = [load_file(str(self.block_file(region_key, i))) for i in range(self.space.num_blocks)]
-            if region_key != "all":  # few-shot blocks keep the one-shot embeddings (trained in block 0)
-                oneshot0 = load_file(str(self.block_file("all", 0)))
-                states[0] = {**states[0], **{k: v for k, v in oneshot0.items() if k.startswith("embeddings.")}}
             cache[region_key] = assemble_supernet(self.space, states, self.teacher.model.classifier)
         return cache[region_key]

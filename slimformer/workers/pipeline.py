@@ -18,6 +18,7 @@ from typing import Any
 from slimformer.workers import stages
 from slimformer.workers.context import RunContext, read_json, write_json
 from slimformer.workers.progress import Reporter
+from slimformer.workers.search_stage import stage_search
 from slimformer.workers.spec import JobSpec
 
 StageFn = Callable[[RunContext], dict[str, Any]]
@@ -27,7 +28,7 @@ STAGES: list[tuple[str, StageFn]] = [
     ("states", stages.stage_states),
     ("blocks", stages.stage_blocks),
     ("fewshot", stages.stage_fewshot),
-    ("search", stages.stage_sample),
+    ("search", stage_search),
     ("finalize", stages.stage_finalize),
     ("report", stages.stage_report),
 ]
@@ -49,13 +50,21 @@ def run_job(
     use_ray: bool = True,
     dataset_path: str | None = None,
     cache_dir: Path | None = None,
+    optuna_storage_url: str | None = None,
+    study_name: str = "search",
 ) -> dict[str, Any]:
     """Run (or resume) every stage of `spec` in `run_dir`; write results.json and candidates.csv.
+
+    Args:
+        optuna_storage_url: database for the search's Optuna study (the service passes its own);
+            default a SQLite file in the run folder.
+        study_name: the study's name in that database (unique per job).
 
     Returns:
         The results document (also written to run_dir/results.json).
     """
-    ctx = RunContext(spec, Path(run_dir), reporter or Reporter(), use_ray, dataset_path=dataset_path)
+    ctx = RunContext(spec, Path(run_dir), reporter or Reporter(), use_ray, dataset_path=dataset_path,
+                     optuna_storage_url=optuna_storage_url, study_name=study_name)
     if cache_dir is not None:
         ctx.cache_dir = Path(cache_dir)
     write_json(ctx.path("spec.json"), spec.model_dump())

@@ -45,15 +45,15 @@ def plan_for(spec: JobSpec) -> StagePlan:
         )
     elif spec.preset == "quick":
         plan = StagePlan(
-            teacher=TeacherSettings(epochs=1, lr=5e-5, batch_size=32, max_length=64, seed=seed,
-                                    max_train_examples=3000),
-            distill_texts=1600, states_max_length=64,
-            blocks=BlockTrainSettings(steps=150, batch_size=32, lr=5e-4, warmup_steps=10, checkpoint_every=25,
+            teacher=TeacherSettings(epochs=1, lr=6e-5, batch_size=32, max_length=64, seed=seed,
+                                    max_train_examples=2000),
+            distill_texts=1200, states_max_length=64,
+            blocks=BlockTrainSettings(steps=120, batch_size=24, lr=5e-4, warmup_steps=10, checkpoint_every=20,
                                       seed=seed),
-            fewshot_steps=30,
+            fewshot_steps=25,
             finetune=FinetuneSettings(epochs=1, lr=2e-4, batch_size=32, max_length=64, seed=seed,
-                                      max_train_examples=2000),
-            eval_examples=600, trials=60, finalists=3, proxy_batches=2,
+                                      max_train_examples=1500),
+            eval_examples=500, trials=60, finalists=3, proxy_batches=2,
         )
     else:
         plan = StagePlan(

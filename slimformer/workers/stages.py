@@ -204,4 +204,16 @@ def stage_report(ctx: RunContext) -> dict[str, Any]:
     best = max(records, key=lambda r: (r["dev_accuracy"], -r["latency_ms"]))
     summary = {"best": best["hash"], "folder": best["folder"], "pareto": front, "sizes": best["size_bytes"]}
     write_json(ctx.path("export.json"), summary)
+    write_pareto_plot(ctx, records)
     return summary
+
+
+def write_pareto_plot(ctx: RunContext, records: list[dict[str, Any]]) -> None:
+    """pareto.png: finalists' dev accuracy against measured latency, the teacher marked."""
+    from slimformer.plots import PlotPoint, ReferencePoint, render_pareto
+
+    teacher = read_json(ctx.path("teacher.json"))["teacher"]
+    points = [PlotPoint(r["hash"], r["latency_ms"], r["dev_accuracy"], r["pareto"]) for r in records]
+    refs = [ReferencePoint("teacher", teacher["latency_ms"], teacher["dev_accuracy"], "*")]
+    image = render_pareto(points, "png", ctx.spec.name or "slimformer job", "dev accuracy", refs)
+    ctx.path("pareto.png").write_bytes(image)

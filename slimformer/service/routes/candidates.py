@@ -11,13 +11,13 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from slimformer.plots import MEDIA_TYPES, ImageFormat, PlotPoint, render_pareto
 from slimformer.service import jobs_repo
 from slimformer.service.auth import CurrentTenant
 from slimformer.service.deps import PageDep, SessionDep, SettingsDep
 from slimformer.service.downloads import build_lock, build_zip, resolve_under, zip_cache_path
 from slimformer.service.errors import NotFound
 from slimformer.service.models import Artifact, Candidate
-from slimformer.service.plots import MEDIA_TYPES, ImageFormat, PlotPoint, render_pareto
 from slimformer.service.schemas import CandidateOut, Page
 
 router = APIRouter(prefix="/v1/jobs", tags=["candidates"])

@@ -1,4 +1,5 @@
-"""The Pareto plot of a job: accuracy against measured latency, Pareto-optimal candidates highlighted.
+"""The Pareto plot of a job: accuracy against measured latency, Pareto-optimal candidates highlighted,
+reference models (the teacher, baselines) marked. Used by the API and by `slimformer run`.
 
 Rendered with matplotlib's object API on the Agg canvas (no pyplot, no display, no global figure
 state); matplotlib is imported on first use so the API starts without it.
@@ -28,7 +29,23 @@ class PlotPoint:
     pareto: bool
 
 
-def render_pareto(points: list[PlotPoint], fmt: ImageFormat, title: str, accuracy_label: str) -> bytes:
+@dataclass(frozen=True)
+class ReferencePoint:
+    """A model to compare against: the teacher, a truncated teacher, a random-search finalist."""
+
+    label: str
+    latency_ms: float
+    accuracy: float
+    marker: str = "s"
+
+
+def render_pareto(
+    points: list[PlotPoint],
+    fmt: ImageFormat,
+    title: str,
+    accuracy_label: str,
+    references: list[ReferencePoint] | None = None,
+) -> bytes:
     """The plot as SVG or PNG bytes.
 
     Args:
@@ -36,6 +53,7 @@ def render_pareto(points: list[PlotPoint], fmt: ImageFormat, title: str, accurac
         fmt: "svg" or "png".
         title: plot title (the job's name or id).
         accuracy_label: y axis label, e.g. "test accuracy".
+        references: other models to mark, each with its own label in the legend.
 
     Returns:
         The encoded image.
@@ -59,10 +77,16 @@ def render_pareto(points: list[PlotPoint], fmt: ImageFormat, title: str, accurac
                     drawstyle="steps-post", zorder=2)
             ax.scatter([p.latency_ms for p in front], [p.accuracy for p in front], s=40, color="#d9480f",
                        zorder=3, label="Pareto-optimal")
-        if not points:
+        by_label: dict[str, list[ReferencePoint]] = {}
+        for ref in references or []:
+            by_label.setdefault(ref.label, []).append(ref)
+        for i, (label, refs) in enumerate(by_label.items()):
+            ax.scatter([r.latency_ms for r in refs], [r.accuracy for r in refs], s=44, marker=refs[0].marker,
+                       color=["#1c7ed6", "#37b24d", "#7048e8", "#f59f00"][i % 4], zorder=4, label=label)
+        if not points and not references:
             ax.text(0.5, 0.5, "no measured candidates yet", ha="center", va="center", transform=ax.transAxes)
         else:
-            ax.legend(loc="best")
+            ax.legend(loc="best", fontsize="small")
         ax.set_xlabel("measured latency (ms)")
         ax.set_ylabel(accuracy_label)
         ax.set_title(title)
