@@ -134,6 +134,19 @@ class Comparator(nn.Module):
         adam = _Adam(list(self.parameters()), lr=lr, weight_decay=weight_decay)
         self.train()
         loss = torch.tensor(0.0)
+        # Matrices this small gain nothing from more threads, and on a busy machine OpenMP threads
+        # spinning against other processes made a fit ~50x slower.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            loss = self._fit_steps(x, idx, labels, gen, adam, steps, max_pairs)
+        finally:
+            torch.set_num_threads(threads)
+        self.eval()
+        return float(loss.detach())
+
+    def _fit_steps(self, x, idx, labels, gen, adam, steps: int, max_pairs: int) -> torch.Tensor:
+        loss = torch.tensor(0.0)
         for _ in range(steps):
             pick = torch.randint(0, len(idx), (max_pairs,), generator=gen) if len(idx) > max_pairs else slice(None)
             i, j = idx[pick, 0], idx[pick, 1]
@@ -143,8 +156,7 @@ class Comparator(nn.Module):
             adam.zero_grad()
             loss.backward()
             adam.step()
-        self.eval()
-        return float(loss.detach())
+        return loss
 
     # --- use -----------------------------------------------------------------------------------
 

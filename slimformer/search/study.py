@@ -228,6 +228,8 @@ def open_study(
         done_states = (TrialState.COMPLETE, TrialState.PRUNED)
         finished = sum(t.state in done_states for t in storage.get_all_trials(study_id, deepcopy=False))
     merged = {**meta, **(defaults or {}), **(stored_meta or {})}
+    # Optuna logs every study and trial at INFO; slimformer reports progress its own way.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         storage=storage, study_name=study_name, load_if_exists=True,
         directions=["minimize"] * n_objectives, sampler=make_sampler(finished, merged),

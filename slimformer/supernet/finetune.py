@@ -25,7 +25,6 @@ from torch import nn
 from slimformer.data.types import Example, iter_batches
 from slimformer.search_space import TeacherFacts
 from slimformer.supernet.distill import relative_mse
-from slimformer.supernet.subnet import SubNet
 
 
 @dataclass
@@ -80,7 +79,7 @@ def boundary_indices(num_teacher_layers: int, num_blocks: int) -> list[int]:
 
 
 def finetune_subnet(
-    student: SubNet,
+    student: nn.Module,
     teacher: nn.Module,
     tokenizer: Any,
     train: Sequence[Example],
@@ -92,6 +91,9 @@ def finetune_subnet(
     progress: Callable[[int, int, float], None] | None = None,
 ) -> FinetuneResult:
     """Train `student` in place; return its dev and test accuracy.
+
+    The student is normally a SubNet; any classifier with the same forward signature works when
+    the hidden-state loss is off (`teacher_facts=None`), e.g. a truncated teacher baseline.
 
     Args:
         teacher: the task teacher (returns logits and, with output_hidden_states=True, states).
@@ -106,8 +108,8 @@ def finetune_subnet(
     train = list(train)
     if settings.max_train_examples is not None:
         train = random.Random(settings.seed).sample(train, min(len(train), settings.max_train_examples))
-    num_blocks = len(student.blocks)
     use_hidden = settings.hidden_weight > 0 and teacher_facts is not None
+    num_blocks = len(student.blocks) if use_hidden else 0
     projections = nn.ModuleList()
     if use_hidden:
         for b in range(num_blocks):
