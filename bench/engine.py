@@ -22,12 +22,32 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+SHARED_STAGES = ("prepare", "states", "blocks", "fewshot")
+
+
+def reuse_stages(source: Path, run_dir: Path) -> None:
+    """Copy the job stages that do not depend on the search strategy from an earlier run.
+
+    The copied stage markers keep the seconds measured when those stages ran (same machine).
+    """
+    run_dir.mkdir(parents=True)
+    for name in ("space.json", "teacher.json", "blocks.json", "fewshot.json", "basis.safetensors"):
+        shutil.copy2(source / name, run_dir / name)
+    for name in ("states", "supernet"):
+        shutil.copytree(source / name, run_dir / name)
+    (run_dir / "stages").mkdir()
+    for stage in SHARED_STAGES:
+        shutil.copy2(source / "stages" / f"{stage}.json", run_dir / "stages" / f"{stage}.json")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
     parser.add_argument("--run-dir", default="runs/bench-engine")
     parser.add_argument("--fresh", action="store_true", help="delete the run folder first (the teacher cache stays)")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--reuse-run", help="copy the prepare..fewshot stages (and their measured seconds) from "
+                        "another run folder of the same preset and seed, e.g. runs/bench-search")
     parser.add_argument("--out", default=str(HERE / "results" / "engine.json"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -42,6 +62,8 @@ def main() -> int:
     if args.fresh:
         shutil.rmtree(run_dir, ignore_errors=True)
     spec = JobSpec(name="bench-engine", preset=args.preset, search={"strategy": "sample", "finalists": 3})
+    if args.reuse_run and not run_dir.exists():
+        reuse_stages(Path(args.reuse_run), run_dir)
     started = time.perf_counter()
     if not args.no_ray:
         init_ray(num_cpus=os.cpu_count())
