@@ -160,8 +160,11 @@ class LatencyTable:
         ops: {(op string, hidden size): ms}, e.g. {("mha:4", 256): 0.91}. Identity ("id") may be
             absent, in which case it costs 0.
         embeddings: {hidden size: ms} for the embedding layer (lookups + LayerNorm).
-        head: {hidden size: ms} for the mean pool and classifier.
-        overhead_ms: fixed per-forward cost not in any part (mask building, Python dispatch).
+        head: {hidden size: ms} for the classification head (the profiler times the classifier;
+            the mean pool before it, microseconds, falls into overhead_ms).
+        overhead_ms: fixed per-forward cost not in any part (mask building, mean pool, Python
+            dispatch between modules). The profiler fits it as a residual of whole forwards, so
+            it may be slightly negative.
         scale, offset_ms: linear correction from `calibrate` (1 and 0 when uncalibrated).
         hardware: `hardware_fingerprint()` of the measuring machine.
         torch_version: torch version of the measuring process.
@@ -203,7 +206,7 @@ class LatencyTable:
     def _part(self, part: dict[int, float], name: str, hidden: int) -> float:
         if hidden not in part:
             raise LatencyTableError(
-                f"latency table has no {name} entry at H={hidden} (has H={sorted(part)})",
+                f"latency table has no entry for {name} at H={hidden} (has H={sorted(part)})",
                 entry=f"{name} at H={hidden}",
             )
         return part[hidden]

@@ -7,7 +7,9 @@ are therefore measured *in context*: per hidden size, a few profiling SubNets ar
 slots together hold every op `copies` times in shuffled order; forward hooks time each slot, the
 embeddings and the classifier inside real `SubNet.forward` calls; an entry is the median over all
 of its slots and rounds. What the hooks cannot see (mask bias, mean pool, Python between modules)
-is the residual of plain, hook-free forwards of the same models: its median is `overhead_ms`.
+is the residual of plain, hook-free forwards of the same models: its median over the profiling
+models is `overhead_ms`. It is a fitted residual, not a timed call: it also absorbs what the
+hooks add to or hide from the parts, and can come out slightly negative.
 
 Clock: with one thread the forward runs entirely on the calling thread, so it is timed with that
 thread's CPU clock (CLOCK_THREAD_CPUTIME_ID), which stops while the scheduler runs another
@@ -17,13 +19,20 @@ over a pool, so the wall clock is used.
 
 Order: every timed forward directly follows a forward of the same model (the latency of a model
 serving requests back to back; one that follows a different model finds the caches full of that
-model's weights and runs ~15% slower). Items are measured in interleaved rounds (`run_rounds`) so
-a burst of load from other processes lands on all of them alike, and every estimate is a median.
+model's weights and runs ~15% slower). Items are measured in interleaved rounds (`run_rounds`),
+in a fresh random order each round, so a burst of load from other processes lands on all of
+them alike; every estimate is a median unless `stat` says otherwise (`summarize_ms`).
+
+Memory: on the 4 KB pages of the dev VM the same arch's latency depended on when its weights
+were allocated (10-30% between copies). Processes that profile or serve can set
+THP_MEM_ALLOC_ENABLE=1 before importing torch (bench/latency.py does) to put large tensors on
+huge pages; `table.meta["thp_alloc"]` records which way a table was measured.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import statistics
 import tempfile
@@ -102,21 +111,45 @@ def run_rounds(
                 progress((r + 1) / total, f"round {r + 1}/{total}")
 
 
-def _median_ms(samples: Sequence[int]) -> float:
-    return statistics.median(samples) / 1e6
+STATS = ("median", "low_half_mean")
 
 
-def measure_module(fn: Callable[[], Any], repeats: int = 30, warmup: int = 5, threads: int = 1) -> float:
+def summarize_ms(samples_ns: Sequence[int], stat: str = "median") -> float:
+    """One number (ms) for repeated timings (ns).
+
+    "median" is the default. "low_half_mean" is the mean of the samples at or below the median:
+    on a shared machine the upper half holds the runs other processes disturbed, and this
+    statistic drifted about a third less than the median between repeated measurements on the
+    2-core dev box under load. Tables and measurements compared with each other should use the
+    same statistic.
+
+    Raises:
+        ValueError: for an unknown stat or no samples.
+    """
+    if not samples_ns:
+        raise ValueError("summarize_ms: no samples")
+    if stat == "median":
+        return statistics.median(samples_ns) / 1e6
+    if stat == "low_half_mean":
+        low = sorted(samples_ns)[: (len(samples_ns) + 1) // 2]
+        return sum(low) / len(low) / 1e6
+    raise ValueError(f"stat: {stat!r} not in {list(STATS)}")
+
+
+def measure_module(
+    fn: Callable[[], Any], repeats: int = 30, warmup: int = 5, threads: int = 1, stat: str = "median"
+) -> float:
     """Median milliseconds of one call of `fn`, under inference mode and `threads` torch threads.
 
     Args:
         fn: a no-argument callable (e.g. `lambda: op(x, bias, mask)`).
-        repeats: timed calls; the median is returned.
+        repeats: timed calls.
         warmup: untimed calls first.
         threads: torch intra-op threads while measuring; the caller's setting is restored.
+        stat: how the timings are summarised (see `summarize_ms`).
 
     Returns:
-        The median time in ms.
+        The median (or `stat`) time in ms.
 
     Raises:
         ValueError: if repeats is not positive.
@@ -132,7 +165,7 @@ def measure_module(fn: Callable[[], Any], repeats: int = 30, warmup: int = 5, th
             start = clock()
             fn()
             samples.append(clock() - start)
-    return _median_ms(samples)
+    return summarize_ms(samples, stat)
 
 
 # --- whole models ------------------------------------------------------------------------------
@@ -151,38 +184,49 @@ def random_inputs(cfg: SubNetConfig, setting: LatencySetting, seed: int = 0) -> 
     return ids, torch.ones_like(ids), torch.zeros_like(ids)
 
 
+def _visit_order(n: int, rng: random.Random) -> list[int]:
+    """A fresh order per round, so no model always follows the same one or sits at a round's start."""
+    order = list(range(n))
+    rng.shuffle(order)
+    return order
+
+
 class ModelTimer:
     """Times whole torch SubNets, one visit per round: one untimed forward, then `timed` timed ones.
+
+    Models are visited in a seeded random order each round.
 
     Attributes:
         samples: per model, the recorded forward times in ns.
     """
 
-    def __init__(self, models: Sequence[SubNet], setting: LatencySetting, timed: int = 2):
+    def __init__(self, models: Sequence[SubNet], setting: LatencySetting, timed: int = 2, seed: int = 0):
         if setting.runtime != "torch":
             raise ValueError(f"ModelTimer times torch models; setting.runtime is {setting.runtime!r}")
         self.models = [m.eval() for m in models]
         self.inputs = [random_inputs(m.config, setting) for m in self.models]
         self.clock, self.clock_name = clock_for(setting.threads)
         self.timed = timed
+        self.rng = random.Random(seed)
         self.samples: list[list[int]] = [[] for _ in self.models]
 
     def step(self, record: bool) -> None:
-        for model, args, out in zip(self.models, self.inputs, self.samples, strict=True):
+        for i in _visit_order(len(self.models), self.rng):
+            model, args = self.models[i], self.inputs[i]
             model(*args)  # settle the caches on this model
             for _ in range(self.timed):
                 start = self.clock()
                 model(*args)
                 if record:
-                    out.append(self.clock() - start)
+                    self.samples[i].append(self.clock() - start)
 
-    def medians(self) -> list[float]:
-        """Median ms per model, in order."""
-        return [_median_ms(s) for s in self.samples]
+    def latencies(self, stat: str = "median") -> list[float]:
+        """Median (or `stat`, see `summarize_ms`) ms per model, in order."""
+        return [summarize_ms(s, stat) for s in self.samples]
 
 
 def measure_models_latency(
-    models: Sequence[SubNet], setting: LatencySetting, repeats: int = 30, warmup: int = 3
+    models: Sequence[SubNet], setting: LatencySetting, repeats: int = 30, warmup: int = 3, stat: str = "median"
 ) -> list[float]:
     """Median forward latency (ms) of each torch SubNet, measured in interleaved rounds.
 
@@ -191,23 +235,24 @@ def measure_models_latency(
         setting: shape and threads (runtime must be "torch").
         repeats: rounds; each records two forwards per model.
         warmup: unrecorded rounds first.
+        stat: how each model's timings are summarised (see `summarize_ms`).
 
     Returns:
-        One median per model, in order.
+        One median (or `stat`) per model, in order.
 
     Raises:
         ValueError: if setting.runtime is not "torch" or seq_len exceeds a model's positions.
     """
     timer = ModelTimer(models, setting)
     run_rounds([timer], setting.threads, repeats, warmup)
-    return timer.medians()
+    return timer.latencies(stat)
 
 
 def measure_model_latency(
-    model: SubNet, setting: LatencySetting, repeats: int = 30, warmup: int = 3
+    model: SubNet, setting: LatencySetting, repeats: int = 30, warmup: int = 3, stat: str = "median"
 ) -> float:
     """Median forward latency of one torch SubNet in ms (see `measure_models_latency`)."""
-    return measure_models_latency([model], setting, repeats, warmup)[0]
+    return measure_models_latency([model], setting, repeats, warmup, stat)[0]
 
 
 class OnnxTimer:
@@ -249,19 +294,22 @@ class OnnxTimer:
         # With one intra-op thread onnxruntime runs the graph on the calling thread, as torch does.
         self.clock, self.clock_name = clock_for(setting.threads)
         self.timed = timed
+        self.rng = random.Random(0)
         self.samples: list[list[int]] = [[] for _ in self.sessions]
 
     def step(self, record: bool) -> None:
-        for sess, feed, out in zip(self.sessions, self.feeds, self.samples, strict=True):
+        for i in _visit_order(len(self.sessions), self.rng):
+            sess, feed = self.sessions[i], self.feeds[i]
             sess.run(None, feed)  # settle the caches on this model
             for _ in range(self.timed):
                 start = self.clock()
                 sess.run(None, feed)
                 if record:
-                    out.append(self.clock() - start)
+                    self.samples[i].append(self.clock() - start)
 
-    def medians(self) -> list[float]:
-        return [_median_ms(s) for s in self.samples]
+    def latencies(self, stat: str = "median") -> list[float]:
+        """Median (or `stat`, see `summarize_ms`) ms per model, in order."""
+        return [summarize_ms(s, stat) for s in self.samples]
 
 
 def measure_onnx_models_latency(
@@ -270,6 +318,7 @@ def measure_onnx_models_latency(
     vocab_size: int = 100,
     repeats: int = 30,
     warmup: int = 3,
+    stat: str = "median",
 ) -> list[float]:
     """Median onnxruntime latency (ms) of each ONNX model, in interleaved rounds (see `OnnxTimer`).
 
@@ -278,20 +327,26 @@ def measure_onnx_models_latency(
         setting: shape and threads (the runtime field is not checked).
         vocab_size: upper bound for the random ids.
         repeats, warmup: recorded and unrecorded rounds.
+        stat: how each model's timings are summarised (see `summarize_ms`).
 
     Returns:
-        One median per file, in order.
+        One median (or `stat`) per file, in order.
     """
     timer = OnnxTimer(onnx_paths, setting, vocab_size)
     run_rounds([timer], setting.threads, repeats, warmup)
-    return timer.medians()
+    return timer.latencies(stat)
 
 
 def measure_onnx_latency(
-    onnx_path: str | Path, setting: LatencySetting, vocab_size: int = 100, repeats: int = 30, warmup: int = 3
+    onnx_path: str | Path,
+    setting: LatencySetting,
+    vocab_size: int = 100,
+    repeats: int = 30,
+    warmup: int = 3,
+    stat: str = "median",
 ) -> float:
     """Median onnxruntime latency of one ONNX model in ms (see `measure_onnx_models_latency`)."""
-    return measure_onnx_models_latency([onnx_path], setting, vocab_size, repeats, warmup)[0]
+    return measure_onnx_models_latency([onnx_path], setting, vocab_size, repeats, warmup, stat)[0]
 
 
 def export_for_latency(model: SubNet, folder: Path) -> Path:
@@ -402,18 +457,19 @@ class TableProfiler:
             for arch in profiling_archs(space, h, copies, seed)
         ]
         self.rounds = 0
+        self.rng = random.Random(seed)
         self.t0 = time.perf_counter()
 
     def step(self, record: bool) -> None:
-        for m in self.models:
-            m.step(record)
+        for i in _visit_order(len(self.models), self.rng):
+            self.models[i].step(record)
         self.rounds += record
 
-    def table(self) -> LatencyTable:
-        """The table from the rounds recorded so far.
+    def table(self, stat: str = "median") -> LatencyTable:
+        """The table from the rounds recorded so far, each entry summarised by `stat`.
 
         Raises:
-            ValueError: if no round has been recorded.
+            ValueError: if no round has been recorded, or for an unknown stat.
         """
         if not self.rounds:
             raise ValueError("TableProfiler.table: no recorded rounds yet")
@@ -425,16 +481,19 @@ class TableProfiler:
                 for op, timer in zip(m.arch.ops(), m.slot_timers, strict=True):
                     by_op.setdefault(str(op), []).extend(timer.samples)
             for op_key, samples in by_op.items():
-                table.ops[(op_key, h)] = _median_ms(samples)
-            table.embeddings[h] = _median_ms([s for m in at_h for s in m.timers[0].samples])
-            table.head[h] = _median_ms([s for m in at_h for s in m.timers[-1].samples])
+                table.ops[(op_key, h)] = summarize_ms(samples, stat)
+            table.embeddings[h] = summarize_ms([s for m in at_h for s in m.timers[0].samples], stat)
+            table.head[h] = summarize_ms([s for m in at_h for s in m.timers[-1].samples], stat)
         # One overhead for all hidden sizes: the mean pool and mask bias it holds cost microseconds
         # at any H here, and a per-H residual from a handful of models would mostly fit noise.
-        residual = {m.arch: _median_ms(m.plain) - table.raw_predict(m.arch) for m in self.models}
+        residual = {m.arch: summarize_ms(m.plain, stat) - table.raw_predict(m.arch) for m in self.models}
         table.overhead_ms = statistics.median(residual.values())
         table.meta.update(
             method="in-context hooks",
             clock=self.clock_name,
+            stat=stat,
+            # Huge pages change latencies on some VMs (see bench/latency.py); record the setting.
+            thp_alloc=os.environ.get("THP_MEM_ALLOC_ENABLE", "0"),
             rounds=self.rounds,
             copies=self.copies,
             seed=self.seed,
@@ -458,12 +517,15 @@ def calibrate_onnx(
     n: int = 8,
     seed: int = 0,
     repeats: int = 20,
+    stat: str = "median",
 ) -> LatencyTable:
     """Turn a torch table into an onnxruntime table by a linear fit on `n` whole ONNX models.
 
     The `n` calibration archs (`calibration_set`) are exported with the project's exporter and
     timed under onnxruntime; `table.calibrate` then fits scale and offset, and the table's setting
-    becomes `setting` (runtime "onnxruntime").
+    becomes `setting` (runtime "onnxruntime"). Per-op ONNX tables were not built: onnxruntime
+    fuses across op boundaries (MatMul+Add, LayerNorm, Gelu) and adds a per-session-call cost, so
+    ops exported one by one would not time as they run inside a whole graph.
 
     Raises:
         ValueError: if n < 2 (scale and offset need two points).
@@ -478,7 +540,7 @@ def calibrate_onnx(
             export_for_latency(SubNet(SubNetConfig.for_arch(a, space)).eval(), Path(tmp) / f"m{i}")
             for i, a in enumerate(archs)
         ]
-        measured = measure_onnx_models_latency(paths, setting, space.teacher.vocab_size, repeats=repeats)
+        measured = measure_onnx_models_latency(paths, setting, space.teacher.vocab_size, repeats=repeats, stat=stat)
     table.setting = setting
     table.calibrate(zip(archs, measured, strict=True))
     table.meta.update(
@@ -501,6 +563,7 @@ def build_latency_table(
     copies: int = 3,
     seed: int = 0,
     calibration_archs: int = 8,
+    stat: str = "median",
     progress: Progress | None = None,
 ) -> LatencyTable:
     """Measure (or load from cache) the latency table of `space` on this machine under `setting`.
@@ -519,6 +582,8 @@ def build_latency_table(
         copies: slots per op per hidden size.
         seed: seeds the profiling and calibration archs and weights.
         calibration_archs: whole ONNX models for an onnxruntime table.
+        stat: how timings are summarised (see `summarize_ms`); a cached table made with another
+            statistic is measured again.
         progress: called as progress(fraction, message) while profiling.
 
     Returns:
@@ -529,14 +594,15 @@ def build_latency_table(
         path = table_cache_path(cache_dir, hardware_fingerprint(), setting, torch.__version__, space)
         if path.exists():
             table = LatencyTable.load(path)
-            if not table.missing(space):
+            if not table.missing(space) and table.meta.get("stat", "median") == stat:
                 table.meta["loaded_from"] = str(path)
                 return table
+    summarize_ms([1], stat)  # reject an unknown stat before minutes of measuring
     profiler = TableProfiler(space, setting, copies, seed)
     run_rounds([profiler], setting.threads, repeats, warmup, progress)
-    table = profiler.table()
+    table = profiler.table(stat)
     if setting.runtime == "onnxruntime":
-        calibrate_onnx(table, space, setting, calibration_archs, seed, repeats)
+        calibrate_onnx(table, space, setting, calibration_archs, seed, repeats, stat)
     if path is not None:
         table.save(path)
     return table
