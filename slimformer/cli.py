@@ -2,6 +2,12 @@
 
     slimformer run SPEC.json [--out DIR] [--no-ray]   run one job in this process
     slimformer demo [--out DIR] [--preset quick]       the built-in job: MiniLM-L6 on Rotten Tomatoes
+
+    slimformer serve | worker | db | keys               the service (slimformer.server_cli)
+    slimformer submit | jobs | status | pareto | download | cancel
+                                                       its HTTP client (slimformer.client)
+
+Command bodies import what they need when they run, so the client commands never load torch.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from slimformer.workers.spec import JobSpec
 
-    spec = JobSpec(name="demo", preset=args.preset, search={"strategy": "sample"})
+    spec = JobSpec(name="demo", preset=args.preset, search={"strategy": args.strategy})
     return _run(spec, Path(args.out), not args.no_ray)
 
 
@@ -71,8 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the built-in job on MiniLM-L6 and Rotten Tomatoes")
     demo.add_argument("--out", default="demo-output")
     demo.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
+    demo.add_argument("--strategy", default="nsga2", choices=["nsga2", "tpe", "random", "ctnas", "sample"])
     demo.add_argument("--no-ray", action="store_true")
     demo.set_defaults(fn=cmd_demo)
+
+    from slimformer.client import add_client_commands
+    from slimformer.server_cli import add_server_commands
+
+    add_server_commands(sub)
+    add_client_commands(sub)
     return parser
 
 

@@ -1,0 +1,232 @@
+"""The CLI against a live `slimformer serve` (embedded default: SQLite, credentials.json, one worker).
+
+The server runs as a real subprocess (its worker with --no-ray, to keep the suite light); the
+client commands run in-process through `slimformer.cli.main`, as a user's shell would call them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from slimformer.cli import main
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen
+    home: Path
+    url: str
+    key: str
+    log: Path
+
+    def flags(self) -> list[str]:
+        return ["--url", self.url, "--key", self.key]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[Served]:
+    home = tmp_path_factory.mktemp("serve-home")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SLIMFORMER_DATABASE_URL", "SLIMFORMER_URL", "SLIMFORMER_API_KEY", "RAY_ADDRESS")}
+    env.update(SLIMFORMER_HOME=str(home), SLIMFORMER_TORCH_THREADS="1", HF_HUB_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false")
+    script = Path(sys.executable).with_name("slimformer")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "slimformer.cli"]
+    log = home / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command + ["serve", "--port", str(port), "--no-ray", "--log-level", "warning"],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        assert process.poll() is None, f"slimformer serve exited: {log.read_text()}"
+        assert time.monotonic() < deadline, f"slimformer serve did not answer: {log.read_text()}"
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    credentials = json.loads((home / "credentials.json").read_text())
+    served = Served(process, home, url, credentials["api_key"], log)
+    try:
+        yield served
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="module")
+def task_csv(tmp_path_factory, tiny_task) -> Path:
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for split in (tiny_task.train, tiny_task.dev, tiny_task.test):
+            for ex in split:
+                writer.writerow([ex.text, tiny_task.labels[ex.label]])
+    return path
+
+
+@pytest.fixture(scope="module")
+def submit_flags(tiny_teacher_dir, task_csv) -> list[str]:
+    return ["--teacher", str(tiny_teacher_dir), "--dataset", str(task_csv), "--corpus", "none", "--preset", "tiny",
+            "--strategy", "sample", "--finalists", "2", "--seq-len", "32"]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_serve_stores_a_working_key_readable_only_by_its_owner(served, capsys, monkeypatch):
+    path = served.home / "credentials.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    doc = json.loads(path.read_text())
+    assert doc["url"] == served.url and doc["tenant"] == "local" and doc["api_key"].startswith("sf_")
+    # No flags and no environment: the client finds the server and key in SLIMFORMER_HOME.
+    for name in ("SLIMFORMER_URL", "SLIMFORMER_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLIMFORMER_HOME", str(served.home))
+    code, out, err = run(capsys, "jobs")
+    assert code == 0, err
+    assert out.splitlines()[0].split() == ["id", "name", "status", "stage", "progress", "eta", "created"]
+
+
+def test_submit_watch_pareto_and_download_a_model(served, submit_flags, capsys, tmp_path):
+    code, out, err = run(capsys, "submit", *served.flags(), *submit_flags, "--name", "cli", "--idempotency-key", "k1")
+    assert code == 0, err
+    job_id = out.strip()
+    assert "uploaded reviews.csv" in err
+    # A retry with the same key and request gives the same job, not a second one.
+    code, out, err = run(capsys, "submit", *served.flags(), *submit_flags, "--name", "cli", "--idempotency-key", "k1")
+    assert code == 0 and out.strip() == job_id and "already submitted" in err
+
+    code, out, _ = run(capsys, "jobs", *served.flags())
+    assert code == 0 and job_id in out
+
+    code, out, err = run(capsys, "status", *served.flags(), job_id, "--watch", "--interval", "0.5")
+    assert code == 0, err + served.log.read_text()[-3000:]
+    assert "succeeded" in out and "[" + "#" * 30 + "] 100%" in out and "stage finalize started" in out
+
+    code, out, err = run(capsys, "pareto", *served.flags(), job_id, "--plot", str(tmp_path / "front.png"))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["candidate", "hash", "params"]
+    front = [line.split() for line in lines[2:] if line and not line.startswith("plot")]
+    assert front and all(row[-1] == "hf,onnx,onnx-int8" for row in front)
+    assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    code, out, _ = run(capsys, "pareto", *served.flags(), job_id, "--json")
+    assert code == 0 and [c["id"] for c in json.loads(out)] == [row[0] for row in front]
+    code, out, _ = run(capsys, "status", *served.flags(), job_id)
+    assert code == 0 and out.startswith(f"{job_id}  succeeded  stage report  100%")
+
+    candidate = front[0][0]
+    code, out, err = run(capsys, "download", *served.flags(), job_id, candidate, "--format", "hf",
+                         "-o", str(tmp_path / "model"))
+    assert code == 0, err
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= {
+        p.name for p in (tmp_path / "model").iterdir()}
+    import slimformer
+
+    labels = slimformer.load(tmp_path / "model").predict(["what a lovely film", "the room was dull"])
+    assert len(labels) == 2 and set(labels) <= {"negative", "positive"}
+
+
+def test_cancel_ends_a_job_cancelled(served, submit_flags, capsys):
+    code, out, err = run(capsys, "submit", *served.flags(), *submit_flags)
+    assert code == 0, err
+    job_id = out.strip()
+    code, out, err = run(capsys, "cancel", *served.flags(), job_id)
+    assert code == 0 and job_id in out, err
+    code, out, err = run(capsys, "status", *served.flags(), job_id, "--watch", "--interval", "0.5")
+    assert code == 1 and "cancelled" in out and "was cancelled" in err
+
+
+def test_errors_are_reported_with_the_api_s_detail(served, capsys, tmp_path):
+    code, _, err = run(capsys, "jobs", "--url", served.url, "--key", "sf_not-a-real-key")
+    assert code == 1 and "HTTP 401" in err and "invalid API key" in err
+
+    code, _, err = run(capsys, "status", *served.flags(), "01NOSUCHJOB0000000000000000")
+    assert code == 1 and "HTTP 404" in err and "not found" in err
+
+    code, _, err = run(capsys, "submit", *served.flags(), "--teacher", str(tmp_path / "missing"), "--dataset",
+                       "rotten-tomatoes")
+    assert code == 1 and "HTTP 422" in err and "teacher: unknown teacher" in err
+
+    code, _, err = run(capsys, "jobs", "--url", f"http://127.0.0.1:{free_port()}", "--key", served.key)
+    assert code == 1 and "is `slimformer serve` running?" in err
+
+
+def test_keys_and_db_commands(served, capsys, monkeypatch):
+    monkeypatch.setenv("SLIMFORMER_HOME", str(served.home))
+    monkeypatch.delenv("SLIMFORMER_DATABASE_URL", raising=False)
+    code, out, err = run(capsys, "keys", "create", "--tenant", "ci", "--name", "pipeline")
+    assert code == 0 and "shown only this once" in err
+    key = out.strip()
+    assert run(capsys, "jobs", "--url", served.url, "--key", key)[0] == 0
+    code, out, _ = run(capsys, "keys", "revoke", key[:11])
+    assert code == 0 and "revoked 1 key" in out
+    code, _, err = run(capsys, "jobs", "--url", served.url, "--key", key)
+    assert code == 1 and "HTTP 401" in err
+    code, _, err = run(capsys, "keys", "revoke", key[:11])
+    assert code == 2 and "no live API key" in err
+
+    code, out, _ = run(capsys, "db", "current")
+    assert code == 0 and out.strip() not in ("", "none")
+    code, out, _ = run(capsys, "db", "check")
+    assert code == 0 and "up to date" in out
+
+
+def test_the_client_does_not_import_torch():
+    code = "import sys, slimformer.cli, slimformer.client; slimformer.cli.build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_sigterm_hands_the_running_job_back(served, submit_flags, capsys):
+    """Stopping `slimformer serve` stops its worker, which releases its job for another worker."""
+    code, out, err = run(capsys, "submit", *served.flags(), *submit_flags)
+    assert code == 0, err
+    job_id = out.strip()
+    deadline = time.monotonic() + 60
+    headers = {"Authorization": f"Bearer {served.key}"}
+    while (job := httpx.get(f"{served.url}/v1/jobs/{job_id}", headers=headers).json())["stage"] is None:
+        assert time.monotonic() < deadline and job["status"] in ("queued", "running"), job
+        time.sleep(0.1)
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(timeout=60) == 0
+    with sqlite3.connect(served.home / "slimformer.db") as db:
+        status, attempts, owner = db.execute(
+            "SELECT status, attempts, lease_owner FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        messages = [m for (m,) in db.execute("SELECT message FROM job_events WHERE job_id = ?", (job_id,))]
+    assert (status, attempts, owner) == ("queued", 0, None), messages
+    assert "job released: worker shutting down" in messages
