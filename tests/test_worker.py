@@ -283,7 +283,7 @@ def test_a_killed_worker_s_job_is_taken_over_on_ray_and_gives_the_same_front(
 
 
 def wait_for_stage(server: LiveServer, job_id: str, stages: set[str], process: subprocess.Popen,
-                   timeout: float = 90) -> str:
+                   timeout: float = 300) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, "the worker process died"
@@ -302,7 +302,7 @@ def run_in_thread(worker: Worker) -> tuple[threading.Thread, list]:
     return thread, result
 
 
-def wait_until(predicate, timeout: float = 60, what: str = "condition") -> None:
+def wait_until(predicate, timeout: float = 300, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -323,10 +323,10 @@ def test_cancelling_a_running_job_ends_it_cancelled(backend, finished_job, job_s
             try:
                 wait_until(lambda: training(client, job_id), what="the job to train")
                 assert client.post(f"/v1/jobs/{job_id}/cancel").json()["cancel_requested"] is True
-                thread.join(timeout=60)
+                thread.join(timeout=300)
             finally:
                 worker.stop()
-                thread.join(timeout=60)
+                thread.join(timeout=300)
                 worker.close()
             assert result == [job_id]
             job = client.get(f"/v1/jobs/{job_id}").json()
@@ -349,10 +349,10 @@ def test_a_worker_that_lost_its_lease_stops_without_writing(server, client, sett
         wait_until(lambda: training(client, job_id), what="the job to train")
         with server.session() as session:  # another worker takes the job over
             session.execute(update(Job).where(Job.id == job_id).values(lease_owner="thief"))
-        thread.join(timeout=60)
+        thread.join(timeout=300)
     finally:
         worker.stop()
-        thread.join(timeout=60)
+        thread.join(timeout=300)
         worker.close()
     assert result == [job_id]
     job = client.get(f"/v1/jobs/{job_id}").json()
