@@ -182,16 +182,10 @@ def stage_finalize(ctx: RunContext) -> dict[str, Any]:
 
 def measured_front(records: list[dict[str, Any]]) -> list[str]:
     """Hashes of finalists no other finalist beats on both dev accuracy and measured latency."""
-    front = []
-    for r in records:
-        dominated = any(
-            o["dev_accuracy"] >= r["dev_accuracy"] and o["latency_ms"] <= r["latency_ms"]
-            and (o["dev_accuracy"] > r["dev_accuracy"] or o["latency_ms"] < r["latency_ms"])
-            for o in records
-        )
-        if not dominated:
-            front.append(r["hash"])
-    return front
+    from slimformer.search.pareto import pareto_front
+
+    points = [(-r["dev_accuracy"], r["latency_ms"]) for r in records]
+    return [records[i]["hash"] for i in pareto_front(points)]
 
 
 def stage_report(ctx: RunContext) -> dict[str, Any]:
