@@ -77,6 +77,25 @@ def tiny_teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_teacher(tmp_path_factory.mktemp("tiny-teacher"))
 
 
+def write_task_csv(task: TaskData, path: Path) -> Path:
+    """All of `task`'s examples as a `text,label` CSV with label names (what a user would upload)."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for split in (task.train, task.dev, task.test):
+            for ex in split:
+                writer.writerow([ex.text, task.labels[ex.label]])
+    return path
+
+
+@pytest.fixture(scope="session")
+def task_csv(tmp_path_factory: pytest.TempPathFactory, tiny_task: TaskData) -> Path:
+    """The tiny task as an uploadable CSV file. Treat as read-only."""
+    return write_task_csv(tiny_task, tmp_path_factory.mktemp("data") / "tiny.csv")
+
+
 @pytest.fixture(scope="session")
 def tiny_task() -> TaskData:
     """120 synthetic sentences, two classes, split 80/20/20."""

@@ -6,7 +6,6 @@ client commands run in-process through `slimformer.cli.main`, as a user's shell 
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -80,18 +79,6 @@ def served(tmp_path_factory) -> Iterator[Served]:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-@pytest.fixture(scope="module")
-def task_csv(tmp_path_factory, tiny_task) -> Path:
-    path = tmp_path_factory.mktemp("data") / "reviews.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        for split in (tiny_task.train, tiny_task.dev, tiny_task.test):
-            for ex in split:
-                writer.writerow([ex.text, tiny_task.labels[ex.label]])
-    return path
 
 
 @pytest.fixture(scope="module")

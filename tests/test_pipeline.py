@@ -14,18 +14,6 @@ from slimformer.workers.spec import JobSpec
 
 
 @pytest.fixture(scope="module")
-def task_csv(tmp_path_factory, tiny_task):
-    path = tmp_path_factory.mktemp("data") / "tiny.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        for split in (tiny_task.train, tiny_task.dev, tiny_task.test):
-            for ex in split:
-                writer.writerow([ex.text, tiny_task.labels[ex.label]])
-    return path
-
-
-@pytest.fixture(scope="module")
 def spec(tiny_teacher_dir, task_csv):
     return JobSpec(name="tiny", teacher=str(tiny_teacher_dir), dataset=str(task_csv), corpus=None, preset="tiny",
                    search={"strategy": "sample", "finalists": 2})

@@ -6,7 +6,6 @@ is fine-tuned once per module and cached under the shared SLIMFORMER_HOME.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import os
@@ -96,18 +95,6 @@ def pg_schema() -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def task_csv(tmp_path_factory, tiny_task) -> Path:
-    path = tmp_path_factory.mktemp("data") / "tiny.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        for split in (tiny_task.train, tiny_task.dev, tiny_task.test):
-            for ex in split:
-                writer.writerow([ex.text, tiny_task.labels[ex.label]])
-    return path
 
 
 @pytest.fixture(scope="module")
