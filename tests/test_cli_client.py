@@ -107,11 +107,11 @@ def test_serve_stores_a_working_key_readable_only_by_its_owner(served, capsys, m
     assert out.splitlines()[0].split() == ["id", "name", "status", "stage", "progress", "eta", "created"]
 
 
-def test_submit_watch_pareto_and_download_a_model(served, submit_flags, capsys, tmp_path):
+def test_submit_watch_pareto_and_download_a_model(served, submit_flags, task_csv, capsys, tmp_path):
     code, out, err = run(capsys, "submit", *served.flags(), *submit_flags, "--name", "cli", "--idempotency-key", "k1")
     assert code == 0, err
     job_id = out.strip()
-    assert "uploaded reviews.csv" in err
+    assert f"uploaded {task_csv.name}" in err
     # A retry with the same key and request gives the same job, not a second one.
     code, out, err = run(capsys, "submit", *served.flags(), *submit_flags, "--name", "cli", "--idempotency-key", "k1")
     assert code == 0 and out.strip() == job_id and "already submitted" in err
