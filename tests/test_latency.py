@@ -146,7 +146,9 @@ def test_build_table_covers_space_and_second_call_loads_cache(tmp_path, space, m
     monkeypatch.setattr(profile, "TableProfiler", no_measuring)
     again = profile.build_latency_table(space, setting, cache_dir=tmp_path, repeats=2, warmup=1, copies=1)
     assert again.meta.pop("loaded_from") == str(path)
-    assert again.to_dict() == table.to_dict()
+    assert again.meta.pop("checked")["scale"] == round(again.scale, 4) > 0  # checked against whole models now
+    measured_parts = ("ops", "embeddings", "head", "overhead_ms")
+    assert [getattr(again, p) for p in measured_parts] == [getattr(table, p) for p in measured_parts]
     with pytest.raises(AssertionError, match="measured again"):  # another shape is another table
         profile.build_latency_table(space, LatencySetting(seq_len=16), cache_dir=tmp_path)
 
@@ -183,6 +185,25 @@ def test_prediction_within_10_percent_of_measurement(space):
             break
     assert attempts[-1][0] < 0.10, f"(error, predicted ms, measured ms) per attempt: {attempts}"
     assert attempts[-1][2] >= 1.0  # long enough that the clock's resolution is irrelevant
+
+
+def test_check_against_models_corrects_a_table_from_a_slower_machine(space):
+    # A table whose every entry is doubled is what a machine (or a moment) twice as slow would
+    # have cached; checking it against whole models measured now must scale it back.
+    setting = LatencySetting(seq_len=128)
+    profiler = profile.TableProfiler(space, setting, copies=1)
+    profile.run_rounds([profiler], threads=1, repeats=4, warmup=1)
+    table = profiler.table()
+    slow = LatencyTable.from_dict(table.to_dict())
+    slow.ops = {k: 2 * v for k, v in slow.ops.items()}
+    slow.embeddings = {h: 2 * v for h, v in slow.embeddings.items()}
+    slow.head = {h: 2 * v for h, v in slow.head.items()}
+    slow.overhead_ms *= 2
+    profile.check_against_models(slow, space, setting, n=4, repeats=6)
+    assert 0.3 < slow.scale < 0.75, slow.meta["checked"]
+    checked = slow.meta["checked"]
+    errors = [abs(p - m) / m for p, m in zip(checked["predicted_ms"], checked["measured_ms"], strict=True)]
+    assert max(errors) < 0.4, checked
 
 
 def test_onnx_latency_is_measured(tmp_path, space):

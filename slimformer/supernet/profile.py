@@ -450,12 +450,16 @@ class TableProfiler:
         self.setting = LatencySetting(setting.batch, setting.seq_len, setting.threads, "torch")
         self.clock, self.clock_name = clock_for(setting.threads)
         self.copies, self.seed = copies, seed
+        archs = [arch for h in space.hidden_sizes for arch in profiling_archs(space, h, copies, seed)]
+        # Allocator warm-up: the first weights a process allocates ran slower than copies made
+        # later (module docstring, "Memory"), and the models a table predicts are built later.
+        # Building the set once and dropping it puts the measured copies where later models go;
+        # on the idle dev VM it took the table's bias over 40 archs from about +6% to +1-2%.
         torch.manual_seed(seed)
-        self.models = [
-            _ProfiledModel(arch, space, self.setting, self.clock)
-            for h in space.hidden_sizes
-            for arch in profiling_archs(space, h, copies, seed)
-        ]
+        warmup_models = [SubNet(SubNetConfig.for_arch(arch, space)) for arch in archs]
+        del warmup_models
+        torch.manual_seed(seed)
+        self.models = [_ProfiledModel(arch, space, self.setting, self.clock) for arch in archs]
         self.rounds = 0
         self.rng = random.Random(seed)
         self.t0 = time.perf_counter()
@@ -554,6 +558,46 @@ def calibrate_onnx(
     return table
 
 
+def check_against_models(
+    table: LatencyTable,
+    space: SearchSpace,
+    setting: LatencySetting,
+    n: int = 8,
+    seed: int = 0,
+    repeats: int = 20,
+    stat: str = "median",
+) -> LatencyTable:
+    """Correct `table` for how fast this machine runs *now*, from `n` whole models measured now.
+
+    Why: a table is cached per machine, but a shared VM's speed drifts by a few percent from one
+    minute to the next (noisy neighbours, frequency); on the idle dev VM a table profiled a minute
+    before the measurement of 40 archs under- or over-predicted all of them alike by up to 6%,
+    while a scale fitted on 8 other archs measured alongside them brought the error to 1-3%.
+    Torch: the scale alone is fitted (drift is a factor; the in-context entries already carry
+    the overhead). Onnxruntime: `calibrate_onnx`, which fits scale and offset on exported models.
+
+    Returns:
+        `table`, corrected in place; `table.meta["checked"]` holds the archs' measured and
+        predicted ms and the fitted scale.
+    """
+    if setting.runtime == "onnxruntime":
+        return calibrate_onnx(table, space, setting, n, seed, repeats, stat)
+    archs = calibration_set(space, n, seed)
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    models = [SubNet(SubNetConfig.for_arch(a, space)).eval() for a in archs]
+    measured = measure_models_latency(models, setting, repeats=repeats, stat=stat)
+    table.calibrate(zip(archs, measured, strict=True), fit_offset=False)
+    table.meta["checked"] = {
+        "archs": [a.hash for a in archs],
+        "measured_ms": [round(m, 4) for m in measured],
+        "predicted_ms": [round(table.predict(a), 4) for a in archs],
+        "scale": round(table.scale, 4),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    return table
+
+
 def build_latency_table(
     space: SearchSpace,
     setting: LatencySetting,
@@ -571,6 +615,9 @@ def build_latency_table(
     Runtime "torch": every (op, H) entry, embeddings[H], head[H] and the overhead are measured in
     context by a `TableProfiler`. Runtime "onnxruntime": the torch table is measured the same way,
     then `calibrate_onnx` fits its scale and offset on `calibration_archs` whole ONNX models.
+    Every table handed out, fresh or from the cache, has been checked against
+    `calibration_archs` whole models measured just now (`check_against_models`), so it predicts
+    the machine's speed at the time of use.
 
     Args:
         space: the search space.
@@ -581,7 +628,7 @@ def build_latency_table(
         warmup: unrecorded rounds first.
         copies: slots per op per hidden size.
         seed: seeds the profiling and calibration archs and weights.
-        calibration_archs: whole ONNX models for an onnxruntime table.
+        calibration_archs: whole models every table is checked against (0: torch tables are not checked).
         stat: how timings are summarised (see `summarize_ms`); a cached table made with another
             statistic is measured again.
         progress: called as progress(fraction, message) while profiling.
@@ -596,13 +643,15 @@ def build_latency_table(
             table = LatencyTable.load(path)
             if not table.missing(space) and table.meta.get("stat", "median") == stat:
                 table.meta["loaded_from"] = str(path)
+                if calibration_archs:
+                    check_against_models(table, space, setting, calibration_archs, seed, repeats, stat)
                 return table
     summarize_ms([1], stat)  # reject an unknown stat before minutes of measuring
     profiler = TableProfiler(space, setting, copies, seed)
     run_rounds([profiler], setting.threads, repeats, warmup, progress)
     table = profiler.table(stat)
-    if setting.runtime == "onnxruntime":
-        calibrate_onnx(table, space, setting, calibration_archs, seed, repeats, stat)
+    if setting.runtime == "onnxruntime" or calibration_archs:
+        check_against_models(table, space, setting, calibration_archs, seed, repeats, stat)
     if path is not None:
         table.save(path)
     return table
