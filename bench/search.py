@@ -64,6 +64,9 @@ def main() -> int:
     parser.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
     parser.add_argument("--run-dir", default="runs/bench-search")
     parser.add_argument("--ranking-archs", type=int, default=10)
+    parser.add_argument("--finalists", type=int, default=4)
+    parser.add_argument("--latency-budget", type=float, default=30.0,
+                        help="ms at the job's shape (0: none); the truncated baselines span ~7-35 ms")
     parser.add_argument("--out", default=str(HERE / "results" / "search.json"))
     parser.add_argument("--teacher", default="minilm-l6", help="(smoke runs) another teacher folder")
     parser.add_argument("--dataset", default="rotten-tomatoes", help="(smoke runs) another data set")
@@ -93,8 +96,10 @@ def main() -> int:
     walls: dict[str, float] = {}
     t0 = time.perf_counter()
     run_dir = Path(args.run_dir)
-    spec = JobSpec(name="bench-search", preset=args.preset, search={"strategy": "nsga2"}, teacher=args.teacher,
-                   dataset=args.dataset, corpus=None if args.corpus == "none" else args.corpus)
+    spec = JobSpec(name="bench-search", preset=args.preset, teacher=args.teacher, dataset=args.dataset,
+                   corpus=None if args.corpus == "none" else args.corpus,
+                   search={"strategy": "nsga2", "finalists": args.finalists},
+                   budgets={"latency_ms": args.latency_budget} if args.latency_budget else {})
     init_ray(num_cpus=os.cpu_count())
     try:
         results = run_job(spec, run_dir, ConsoleReporter(), use_ray=True)
@@ -113,18 +118,32 @@ def main() -> int:
                       key=lambda a: count_params(a, space))
         n = args.ranking_archs
         ranking_archs = [pool[round(i * (len(pool) - 1) / (n - 1))] for i in range(n)]
-        with make_evaluator(ctx, "oneshot") as one, make_evaluator(ctx, "fewshot") as few:
-            one_shot = [one.score(a, "oneshot") for a in ranking_archs]
-            few_shot = [few.score(a, "fewshot") for a in ranking_archs]
-        trained = train_finalists(ctx, ranking_archs)
-        dev = [r["dev_accuracy"] for r in trained]
-        ranking = {
-            "n": n,
-            "one_shot_tau": kendall([-p for p in one_shot], dev),
-            "few_shot_tau": kendall([-p for p in few_shot], dev),
-            "archs": [{"hash": a.hash, "params": count_params(a, space), "one_shot_proxy": o, "few_shot_proxy": f,
-                       "dev_accuracy": d} for a, o, f, d in zip(ranking_archs, one_shot, few_shot, dev, strict=True)],
-        }
+        # Second set: what the search actually has to rank - its own scored candidates, spread
+        # evenly over their few-shot proxy (uniform samples of a 9^12 space are nearly all far
+        # from the teacher and land in a narrow band of accuracy).
+        searched = sorted({r["hash"]: r for r in main_search["trials"] if r["proxy"] is not None}.values(),
+                          key=lambda r: r["proxy"])
+        searched_archs = [space.parse(searched[round(i * (len(searched) - 1) / (n - 1))]["arch"]) for i in range(n)]
+        searched_archs = list({a.hash: a for a in searched_archs}.values())
+
+        def rank(archs):
+            with make_evaluator(ctx, "oneshot") as one, make_evaluator(ctx, "fewshot") as few:
+                one_shot = [one.score(a, "oneshot") for a in archs]
+                few_shot = [few.score(a, "fewshot") for a in archs]
+            dev = [r["dev_accuracy"] for r in train_finalists(ctx, archs)]
+            return {
+                "n": len(archs),
+                "one_shot_tau": kendall([-p for p in one_shot], dev),
+                "few_shot_tau": kendall([-p for p in few_shot], dev),
+                "params_tau": kendall([count_params(a, space) for a in archs], dev),
+                "archs": [{"hash": a.hash, "arch": a.short(), "params": count_params(a, space), "one_shot_proxy": o,
+                           "few_shot_proxy": f, "dev_accuracy": d}
+                          for a, o, f, d in zip(archs, one_shot, few_shot, dev, strict=True)],
+            }
+
+        ranking = {**rank(ranking_archs), "sampling": "uniform samples of the space, spread by parameters"}
+        ranking["searched"] = {**rank(searched_archs),
+                               "sampling": "the main search's scored candidates, spread by few-shot proxy"}
         walls["ranking"] = round(time.perf_counter() - t, 1)
 
         # --- comparator: held-out pairwise accuracy; evaluations saved for equal hypervolume ------
@@ -146,7 +165,8 @@ def main() -> int:
             for strategy in ("ctnas", "random"):
                 res = run_search(space, evaluator, Budgets.of(spec.budgets), table, setting, strategy=strategy,
                                  trials=budget, seed=spec.seed, storage_url=ctx.optuna_storage_url,
-                                 study_name=f"bench-{strategy}", objectives=objectives, reference=reference)
+                                 study_name=f"bench-{strategy}", objectives=objectives, reference=reference,
+                                 seed_archs=space.anchors() if spec.search.anchors else ())
                 curves[strategy] = (res, hv_curve(res.trials, objectives, reference))
         nsga_curve = hv_curve([TrialRecord(**r) for r in main_search["trials"]], objectives, reference)
         target = nsga_curve[-1] if nsga_curve else 0.0
@@ -197,6 +217,7 @@ def main() -> int:
               "speedup": t_doc["latency_ms"] / f["latency_ms"]} for f in results["finalists"]]
     doc = {
         "preset": args.preset,
+        "budgets": spec.budgets.model_dump(exclude_none=True),
         "latency_setting": spec.latency.model_dump(),
         "teacher": {k: t_doc[k] for k in ("dev_accuracy", "test_accuracy", "latency_ms", "params")},
         "ranking": ranking,
@@ -215,7 +236,10 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2))
-    points = [PlotPoint(f["hash"], f["latency_ms"], f["test_accuracy"], True) for f in found]
+    from slimformer.search.pareto import pareto_front
+
+    on_front = set(pareto_front([(-f["test_accuracy"], f["latency_ms"]) for f in found]))
+    points = [PlotPoint(f["hash"], f["latency_ms"], f["test_accuracy"], i in on_front) for i, f in enumerate(found)]
     refs = [ReferencePoint("teacher", t_doc["latency_ms"], t_doc["test_accuracy"], "*")]
     refs += [ReferencePoint("truncated teacher", b["latency_ms"], b["test_accuracy"], "s") for b in truncated]
     refs += [ReferencePoint("random search", r["latency_ms"], r["test_accuracy"], "^") for r in random_records]

@@ -297,6 +297,25 @@ def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 20
 
 
+@pytest.mark.parametrize("strategy", ["nsga2", "tpe", "random", "ctnas"])
+def test_seed_archs_are_tried_first_and_once(tmp_path, strategy):
+    url = f"sqlite:///{tmp_path / 'seeded.db'}"
+    seeds = TINY.anchors()
+    budgets = Budgets(params_m=count_params(TINY.largest(), TINY) / 1e6 * 0.99)  # the largest anchor is over it
+    first = run_search(TINY, CountingProxy(), budgets, TABLE, SETTING, strategy=strategy, trials=12, seed=0,
+                       storage_url=url, study_name="s", ctnas=FAST_CTNAS, seed_archs=seeds)
+    feasible_seeds = [a.hash for a in seeds[1:]]
+    if strategy == "ctnas":  # scores feasible candidates only, the seeds in its initial batch
+        assert set(feasible_seeds[: FAST_CTNAS.n_init]) <= {t.hash for t in first.trials}
+    else:
+        assert [t.hash for t in first.trials[: len(seeds)]] == [a.hash for a in seeds]
+        assert not first.trials[0].feasible and first.trials[0].proxy is None
+    resumed = run_search(TINY, CountingProxy(), budgets, TABLE, SETTING, strategy=strategy, trials=16, seed=0,
+                         storage_url=url, study_name="s", ctnas=FAST_CTNAS, seed_archs=seeds)
+    hashes = [t.hash for t in resumed.trials]
+    assert len(hashes) == 16 and all(hashes.count(h) <= 1 for h in feasible_seeds)  # never tried twice
+
+
 def test_resuming_a_study_with_other_settings_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'search.db'}"
     run_search(TINY, synthetic_proxy, None, TABLE, SETTING, trials=3, storage_url=url, study_name="s")

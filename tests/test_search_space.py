@@ -66,6 +66,19 @@ def test_identity_can_be_forbidden():
         space.parse({"hidden": 128, "blocks": [["id"] * 4] * 3})
 
 
+def test_anchors_are_teacher_shaped_at_every_hidden_size():
+    anchors = MINILM.anchors()
+    largest = MINILM.largest()
+    assert anchors[0] == largest and len({a.hash for a in anchors}) == len(anchors) == 2 * len(MINILM.hidden_sizes)
+    full, half = anchors[: len(anchors) // 2], anchors[len(anchors) // 2 :]
+    assert {a.hidden for a in full} == {a.hidden for a in half} == set(MINILM.hidden_sizes)
+    assert all(a.blocks == largest.blocks for a in full)
+    for a in half:
+        for block in a.blocks:
+            assert block[:2] == largest.blocks[0][:2] and all(op.kind == "id" for op in block[2:])
+    assert all(a.blocks == largest.blocks for a in MINILM.with_(allow_identity=False).anchors())
+
+
 def test_seeded_sampling_is_reproducible_and_varied():
     first = [MINILM.sample(random.Random(7)) for _ in range(3)]
     assert first[0] == first[1] == first[2]

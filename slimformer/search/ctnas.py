@@ -146,6 +146,7 @@ def run_ctnas(
     objectives: Sequence[str],
     on_trial: Callable[[TrialRecord], None] | None,
     settings: CTNASSettings,
+    seed_archs: Sequence[Arch] = (),
 ) -> None:
     """Run the CTNAS loop until the study holds `trials` scored candidates (see module doc).
 
@@ -156,6 +157,7 @@ def run_ctnas(
         seed: seeds pools and the comparator; a resumed study derives its stream from the count
             already scored, so it does not retrace the first run.
         on_trial: called with each new trial's record.
+        seed_archs: put first into the initial batch (those that meet the budgets).
     """
     dists = distributions(space)
     stored = study.get_trials(deepcopy=False)
@@ -185,7 +187,11 @@ def run_ctnas(
         found: dict[str, Candidate] = {}
         if len(scored) < n_init:
             want = min(n_init - len(scored), need)
-            pool.sample(want, rng, found)
+            for arch in seed_archs:
+                if len(found) >= want:
+                    break
+                pool.add(arch, found)  # skipped if already scored or over a budget
+            pool.sample(want - len(found), rng, found)
             if len(found) < want:
                 for arch in fallback:
                     pool.add(arch, found)

@@ -43,6 +43,7 @@ from slimformer.search.study import (
     distributions,
     known_scores,
     open_study,
+    params_of,
     record_attrs,
     record_of,
 )
@@ -128,6 +129,7 @@ def run_search(
     ctnas: CTNASSettings | None = None,
     reference: Sequence[float] | None = None,
     dtype: str = "float32",
+    seed_archs: Sequence[Arch] = (),
 ) -> SearchResult:
     """Search `space` for architectures minimising the proxy and cost objectives within budgets.
 
@@ -151,6 +153,9 @@ def run_search(
         reference: hypervolume reference point, one value per objective (default: see
             `study.default_reference`).
         dtype: weight dtype for memory.
+        seed_archs: architectures tried first (e.g. `space.anchors()`), in order, by a fresh study;
+            each counts as one of `trials`, and an infeasible one is treated like any infeasible
+            trial. NSGA-II takes them into its first generation, CTNAS into its initial batch.
 
     Returns:
         A SearchResult with every trial of the study, the feasible Pareto front and its hypervolume.
@@ -185,10 +190,14 @@ def run_search(
         storage_url, study_name, len(objectives), _sampler_factory(strategy, seed), meta, defaults
     )
     scorer = Scorer(space, evaluate, budgets, latency_table, setting, dtype, known_scores(study))
+    seed_archs = [space.validate(a) for a in seed_archs][:trials]
 
     if strategy == "ctnas":
-        run_ctnas(study, scorer, space, trials, seed, objectives, on_trial, ctnas or CTNASSettings())
+        run_ctnas(study, scorer, space, trials, seed, objectives, on_trial, ctnas or CTNASSettings(), seed_archs)
     else:
+        if finished == 0 and not study.get_trials(deepcopy=False):
+            for arch in seed_archs:  # a resumed study already holds them (asked, or still WAITING)
+                study.enqueue_trial(params_of(arch), skip_if_exists=True)
         dists = distributions(space)
         for _ in range(max(0, trials - finished)):
             frozen = _run_trial(study, scorer, space, strategy, objectives, dists)

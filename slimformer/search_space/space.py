@@ -165,6 +165,25 @@ class SearchSpace:
         block = tuple(big[s % len(big)] for s in range(self.slots_per_block))
         return Arch(self.max_hidden, tuple(block for _ in range(self.num_blocks)))
 
+    def anchors(self) -> list[Arch]:
+        """Teacher-shaped archs at every hidden size: full depth, then half depth (if identity is allowed).
+
+        Full depth is `largest()` narrowed to H (the teacher's MHA/FFN pattern, so its blocks start
+        from the teacher's own weights); half depth keeps the first half of every block's slots and
+        makes the rest identity, like a teacher with every other layer dropped. A search whose first
+        trials are these has the teacher-like corner of the space on its front from the start: 60
+        uniform samples of a 9^12-arch space almost never land near it.
+        """
+        full = self.largest().blocks[0]
+        keep = (self.slots_per_block + 1) // 2
+        half = tuple(full[:keep]) + tuple(Op("id", 0) for _ in range(self.slots_per_block - keep))
+        shapes = [full] + ([half] if self.allow_identity and keep < self.slots_per_block else [])
+        return [
+            self.validate(Arch(h, tuple(shape for _ in range(self.num_blocks))))
+            for shape in shapes
+            for h in sorted(self.hidden_sizes, reverse=True)
+        ]
+
     def smallest(self) -> Arch:
         """Narrowest H and the cheapest op in every slot: cheaper than any other arch in every cost."""
         from slimformer.search_space.cost import op_params  # local: cost imports this module

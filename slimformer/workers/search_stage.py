@@ -71,7 +71,7 @@ def stage_search(ctx: RunContext) -> dict[str, Any]:
         result = run_search(
             space, evaluator, budgets, table, setting, strategy=search.strategy, trials=trials, seed=ctx.spec.seed,
             storage_url=ctx.optuna_storage_url, study_name=ctx.study_name, objectives=tuple(search.objectives),
-            on_trial=on_trial,
+            on_trial=on_trial, seed_archs=space.anchors() if search.anchors else (),
         )
         block_evaluations = evaluator.evaluations
     chosen = spread_along_front(result.pareto, ctx.plan.finalists)

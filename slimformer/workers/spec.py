@@ -46,6 +46,8 @@ class SearchSettings(BaseModel):
     strategy: Literal["nsga2", "tpe", "random", "ctnas", "sample"] = "nsga2"
     trials: int | None = Field(None, ge=1, le=5000)
     fewshot_splits: bool = True
+    # Start from teacher-shaped archs at every hidden size (`SearchSpace.anchors`), see run_search.
+    anchors: bool = True
     finalists: int | None = Field(None, ge=1, le=20)
     objectives: list[Literal["proxy", "latency", "memory"]] = Field(
         default_factory=lambda: ["proxy", "latency"], min_length=2, max_length=3
