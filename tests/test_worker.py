@@ -31,7 +31,7 @@ from slimformer.service import jobs_repo
 from slimformer.service.app import create_app
 from slimformer.service.auth import create_api_key
 from slimformer.service.db import session_scope
-from slimformer.service.models import Job, JobEvent
+from slimformer.service.models import Job, JobEvent, LatencyTableRecord
 from slimformer.service.settings import Settings
 from slimformer.workers.stages import measured_front
 from slimformer.workers.worker import Worker
@@ -185,6 +185,19 @@ def test_worker_runs_a_submitted_job_and_its_model_downloads(finished_job, clien
     model = slimformer.load(tmp_path / f"{best['id']}-onnx", backend="onnx")
     labels = model.predict(["the movie was great", "the food was awful"])
     assert len(labels) == 2 and set(labels) <= {"negative", "positive"}
+
+
+def test_the_worker_records_its_latency_table_and_latency_budgets_are_then_checked_at_submission(
+    finished_job, server, client, job_spec
+):
+    with server.session() as session:
+        rows = session.scalars(select(LatencyTableRecord)).all()
+        assert [(r.batch, r.seq_len, r.threads, r.runtime) for r in rows] == [(1, 32, 1, "torch")]
+        assert rows[0].table["format"] == "slimformer-latency-table" and rows[0].hardware["cores"] > 0
+    # The tiny space's fastest arch takes well over a microsecond on any machine: refused at once.
+    refused = client.post("/v1/jobs", json={**job_spec, "budgets": {"latency_ms": 0.001}})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"][0]["ctx"]["smallest"]["latency_ms"] > 0.001
 
 
 def test_a_killed_worker_s_job_is_taken_over_and_gives_the_same_front(

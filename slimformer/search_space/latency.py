@@ -114,6 +114,11 @@ def space_signature(space: SearchSpace) -> dict[str, Any]:
     return space.to_dict()
 
 
+def space_key(space: SearchSpace) -> str:
+    """16 hex digits naming what a table must cover for `space` (the same space, the same key)."""
+    return hashlib.sha256(json.dumps(space_signature(space), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def table_cache_path(
     cache_dir: str | Path,
     fingerprint: Mapping[str, Any],

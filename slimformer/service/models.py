@@ -1,12 +1,13 @@
-"""Database tables: tenants and their API keys, jobs and their events, candidates, artifacts, data sets.
+"""Database tables: tenants and their API keys, jobs and their events, candidates, artifacts, data sets,
+and the latency tables workers measured.
 
 Ids are server-generated ULIDs (time-ordered, so "newest first" is an index scan and ids never
 come from a client). Timestamps are UTC and come back timezone-aware on every database.
 Artifact and data set paths are relative to the artifact directory, never absolute, so the store
 can move and no path in a response reveals the server's layout.
 
-The initial migration (`slimformer/migrations/versions/0001_initial.py`) creates exactly these
-tables; a change here needs a new revision.
+The migrations under `slimformer/migrations/versions/` create exactly these tables (a test
+compares them); a change here needs a new revision.
 """
 
 from __future__ import annotations
@@ -253,3 +254,30 @@ class Artifact(Base):
     zip_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     zip_size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LatencyTableRecord(Base):
+    """A latency table a worker measured (`slimformer.search_space.latency.LatencyTable.to_dict()`).
+
+    Shared across tenants: it describes a worker machine, not anybody's data. The API reads it to
+    refuse at submission a latency budget that no architecture can meet on the workers that
+    measured it. One row per `key` (machine, setting, torch version and space, as in
+    `table_cache_path`); a worker that measures again replaces its row.
+    """
+
+    __tablename__ = "latency_tables"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_latency_tables_key"),
+        Index("ix_latency_tables_lookup", "space_key", "batch", "seq_len", "threads", "runtime"),
+    )
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    key: Mapped[str] = mapped_column(String(200))
+    space_key: Mapped[str] = mapped_column(String(32))
+    batch: Mapped[int] = mapped_column(Integer)
+    seq_len: Mapped[int] = mapped_column(Integer)
+    threads: Mapped[int] = mapped_column(Integer)
+    runtime: Mapped[str] = mapped_column(String(20))
+    hardware: Mapped[dict[str, Any]] = mapped_column()
+    table: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -3,7 +3,8 @@ cheapest architecture can meet.
 
 Cheap enough for the request path: the teacher is judged by its config.json alone (no torch, no
 weights read; the worker checks the weights when it loads them), and the smallest architecture's
-cost is counted exactly by the torch-free search space.
+cost is counted exactly by the torch-free search space; its latency is predicted with the
+latency tables workers recorded for the job's shape (`latency_repo`), when there are any.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from sqlalchemy.orm import Session
 from slimformer.data.builtins import ROTTEN_TOMATOES_LABELS
 from slimformer.data.registry import BUILTIN_CORPORA, BUILTIN_TASKS
 from slimformer.errors import InfeasibleBudgetError, SpaceError
-from slimformer.search_space import Arch, SearchSpace, TeacherFacts, count_params, estimate_memory
+from slimformer.search.budgets import smallest_achievable
+from slimformer.search_space import SearchSpace, TeacherFacts, count_params, estimate_memory
+from slimformer.search_space.latency import LatencySetting
 from slimformer.search_space.space import space_for_teacher
+from slimformer.service import latency_repo
 from slimformer.service.errors import InvalidRequest
 from slimformer.service.models import Dataset
 from slimformer.workers.spec import JobSpec, LatencyShape
@@ -92,7 +96,7 @@ def check_spec(session: Session, tenant_id: str, spec: JobSpec, teacher_roots: l
     assert teacher is not None and labels is not None
     folder, config = teacher
     facts = teacher_facts(folder, config, labels)
-    smallest = smallest_costs(facts, spec.latency)
+    smallest = smallest_costs(facts, spec.latency, session)
     check_budgets(spec, smallest)
     return CheckedSpec(spec=spec, teacher_dir=folder, dataset_id=dataset_id, facts=facts, smallest=smallest)
 
@@ -213,16 +217,17 @@ def resolve_dataset(session: Session, tenant_id: str, name: str) -> tuple[str | 
 # --- budgets ---------------------------------------------------------------------------------------
 
 
-def smallest_costs(facts: TeacherFacts, shape: LatencyShape) -> dict[str, float]:
+def smallest_costs(facts: TeacherFacts, shape: LatencyShape, session: Session | None = None) -> dict[str, float]:
     """The smallest achievable value of each budget axis, for the teacher's default search space.
 
     Args:
         facts: the teacher (with the task's label count).
         shape: the input shape latency and memory are counted at.
+        session: where workers record their latency tables; None leaves latency out.
 
     Returns:
-        {"params_m": ..., "memory_mb": ...} exactly, plus "latency_ms" when it can be known without
-        measuring (see `smallest_latency_ms`).
+        {"params_m": ..., "memory_mb": ...} exactly, plus "latency_ms" when a worker has recorded a
+        latency table for this space and shape (see `smallest_latency_ms`).
     """
     space = space_for_teacher(facts)
     arch = space.smallest()
@@ -230,20 +235,26 @@ def smallest_costs(facts: TeacherFacts, shape: LatencyShape) -> dict[str, float]
         "params_m": count_params(arch, space) / 1e6,
         "memory_mb": estimate_memory(arch, space, shape.batch, shape.seq_len).total_mb,
     }
-    latency = smallest_latency_ms(space, arch, shape)
+    latency = smallest_latency_ms(session, space, shape) if session is not None else None
     if latency is not None:
         costs["latency_ms"] = latency
     return costs
 
 
-def smallest_latency_ms(space: SearchSpace, arch: Arch, shape: LatencyShape) -> float | None:
-    """The predicted latency of `arch` at `shape`, if a latency table for that setting is cached.
+def smallest_latency_ms(session: Session, space: SearchSpace, shape: LatencyShape) -> float | None:
+    """The fastest predicted latency of any arch in `space` at `shape`, on the fastest recorded worker.
 
-    Hook: returns None until the API can look up latency tables cached by workers (keyed by
-    hardware, shape, threads and runtime; see `slimformer.search_space.latency`). A latency
-    budget is then checked by the search instead of at submission.
+    Every latency table workers recorded for this space and setting (`latency_repo`) predicts the
+    space's fastest architecture exactly (`search.budgets.smallest_achievable`); the smallest of
+    those is the least any worker can reach, so a budget under it is refused. None when no worker
+    has measured this setting yet: the search stage then checks the budget, at once, before any
+    trial.
     """
-    return None
+    setting = LatencySetting(shape.batch, shape.seq_len, shape.threads, shape.runtime)
+    tables = latency_repo.tables_for(session, space, setting)
+    if not tables:
+        return None
+    return min(smallest_achievable(space, table, setting)["latency_ms"] for table in tables)
 
 
 def check_budgets(spec: JobSpec, smallest: dict[str, float]) -> None:

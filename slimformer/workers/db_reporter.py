@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from slimformer.errors import SlimformerError
-from slimformer.service import jobs_repo
+from slimformer.service import jobs_repo, latency_repo
 from slimformer.service.db import session_scope
 from slimformer.service.errors import DatabaseUnavailable
 from slimformer.service.models import Candidate
@@ -165,6 +165,15 @@ class DatabaseReporter(Reporter):
                 return False
             jobs_repo.add_event(session, self.job_id, message, stage=self.stage)
             return True
+
+        self._write(write, best_effort=True)
+
+    def latency_table(self, key: str, table: dict[str, Any], space: Any) -> None:
+        # Best effort: the record only lets the API refuse hopeless latency budgets earlier; a job
+        # must not fail because it could not be written.
+        def write(session: Session) -> bool:
+            latency_repo.record_table(session, key, table, space)
+            return True  # not job data: written whoever holds the lease
 
         self._write(write, best_effort=True)
 

@@ -30,6 +30,9 @@ class Reporter:
 
     def event(self, message: str) -> None: ...
 
+    def latency_table(self, key: str, table: dict[str, Any], space: Any) -> None:
+        """A latency table this job built or checked (`LatencyTable.to_dict()`), for the service's records."""
+
     def check_cancelled(self) -> None: ...
 
 

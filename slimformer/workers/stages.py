@@ -153,11 +153,14 @@ def stage_sample(ctx: RunContext) -> dict[str, Any]:
 def latency_table(ctx: RunContext):
     """The per-op latency table for the job's shape on this machine (measured once, then cached)."""
     if "_latency_table" not in ctx.__dict__:
+        from slimformer.search_space.latency import table_cache_path
         from slimformer.supernet.profile import build_latency_table
 
-        ctx.__dict__["_latency_table"] = build_latency_table(
-            ctx.space, ctx.latency_setting, cache_dir=ctx.cache_dir / "latency"
-        )
+        cache = ctx.cache_dir / "latency"
+        table = build_latency_table(ctx.space, ctx.latency_setting, cache_dir=cache)
+        key = table_cache_path(cache, table.hardware, ctx.latency_setting, table.torch_version, ctx.space).stem
+        ctx.reporter.latency_table(key, table.to_dict(), ctx.space)  # lets the API check latency budgets
+        ctx.__dict__["_latency_table"] = table
     return ctx.__dict__["_latency_table"]
 
 

@@ -10,8 +10,11 @@ import httpx
 import pytest
 from sqlalchemy import update
 
+from slimformer.search.budgets import smallest_achievable
 from slimformer.search_space import TeacherFacts, count_params, estimate_memory
+from slimformer.search_space.latency import LatencySetting, LatencyTable
 from slimformer.search_space.space import space_for_teacher
+from slimformer.service import latency_repo
 from slimformer.service.jobs_repo import job_inputs
 from slimformer.service.models import Job, utcnow
 from slimformer.service.validation import BUILTIN_TEACHER_MODULES, builtin_teacher_folder
@@ -93,17 +96,21 @@ def test_every_unknown_name_is_reported_at_once(api):
     assert set(_ids(r.json()["detail"])) == {"teacher", "dataset", "corpus"}
 
 
-def _smallest(num_labels: int = 2, batch: int = 1, seq_len: int = 128) -> tuple[float, float]:
+def _facts(num_labels: int = 2) -> TeacherFacts:
+    """The built-in teacher's facts, read from its config.json as the API does."""
     import json
 
     config = json.loads((builtin_teacher_folder("minilm-l6") / "config.json").read_text())
-    facts = TeacherFacts(
+    return TeacherFacts(
         hidden_size=config["hidden_size"], num_layers=config["num_hidden_layers"],
         num_heads=config["num_attention_heads"], intermediate_size=config["intermediate_size"],
         vocab_size=config["vocab_size"], max_position=config["max_position_embeddings"],
         type_vocab_size=config["type_vocab_size"], num_labels=num_labels,
     )
-    space = space_for_teacher(facts)
+
+
+def _smallest(num_labels: int = 2, batch: int = 1, seq_len: int = 128) -> tuple[float, float]:
+    space = space_for_teacher(_facts(num_labels))
     arch = space.smallest()
     return count_params(arch, space) / 1e6, estimate_memory(arch, space, batch, seq_len).total_mb
 
@@ -141,10 +148,45 @@ def test_smallest_params_count_the_data_sets_labels(api, make_csv):
     assert r.json()["detail"][0]["ctx"]["smallest"]["params_m"] == pytest.approx(_smallest(num_labels=5)[0])
 
 
-@sqlite_only
-def test_a_latency_budget_is_left_to_the_search(api):
-    # Latency needs a measured table; without one the budget cannot be judged at submission.
-    assert api.tenant_client().post("/v1/jobs", json={"budgets": {"latency_ms": 0.001}}).status_code == 201
+def _made_up_table(space, seq_len: int, factor: float, cpu: str) -> dict:
+    """A latency table document covering `space`, every entry `factor` times a size-based guess."""
+    table = LatencyTable(setting=LatencySetting(seq_len=seq_len), hardware={"cpu": cpu}, torch_version="2.13.0")
+    for h in space.hidden_sizes:
+        for op in space.slot_ops():
+            if op.kind != "id":
+                table.ops[(str(op), h)] = factor * (0.1 + 0.001 * op.size * h / 64)
+        table.embeddings[h], table.head[h] = factor * 0.05, factor * 0.01
+    table.overhead_ms = factor * 0.2
+    return table.to_dict()
+
+
+def test_a_latency_budget_is_checked_against_the_tables_workers_recorded(api):
+    client = api.tenant_client()
+    body = {"budgets": {"latency_ms": 0.5}, "latency": {"seq_len": 96}}  # a shape no other test records
+    # No worker has measured this shape yet: the budget cannot be judged here and is left to the search.
+    first = client.post("/v1/jobs", json=body)
+    assert first.status_code == 201, first.text
+
+    space = space_for_teacher(_facts())
+    slow, fast = _made_up_table(space, 96, 2.0, "slow cpu"), _made_up_table(space, 96, 1.0, "fast cpu")
+    with api.session() as session:
+        latency_repo.record_table(session, "slow-machine", slow, space)
+        latency_repo.record_table(session, "fast-machine", _made_up_table(space, 96, 9.0, "fast cpu"), space)
+    with api.session() as session:  # a worker measuring again replaces its row
+        latency_repo.record_table(session, "fast-machine", fast, space)
+        assert len(latency_repo.tables_for(session, space, LatencySetting(seq_len=96))) == 2
+    fastest = smallest_achievable(space, LatencyTable.from_dict(fast))["latency_ms"]
+    assert fastest < smallest_achievable(space, LatencyTable.from_dict(slow))["latency_ms"]
+
+    refused = client.post("/v1/jobs", json={**body, "budgets": {"latency_ms": fastest * 0.9}})
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["detail"][0]
+    assert error["type"] == "budget_infeasible" and "latency_ms" in error["msg"]
+    assert error["ctx"]["smallest"]["latency_ms"] == pytest.approx(fastest)  # the fastest machine decides
+    ok = client.post("/v1/jobs", json={**body, "budgets": {"latency_ms": fastest * 1.01}})
+    assert ok.status_code == 201, ok.text
+    other_shape = client.post("/v1/jobs", json={**body, "latency": {"seq_len": 97}})
+    assert other_shape.status_code == 201  # tables of one shape say nothing about another
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from slimformer.service.models import Base
 from slimformer.service.schema import check_schema, current_revision, head_revision, upgrade
 from slimformer.service.settings import Settings
 
-TABLES = {"tenants", "api_keys", "datasets", "jobs", "job_events", "candidates", "artifacts"}
+TABLES = {"tenants", "api_keys", "datasets", "jobs", "job_events", "candidates", "artifacts", "latency_tables"}
 
 
 def test_upgrade_from_empty_creates_everything(database_url):
@@ -84,7 +84,8 @@ def test_app_refuses_an_old_schema_unless_it_may_migrate(database_url, tmp_path,
         asyncio.run(_start(create_app(settings)))
     with engine.begin() as conn:
         conn.execute(text(f"DELETE FROM {VERSION_TABLE}"))
-        for table in ("artifacts", "candidates", "job_events", "jobs", "datasets", "api_keys", "tenants"):
+        tables = ("artifacts", "candidates", "job_events", "jobs", "datasets", "api_keys", "tenants", "latency_tables")
+        for table in tables:
             conn.execute(text(f"DROP TABLE {table}"))
     engine.dispose()
 
