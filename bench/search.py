@@ -64,7 +64,7 @@ def main() -> int:
     parser.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
     parser.add_argument("--run-dir", default="runs/bench-search")
     parser.add_argument("--ranking-archs", type=int, default=10)
-    parser.add_argument("--finalists", type=int, default=4)
+    parser.add_argument("--finalists", type=int, default=6)
     parser.add_argument("--latency-budget", type=float, default=30.0,
                         help="ms at the job's shape (0: none); the truncated baselines span ~7-35 ms")
     parser.add_argument("--out", default=str(HERE / "results" / "search.json"))
@@ -214,6 +214,7 @@ def main() -> int:
     found = [{"hash": f["hash"], "arch": f["arch"], "params": f["params"], "latency_ms": f["latency_ms"],
               "latency_onnx_ms": f["latency_onnx_ms"], "predicted_latency_ms": f["predicted_latency_ms"],
               "dev_accuracy": f["dev_accuracy"], "test_accuracy": f["test_accuracy"],
+              "within_budget": f.get("within_budget", True),
               "speedup": t_doc["latency_ms"] / f["latency_ms"]} for f in results["finalists"]]
     doc = {
         "preset": args.preset,

@@ -165,6 +165,37 @@ def test_search_stage_finds_finalists_within_budgets(spec, finished_run, tmp_pat
     assert all(f["params"] <= limit * 1e6 for f in results["finalists"])
 
 
+def test_a_finalist_measured_over_budget_is_kept_but_not_offered(spec, finished_run, tmp_path):
+    # The "sample" strategy picks finalists without budgets, so a parameter budget between the two
+    # finalists' sizes makes exactly the larger one exceed it when finalize measures them.
+    run_dir, results, _ = finished_run
+    small, large = sorted(results["finalists"], key=lambda f: f["params"])
+    limit = (small["params"] + large["params"]) / 2 / 1e6
+    capped = spec.model_copy(update={"budgets": spec.budgets.model_copy(update={"params_m": limit})})
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    for name in ("finalize", "report"):
+        stage_marker(copy, name).unlink()
+
+    class Events(Recorder):
+        def __init__(self):
+            super().__init__()
+            self.events: list[str] = []
+
+        def event(self, message):
+            self.events.append(message)
+
+    recorder = Events()
+    again = run_job(capped, copy, recorder, use_ray=False)
+    by_hash = {f["hash"]: f for f in again["finalists"]}
+    assert by_hash[large["hash"]]["budget_violations"] == {"params_m": pytest.approx(large["params"] / 1e6)}
+    assert not by_hash[large["hash"]]["within_budget"] and not by_hash[large["hash"]]["pareto"]
+    assert by_hash[small["hash"]]["within_budget"] and by_hash[small["hash"]]["pareto"]
+    assert again["export"]["best"] == small["hash"] and again["export"]["over_budget"] == [large["hash"]]
+    assert any(large["hash"] in e and "over budget" in e for e in recorder.events)
+    assert "(over budget)" in format_table(again)
+
+
 def test_infeasible_budget_fails_the_search_at_once(spec, finished_run, tmp_path):
     import time
 

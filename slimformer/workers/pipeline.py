@@ -95,7 +95,7 @@ def write_results(ctx: RunContext) -> dict[str, Any]:
         "stage_seconds": {n: read_json(stage_marker(ctx.run_dir, n)).get("seconds") for n in STAGE_NAMES},
     }
     write_json(ctx.path("results.json"), results)
-    columns = ["hash", "params", "memory_mb", "latency_ms", "dev_accuracy", "test_accuracy", "short"]
+    columns = ["hash", "params", "memory_mb", "latency_ms", "dev_accuracy", "test_accuracy", "within_budget", "short"]
     with open(ctx.path("candidates.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -108,7 +108,8 @@ def format_table(results: dict[str, Any]) -> str:
     t = results["teacher"]
     rows = [("teacher", f"{t['params'] / 1e6:.2f}M", f"{t['latency_ms']:.2f}", f"{t['dev_accuracy']:.3f}", "")]
     for r in sorted(results["finalists"], key=lambda r: r["params"]):
-        rows.append((r["hash"], f"{r['params'] / 1e6:.2f}M", f"{r['latency_ms']:.2f}", f"{r['dev_accuracy']:.3f}",
+        name = r["hash"] if r.get("within_budget", True) else f"{r['hash']} (over budget)"
+        rows.append((name, f"{r['params'] / 1e6:.2f}M", f"{r['latency_ms']:.2f}", f"{r['dev_accuracy']:.3f}",
                      r["short"]))
     header = ("arch", "params", "latency ms", "dev acc", "architecture")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]

@@ -177,10 +177,31 @@ def stage_finalize(ctx: RunContext) -> dict[str, Any]:
     archs = [ctx.space.parse(item["arch"]) for item in read_json(ctx.path("chosen.json"))]
     trained = train_finalists(ctx, archs)
     records = export_and_measure(ctx, archs, trained)
+    limits = ctx.spec.budgets.model_dump(exclude_none=True)
     for record in records:
+        record["budget_violations"] = measured_violations(record, limits)
+        record["within_budget"] = not record["budget_violations"]
+        if not record["within_budget"]:
+            violations = record["budget_violations"].items()
+            over = ", ".join(f"{axis} {value:.4g} > {limits[axis]:g}" for axis, value in violations)
+            ctx.reporter.event(f"finalist {record['hash']} measured over budget ({over}; predicted latency "
+                               f"{record['predicted_latency_ms']:.4g} ms): kept, but not offered as a result")
         ctx.reporter.candidate(record)
     write_json(ctx.path("finalists.json"), records)
     return {"finalists": len(records)}
+
+
+def measured_violations(record: dict[str, Any], limits: dict[str, float]) -> dict[str, float]:
+    """The budgets a finalist's *measured* figures exceed, with the measured value.
+
+    The search keeps every candidate within budget by prediction; latency is measured again on
+    the finished model and can come out over a tight budget (the machine's speed drifts by a
+    few percent between the search and the measurement). Memory and parameters are exact.
+    """
+    measured = {
+        "latency_ms": record["latency_ms"], "memory_mb": record["memory_mb"], "params_m": record["params"] / 1e6
+    }
+    return {axis: measured[axis] for axis, limit in limits.items() if measured[axis] > limit}
 
 
 def measured_front(records: list[dict[str, Any]]) -> list[str]:
@@ -192,14 +213,22 @@ def measured_front(records: list[dict[str, Any]]) -> list[str]:
 
 
 def stage_report(ctx: RunContext) -> dict[str, Any]:
-    """The measured Pareto front of the finalists and the recommended model (best dev accuracy)."""
+    """The measured Pareto front of the finalists and the recommended model (best dev accuracy).
+
+    Only finalists whose measured figures meet the budgets are offered; if none does, all are,
+    and `within_budget` in the summary says so.
+    """
     records = read_json(ctx.path("finalists.json"))
-    front = measured_front(records)
+    eligible = [r for r in records if r.get("within_budget", True)]
+    if not eligible:
+        ctx.reporter.event("no finalist met the budgets as measured: the front shows them all")
+    front = measured_front(eligible or records)
     for r in records:
         r["pareto"] = r["hash"] in front
     write_json(ctx.path("finalists.json"), records)
-    best = max(records, key=lambda r: (r["dev_accuracy"], -r["latency_ms"]))
-    summary = {"best": best["hash"], "folder": best["folder"], "pareto": front, "sizes": best["size_bytes"]}
+    best = max(eligible or records, key=lambda r: (r["dev_accuracy"], -r["latency_ms"]))
+    summary = {"best": best["hash"], "folder": best["folder"], "pareto": front, "sizes": best["size_bytes"],
+               "within_budget": bool(eligible), "over_budget": [r["hash"] for r in records if r not in eligible]}
     write_json(ctx.path("export.json"), summary)
     write_pareto_plot(ctx, records)
     return summary
