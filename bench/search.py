@@ -9,8 +9,8 @@ One run, one machine. Writes bench/results/search.json and bench/results/pareto.
                and the proxy evaluations it saves to reach the same hypervolume as NSGA-II
   found[]      the finalists of the main search (NSGA-II, few-shot), fine-tuned and measured
   baselines    truncated[]: the teacher cut to its first k layers (k = 1..5), fine-tuned with the
-               same distillation and epochs; random[]: random search with the same number of
-               proxy evaluations, finalists fine-tuned the same way
+               same distillation and epochs; random[]: plain random search (uniform samples, no
+               anchors) with the same number of proxy evaluations, finalists fine-tuned the same way
   wall_seconds per stage
 
     .venv/bin/python bench/search.py [--preset quick] [--run-dir runs/bench-search]
@@ -166,7 +166,8 @@ def main() -> int:
                 res = run_search(space, evaluator, Budgets.of(spec.budgets), table, setting, strategy=strategy,
                                  trials=budget, seed=spec.seed, storage_url=ctx.optuna_storage_url,
                                  study_name=f"bench-{strategy}", objectives=objectives, reference=reference,
-                                 seed_archs=space.anchors() if spec.search.anchors else ())
+                                 # random: the plain baseline, uniform samples only
+                                 seed_archs=space.anchors() if strategy == "ctnas" else ())
                 curves[strategy] = (res, hv_curve(res.trials, objectives, reference))
         nsga_curve = hv_curve([TrialRecord(**r) for r in main_search["trials"]], objectives, reference)
         target = nsga_curve[-1] if nsga_curve else 0.0
