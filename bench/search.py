@@ -59,6 +59,29 @@ def truncated_teacher(teacher_model, layers: int):
     return model
 
 
+def plot(doc: dict) -> bytes:
+    """pareto.png of a search.json document: found models (front among those within budget) and baselines.
+
+    `python -c "import json, sys; sys.path.insert(0, 'bench'); import search; ..."` can redraw it
+    from a committed search.json without running anything.
+    """
+    from slimformer.plots import PlotPoint, ReferencePoint, render_pareto
+    from slimformer.search.pareto import pareto_front
+
+    found = doc["found"]
+    offered = [i for i, f in enumerate(found) if f.get("within_budget", True)]
+    front = {offered[j] for j in pareto_front([(-found[i]["test_accuracy"], found[i]["latency_ms"]) for i in offered])}
+    points = [PlotPoint(f["hash"], f["latency_ms"], f["test_accuracy"], i in front) for i, f in enumerate(found)]
+    t = doc["teacher"]
+    refs = [ReferencePoint("teacher", t["latency_ms"], t["test_accuracy"], "*")]
+    refs += [ReferencePoint("truncated teacher", b["latency_ms"], b["test_accuracy"], "s")
+             for b in doc["baselines"]["truncated"]]
+    refs += [ReferencePoint("random search", r["latency_ms"], r["test_accuracy"], "^")
+             for r in doc["baselines"]["random"]]
+    return render_pareto(points, "png", "slimformer search vs baselines (grey: off the front or over budget)",
+                         "test accuracy", refs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
@@ -77,7 +100,6 @@ def main() -> int:
 
     import torch
 
-    from slimformer.plots import PlotPoint, ReferencePoint, render_pareto
     from slimformer.search.budgets import Budgets
     from slimformer.search.comparator import Comparator, pairwise_accuracy
     from slimformer.search.strategies import run_search
@@ -238,15 +260,7 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2))
-    from slimformer.search.pareto import pareto_front
-
-    on_front = set(pareto_front([(-f["test_accuracy"], f["latency_ms"]) for f in found]))
-    points = [PlotPoint(f["hash"], f["latency_ms"], f["test_accuracy"], i in on_front) for i, f in enumerate(found)]
-    refs = [ReferencePoint("teacher", t_doc["latency_ms"], t_doc["test_accuracy"], "*")]
-    refs += [ReferencePoint("truncated teacher", b["latency_ms"], b["test_accuracy"], "s") for b in truncated]
-    refs += [ReferencePoint("random search", r["latency_ms"], r["test_accuracy"], "^") for r in random_records]
-    (out.parent / "pareto.png").write_bytes(render_pareto(points, "png", "slimformer search vs baselines",
-                                                          "test accuracy", refs))
+    (out.parent / "pareto.png").write_bytes(plot(doc))
     print(json.dumps({k: doc[k] for k in ("teacher", "found", "comparator")}, indent=2)[:3000])
     print(f"wrote {out}")
     return 0
