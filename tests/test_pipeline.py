@@ -58,6 +58,7 @@ def test_job_runs_every_stage_and_writes_its_outputs(finished_run):
     best = next(f for f in results["finalists"] if f["hash"] == export["best"])
     assert (run_dir / "candidates" / export["best"] / "model" / "model.onnx").exists()
     assert best["latency_torch_ms"] > 0 and best["latency_onnx_ms"] > 0 and best["predicted_latency_ms"] > 0
+    assert best["predicted_latency_rechecked_ms"] > 0  # the table refitted on archs measured with the finalists
     assert any(f["pareto"] for f in results["finalists"])
     assert (run_dir / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     rows = list(csv.DictReader(open(run_dir / "candidates.csv")))

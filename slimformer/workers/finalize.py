@@ -108,7 +108,7 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
         exports.append(exported)
     ctx.reporter.progress("finalize", 0.85, "measuring latency")
     started = time.perf_counter()
-    torch_ms = measure_models_latency(models, _torch_setting(setting))
+    torch_ms, rechecked = _measure_with_recheck(ctx, models)
     onnx_paths = [Path(e["folder"]) / "model.onnx" for e in exports]
     ort_ms = measure_onnx_models_latency(onnx_paths, setting, vocab_size=models[0].config.vocab_size)
     int8_ms = measure_onnx_models_latency([Path(e["folder"]) / "model.int8.onnx" for e in exports], setting,
@@ -123,11 +123,48 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
             "test_accuracy": fit["test_accuracy"], "latency_ms": measured, "latency_torch_ms": torch_ms[i],
             "latency_onnx_ms": ort_ms[i], "latency_onnx_int8_ms": int8_ms[i],
             "predicted_latency_ms": predicted_latency(ctx, arch),
+            "predicted_latency_rechecked_ms": rechecked.predict(arch) if rechecked is not None else None,
             "size_bytes": exported["sizes"], "folder": exported["folder"],
             "finetune_seconds": fit["finetune_seconds"], "state": "exported",
         })
     ctx.reporter.event(f"measured {len(records)} finalists in {time.perf_counter() - started:.1f} s")
     return records
+
+
+def _measure_with_recheck(ctx: RunContext, models: list[Any]) -> tuple[list[float], Any]:
+    """Torch latency of `models`, measured in the same rounds as the latency table's check archs.
+
+    The table was checked against whole models when the search used it (`check_against_models`);
+    refitting its scale on the same check archs measured alongside the finalists gives a
+    prediction for the machine as it runs *now*. A finalist far from its search-time prediction
+    but close to the rechecked one was moved by the machine's speed, not mispredicted.
+
+    Returns:
+        (ms per model, the rechecked table or None when the job's runtime is not torch).
+    """
+    import torch
+
+    from slimformer.search_space.latency import LatencyTable
+    from slimformer.supernet.profile import ModelTimer, calibration_set, run_rounds
+    from slimformer.supernet.subnet import SubNet, SubNetConfig
+    from slimformer.workers.stages import latency_table
+
+    setting = _torch_setting(ctx.latency_setting)
+    if ctx.latency_setting.runtime != "torch":
+        return measure_models_latency(models, setting), None
+    table = latency_table(ctx)
+    check = calibration_set(ctx.space, 8)  # the archs check_against_models used
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        check_models = [SubNet(SubNetConfig.for_arch(a, ctx.space)).eval() for a in check]
+    timer = ModelTimer(models + check_models, setting)
+    run_rounds([timer], setting.threads, repeats=30)
+    measured = timer.latencies()
+    rechecked = LatencyTable.from_dict(table.to_dict())
+    rechecked.calibrate(zip(check, measured[len(models):], strict=True), fit_offset=False)
+    ctx.reporter.event(f"latency table re-checked while measuring the finalists: scale {rechecked.scale:.3f} "
+                       f"(when the search stage checked it: {table.scale:.3f})")
+    return measured[: len(models)], rechecked
 
 
 def _torch_setting(setting):
