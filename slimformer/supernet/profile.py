@@ -514,6 +514,19 @@ def calibration_set(space: SearchSpace, n: int, seed: int = 0) -> list[Arch]:
     return [space.sample(rng, hidden=space.hidden_sizes[i % len(space.hidden_sizes)]) for i in range(n)]
 
 
+def calibration_models(space: SearchSpace, n: int = 8, seed: int = 0) -> tuple[list[Arch], list[SubNet]]:
+    """The `calibration_set` archs and seeded random-weight SubNets of them (eval mode).
+
+    Whoever times the check archs again (finalize re-checks the table next to the finalists)
+    gets the very models `check_against_models` and `calibrate_onnx` timed.
+    """
+    archs = calibration_set(space, n, seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        models = [SubNet(SubNetConfig.for_arch(a, space)).eval() for a in archs]
+    return archs, models
+
+
 def calibrate_onnx(
     table: LatencyTable,
     space: SearchSpace,
@@ -536,14 +549,10 @@ def calibrate_onnx(
     """
     if n < 2:
         raise ValueError(f"calibration archs: an onnxruntime table needs at least 2, got {n}")
-    archs = calibration_set(space, n, seed)
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
+    archs, models = calibration_models(space, n, seed)
     with tempfile.TemporaryDirectory(prefix="slimformer-latency-") as tmp:
-        paths = [
-            export_for_latency(SubNet(SubNetConfig.for_arch(a, space)).eval(), Path(tmp) / f"m{i}")
-            for i, a in enumerate(archs)
-        ]
+        paths = [export_for_latency(model, Path(tmp) / f"m{i}") for i, model in enumerate(models)]
         measured = measure_onnx_models_latency(paths, setting, space.teacher.vocab_size, repeats=repeats, stat=stat)
     table.setting = setting
     table.calibrate(zip(archs, measured, strict=True))
@@ -582,10 +591,8 @@ def check_against_models(
     """
     if setting.runtime == "onnxruntime":
         return calibrate_onnx(table, space, setting, n, seed, repeats, stat)
-    archs = calibration_set(space, n, seed)
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    models = [SubNet(SubNetConfig.for_arch(a, space)).eval() for a in archs]
+    archs, models = calibration_models(space, n, seed)
     measured = measure_models_latency(models, setting, repeats=repeats, stat=stat)
     table.calibrate(zip(archs, measured, strict=True), fit_offset=False)
     table.meta["checked"] = {

@@ -142,21 +142,15 @@ def _measure_with_recheck(ctx: RunContext, models: list[Any]) -> tuple[list[floa
     Returns:
         (ms per model, the rechecked table or None when the job's runtime is not torch).
     """
-    import torch
-
     from slimformer.search_space.latency import LatencyTable
-    from slimformer.supernet.profile import ModelTimer, calibration_set, run_rounds
-    from slimformer.supernet.subnet import SubNet, SubNetConfig
+    from slimformer.supernet.profile import ModelTimer, calibration_models, run_rounds
     from slimformer.workers.stages import latency_table
 
     setting = _torch_setting(ctx.latency_setting)
     if ctx.latency_setting.runtime != "torch":
         return measure_models_latency(models, setting), None
     table = latency_table(ctx)
-    check = calibration_set(ctx.space, 8)  # the archs check_against_models used
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        check_models = [SubNet(SubNetConfig.for_arch(a, ctx.space)).eval() for a in check]
+    check, check_models = calibration_models(ctx.space)  # what check_against_models timed
     timer = ModelTimer(models + check_models, setting)
     run_rounds([timer], setting.threads, repeats=30)
     measured = timer.latencies()
