@@ -8,6 +8,9 @@ cannot be opened) become `DatabaseUnavailable`, which the API answers with 503.
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,14 +79,39 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # The busy timeout first, so every statement below waits for a lock instead of failing.
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _ensure_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         # NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the
         # last transactions, which a job's lease and checkpoints recover from.
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+def _ensure_wal(cursor: Any) -> None:
+    """Switch the file to WAL once; WAL is a property of the file, so later connections only read it.
+
+    Changing the journal mode needs an exclusive lock, and SQLite answers "database is locked" at
+    once (without calling the busy handler) when another connection holds any lock on the file,
+    e.g. a second process creating the schema at the same moment (`serve` next to a `worker`). So
+    the switch is skipped when the file is already in WAL, and retried with jittered backoff up to
+    the busy timeout otherwise.
+    """
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay * (1 + random.random()))
+        delay = min(delay * 2, 0.5)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
