@@ -29,7 +29,7 @@ from slimformer.supernet.teacher import (
 )
 
 # Tiny random model: a high learning rate and several epochs so the loss visibly falls in ~1 s.
-FAST = TeacherSettings(epochs=6, lr=2e-3, batch_size=16, max_length=32, seed=0)
+FAST = TeacherSettings(epochs=6, patience=0, lr=2e-3, batch_size=16, max_length=32, seed=0)
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -215,7 +215,7 @@ def test_second_call_is_served_from_cache_without_training(
     def no_training(*args, **kwargs):
         raise AssertionError("a cached teacher must not be trained again")
 
-    monkeypatch.setattr(teacher_mod, "_train_classifier", no_training)
+    monkeypatch.setattr(teacher_mod, "train_classifier", no_training)
     events: list[dict] = []
     start = time.monotonic()
     # threads only changes speed, so it must hit the same entry.
@@ -264,7 +264,7 @@ def test_cache_key_follows_teacher_content_not_path(
 
 def test_a_cache_entry_is_itself_a_teacher_with_a_head(tuned, tiny_task, monkeypatch) -> None:
     result, _ = tuned
-    monkeypatch.setattr(teacher_mod, "_train_classifier", lambda *a, **k: pytest.fail("head exists"))
+    monkeypatch.setattr(teacher_mod, "train_classifier", lambda *a, **k: pytest.fail("head exists"))
     reused = fine_tune_teacher(result.cache_path, tiny_task, FAST, result.cache_path.parent / "unused", None)
     assert reused.from_cache and reused.dev_accuracy == pytest.approx(result.dev_accuracy)
     assert not (result.cache_path.parent / "unused").exists()
@@ -282,11 +282,11 @@ def test_a_damaged_cache_entry_is_rebuilt(
     (entry / "model.safetensors").write_bytes(b"damaged")
     trained: list[int] = []
 
-    def quick_training(model, tokenizer, train, settings, emit):  # stands in for the real loop
+    def quick_training(model, tokenizer, train, dev, settings, emit):  # stands in for the real loop
         trained.append(len(train))
-        return [0.5]
+        return [0.5], []
 
-    monkeypatch.setattr(teacher_mod, "_train_classifier", quick_training)
+    monkeypatch.setattr(teacher_mod, "train_classifier", quick_training)
     rebuilt = fine_tune_teacher(tiny_teacher_dir, tiny_task, FAST, tmp_path / "cache", None)
     assert trained == [len(tiny_task.train)] and not rebuilt.from_cache
     assert rebuilt.cache_path == entry and (entry / "model.safetensors").stat().st_size > 1000

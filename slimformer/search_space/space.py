@@ -184,6 +184,47 @@ class SearchSpace:
             for h in sorted(self.hidden_sizes, reverse=True)
         ]
 
+    # --- the teacher and its layer-dropped variants, as points of the space ------------------------
+
+    def teacher_layer_slots(self) -> list[tuple[int, int]]:
+        """(block, first slot) of each teacher layer: layer i is the MHA/FFN slot pair starting there.
+
+        Needs two slots per teacher layer (slots_per_block == 2 * layers_per_block), which the
+        default space has; raises SpaceError otherwise.
+        """
+        if self.slots_per_block != 2 * self.layers_per_block:
+            raise SpaceError("this space does not map teacher layers onto slot pairs (need 2 slots per layer)")
+        return [(i // self.layers_per_block, 2 * (i % self.layers_per_block)) for i in range(self.teacher.num_layers)]
+
+    def layers_arch(self, layers: list[int] | tuple[int, ...], hidden: int | None = None) -> Arch:
+        """The teacher keeping only `layers` (0-based teacher layer indices), at hidden `hidden` (default full).
+
+        A kept layer is its MHA (the teacher's head count) and FFN (its inner size) in the slot pair the
+        warm start fills from that layer; every other slot is identity. Raises ArchError if the
+        result is not in this space (e.g. identity not allowed, or a head count missing).
+        """
+        t = self.teacher
+        slots = self.teacher_layer_slots()
+        blocks = [[Op("id", 0)] * self.slots_per_block for _ in range(self.num_blocks)]
+        for layer in layers:
+            if not 0 <= layer < t.num_layers:
+                raise ArchError(f"layers: {layer} outside the teacher's 0..{t.num_layers - 1}")
+            b, s = slots[layer]
+            blocks[b][s], blocks[b][s + 1] = Op("mha", t.num_heads), Op("ffn", t.intermediate_size)
+        return self.validate(Arch(hidden or t.hidden_size, tuple(tuple(block) for block in blocks)))
+
+    def teacher_arch(self) -> Arch:
+        """The teacher itself."""
+        return self.layers_arch(range(self.teacher.num_layers))
+
+    def truncated_arch(self, k: int) -> Arch:
+        """The teacher's first k layers."""
+        return self.layers_arch(range(k))
+
+    def every_other_arch(self, start: int = 0) -> Arch:
+        """Every second teacher layer, from `start` (0: layers 0, 2, 4, ...)."""
+        return self.layers_arch(range(start, self.teacher.num_layers, 2))
+
     def smallest(self) -> Arch:
         """Narrowest H and the cheapest op in every slot: cheaper than any other arch in every cost."""
         from slimformer.search_space.cost import op_params  # local: cost imports this module
@@ -233,12 +274,14 @@ def space_for_teacher(teacher: TeacherFacts, **overrides: Any) -> SearchSpace:
     """Default space derived from a teacher (the issue's defaults for MiniLM-L6).
 
     Hidden sizes are fractions of the teacher's width (1/3, 1/2, 2/3, 1 for 384 -> 128..384);
-    heads up to 2/3 of the teacher's; FFN up to the teacher's inner size; one block per two teacher
-    layers. Anything can be overridden by keyword.
+    heads from 2 up to the teacher's own count; FFN up to the teacher's inner size; one block per two
+    teacher layers (two MHA/FFN slot pairs). So the teacher itself, its first-k-layer truncations and
+    its every-other-layer models are all architectures of the space (`teacher_arch`,
+    `truncated_arch`, `every_other_arch`). Anything can be overridden by keyword.
     """
     d = teacher.hidden_size
     hidden = tuple(sorted({max(16, round(d * f / 16) * 16) for f in (1 / 3, 1 / 2, 2 / 3)} | {d}))
-    heads = tuple(h for h in (2, 4, 6, 8) if h <= teacher.num_heads) or (teacher.num_heads,)
+    heads = tuple(sorted({h for h in (2, 4, 6, 8) if h < teacher.num_heads} | {teacher.num_heads}))
     inner = teacher.intermediate_size
     ffn = tuple(sorted({i for i in (256, 512, 768, 1024, 1536) if i <= inner} | {inner}))
     num_blocks = teacher.num_layers // 2 if teacher.num_layers % 2 == 0 else teacher.num_layers

@@ -21,7 +21,7 @@ SPLIT_DECISIONS = ("hidden",)
 
 
 def warm_start_state(space: SearchSpace, index: int, teacher_encoder: nn.Module, basis: torch.Tensor) -> dict:
-    """BlockTrainer weights for block `index`, initialised from the teacher in the PCA basis."""
+    """BlockTrainer weights for block `index`, initialised from the teacher in the permuted basis (init.py)."""
     trainer = BlockTrainer(space, index)
     init_block_from_teacher(trainer.block, teacher_encoder, basis)
     if trainer.embeddings is not None:

@@ -1,12 +1,17 @@
-"""Warm-start the supernet from the teacher, in a rotated basis where narrow widths lose least.
+"""Warm-start the supernet from the teacher, in a permuted basis where narrow widths lose least.
 
 Training blocks from scratch on one CPU would need far more steps than we can afford, so every
-MHA and FFN in a block starts from the teacher layer it replaces. Widths shrink by slicing, so the
-teacher's hidden space is first rotated by a PCA basis U of its hidden states: the first H
-coordinates then carry the most variance, and `bridge_in = U[:, :H]^T`, `bridge_out = U[:, :H]`
-start as a consistent projection pair (so chained blocks agree before any training). Heads and FFN
-neurons are reordered by importance so the first h heads / first I neurons are the strongest.
-LayerNorm does not commute with rotation; its parameters start neutral and are learned.
+MHA and FFN in a block starts from the teacher layer it replaces, LayerNorms included. Widths shrink
+by slicing, so three things are reordered by importance first (DynaBERT-style rewiring): hidden
+dimensions by the energy of the teacher's hidden states, heads by the norm of their output
+projection, FFN neurons by the product of their in and out weight norms. The first H dimensions,
+first h heads and first I neurons are then the strongest.
+
+Hidden dimensions are *permuted*, never rotated: LayerNorm's mean and variance over all dimensions
+do not change under a permutation, but do under a rotation. So at full width every path that
+keeps the teacher's ops (the teacher itself, its first-k-layer truncations, every other layer) is
+exactly the teacher's function, and `bridge_in = P[:, :H]^T`, `bridge_out = P[:, :H]` are the
+matching selections.
 """
 
 from __future__ import annotations
@@ -18,15 +23,18 @@ from slimformer.supernet.block import BlockSupernet
 from slimformer.supernet.elastic import ElasticEmbeddings, ElasticLinear
 
 
-def pca_basis(states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """[N, L, D] hidden states -> [D, D] orthonormal basis, columns by decreasing energy."""
+def hidden_permutation(states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """[N, L, D] hidden states -> [D, D] permutation matrix; column j is the j-th most energetic dimension.
+
+    Energy is the mean square of a dimension over the (unmasked) tokens. Ties keep index order, so
+    the result is deterministic.
+    """
     x = states.float().reshape(-1, states.shape[-1])
     if mask is not None:
         x = x[mask.reshape(-1).bool()]
-    second_moment = x.T @ x / max(1, x.shape[0])
-    energy, vectors = torch.linalg.eigh(second_moment.double())
-    order = torch.argsort(energy, descending=True)
-    return vectors[:, order].float()
+    energy = (x.double() ** 2).mean(dim=0) if x.shape[0] else torch.zeros(x.shape[1], dtype=torch.float64)
+    order = torch.argsort(-energy, stable=True)
+    return torch.eye(x.shape[1])[:, order]
 
 
 def _layer(teacher: nn.Module, index: int) -> nn.Module:
@@ -36,6 +44,12 @@ def _layer(teacher: nn.Module, index: int) -> nn.Module:
 def _copy_(dst: torch.Tensor, src: torch.Tensor) -> None:
     with torch.no_grad():
         dst[tuple(slice(0, n) for n in src.shape)].copy_(src)
+
+
+def _copy_layer_norm(dst: nn.Module, src: nn.Module, p: torch.Tensor) -> None:
+    """LayerNorm gain and bias, permuted like the hidden dimensions (exact: p is a permutation)."""
+    _copy_(dst.weight, p.T @ src.weight)
+    _copy_(dst.bias, p.T @ src.bias)
 
 
 def init_bridges(block: BlockSupernet, basis: torch.Tensor) -> None:
@@ -76,6 +90,7 @@ def init_block_from_teacher(block: BlockSupernet, teacher: nn.Module, basis: tor
             k = mha.output.weight.shape[1]
             _copy_(mha.output.weight, (p.T @ out.weight[:, rows])[:, :k])
             _copy_(mha.output.bias, p.T @ out.bias)
+            _copy_layer_norm(mha.LayerNorm, layer.attention.output.LayerNorm, p)
         if "ffn" in slot.ops:
             w1, w2 = layer.intermediate.dense, layer.output.dense
             importance = w1.weight.norm(dim=1) * w2.weight.norm(dim=0)
@@ -86,6 +101,7 @@ def init_block_from_teacher(block: BlockSupernet, teacher: nn.Module, basis: tor
             _copy_(ffn.intermediate.bias, w1.bias[order][:k])
             _copy_(ffn.output.weight, (p.T @ w2.weight[:, order])[:, :k])
             _copy_(ffn.output.bias, p.T @ w2.bias)
+            _copy_layer_norm(ffn.LayerNorm, layer.output.LayerNorm, p)
 
 
 def init_embeddings_from_teacher(emb: ElasticEmbeddings, teacher: nn.Module, basis: torch.Tensor) -> None:
@@ -96,8 +112,7 @@ def init_embeddings_from_teacher(emb: ElasticEmbeddings, teacher: nn.Module, bas
         n_pos = min(emb.position_embeddings.shape[0], src.position_embeddings.weight.shape[0])
         emb.position_embeddings[:n_pos].copy_(src.position_embeddings.weight[:n_pos] @ p)
         emb.token_type_embeddings.copy_(src.token_type_embeddings.weight @ p)
-        emb.LayerNorm.weight.fill_(1.0)
-        emb.LayerNorm.bias.copy_(p.T @ src.LayerNorm.bias)
+    _copy_layer_norm(emb.LayerNorm, src.LayerNorm, p)
 
 
 def init_classifier_from_teacher(classifier: ElasticLinear, teacher_head: nn.Linear, bridge_out: ElasticLinear) -> None:

@@ -95,9 +95,8 @@ class RunContext:
                 self.reporter.progress("prepare", 0.75 * fraction, f"teacher loss {event['loss']:.3f}")
                 self.reporter.check_cancelled()
 
-        return fine_tune_teacher(
-            self.spec.teacher, self.eval_task, self.plan.teacher, self.cache_dir / "teachers", progress
-        )
+        # The whole dev split decides early stopping, and the teacher's figures are on whole splits.
+        return fine_tune_teacher(self.spec.teacher, self.task, self.plan.teacher, self.cache_dir / "teachers", progress)
 
     @cached_property
     def space(self) -> SearchSpace:

@@ -17,7 +17,7 @@ from slimformer.search_space import Arch, TeacherFacts, count_params
 from slimformer.search_space.space import space_for_teacher
 from slimformer.supernet.assemble import fewshot_regions, region_of, warm_start_state
 from slimformer.supernet.distill import Region
-from slimformer.supernet.init import pca_basis
+from slimformer.supernet.init import hidden_permutation
 from slimformer.supernet.profile import measure_module
 from slimformer.supernet.states import compute_teacher_states, load_teacher_states
 from slimformer.supernet.teacher import teacher_hidden_states
@@ -57,7 +57,7 @@ def stage_prepare(ctx: RunContext) -> dict[str, Any]:
 
 
 def stage_states(ctx: RunContext) -> dict[str, Any]:
-    """Teacher hidden states at block boundaries over the distillation texts, and the PCA basis."""
+    """Teacher hidden states at block boundaries over the distillation texts, and the hidden-dim permutation."""
     texts = distillation_texts(ctx.task, ctx.spec.corpus, limit=ctx.plan.distill_texts, seed=ctx.spec.seed)
     teacher = ctx.teacher
 
@@ -72,7 +72,7 @@ def stage_states(ctx: RunContext) -> dict[str, Any]:
     states = load_teacher_states(out)
     stacked = torch.cat([b for b in states.boundaries])
     masks = states.attention_mask.repeat(len(states.boundaries), 1)
-    save_tensors(ctx.path("basis.safetensors"), {"basis": pca_basis(stacked, masks)})
+    save_tensors(ctx.path("basis.safetensors"), {"basis": hidden_permutation(stacked, masks)})
     return {"texts": len(texts), "max_length": ctx.plan.states_max_length, "val_rows": states.num_val}
 
 

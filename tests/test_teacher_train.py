@@ -1,0 +1,38 @@
+"""The teacher's training loop: early stopping on dev with the best state kept; max_length from the data."""
+
+from __future__ import annotations
+
+import torch
+
+from slimformer.data.types import Example
+from slimformer.supernet.teacher import TeacherClassifier, evaluate_accuracy, load_teacher
+from slimformer.supernet.teacher_train import TeacherSettings, pick_max_length, train_classifier
+
+
+def test_max_length_follows_the_data(tiny_teacher_dir):
+    _, tokenizer, _ = load_teacher(tiny_teacher_dir)
+    short = ["the film was good"] * 50
+    long = [" ".join(["the movie was really very good and the staff were nice"] * 8)] * 50
+    assert pick_max_length(tokenizer, short) == 16  # 6 tokens, raised to the floor
+    picked = pick_max_length(tokenizer, long)
+    assert picked == 8 * -(-len(tokenizer(long[0])["input_ids"]) // 8) and picked > 64
+    assert pick_max_length(tokenizer, long * 10 + [" ".join(["word"] * 2000)]) <= 256
+    assert TeacherSettings(max_length=None).resolved(tokenizer, short).max_length == 16
+    assert TeacherSettings(max_length=40).resolved(tokenizer, long).max_length == 40
+
+
+def test_training_stops_when_dev_stops_improving_and_keeps_the_best_state(tiny_teacher_dir, tiny_task):
+    encoder, tokenizer, _ = load_teacher(tiny_teacher_dir)
+    torch.manual_seed(0)
+    model = TeacherClassifier(encoder, tiny_task.num_labels)
+    # Dev labels flipped: the better the model learns the task, the worse its dev accuracy gets,
+    # so dev peaks early and training must stop there and hand back that early state.
+    flipped = [Example(e.text, 1 - e.label) for e in tiny_task.dev]
+    settings = TeacherSettings(epochs=8, patience=2, lr=2e-3, batch_size=16, max_length=32, seed=0)
+    events = []
+    losses, history = train_classifier(model, tokenizer, tiny_task.train, flipped, settings, events.append)
+    assert len(losses) == len(history) < 8  # stopped early
+    best = max(history)
+    assert history.index(best) == len(history) - 1 - settings.patience  # the last `patience` epochs were worse
+    assert evaluate_accuracy(model, tokenizer, flipped, max_length=32) == best  # the best state was restored
+    assert [e["dev_accuracy"] for e in events if e["event"] == "epoch"] == history
