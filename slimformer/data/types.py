@@ -56,6 +56,33 @@ class TaskData:
         )
 
 
+def batch_order(n: int, batch_size: int, shuffle: bool = False, seed: int = 0) -> list[list[int]]:
+    """Example indices of each batch: in order, or shuffled by `seed` (same seed, same batches)."""
+    import random
+
+    order = list(range(n))
+    if shuffle:
+        random.Random(seed).shuffle(order)
+    return [order[start : start + batch_size] for start in range(0, n, batch_size)]
+
+
+def encode_batch(
+    tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | None = None, max_length: int = 128
+) -> dict[str, Any]:
+    """One tokenised torch batch, padded to its longest text (at most `max_length`)."""
+    import torch
+
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    batch = {
+        "input_ids": enc["input_ids"],
+        "attention_mask": enc["attention_mask"],
+        "token_type_ids": enc.get("token_type_ids", torch.zeros_like(enc["input_ids"])),
+    }
+    if labels is not None:
+        batch["labels"] = torch.tensor(list(labels), dtype=torch.long)
+    return batch
+
+
 def iter_batches(
     tokenizer: Any,
     texts: Sequence[str],
@@ -69,23 +96,7 @@ def iter_batches(
 
     Padding is per batch (to the longest text, at most `max_length`), which keeps CPU training fast.
     """
-    import random
-
-    import torch
-
-    order = list(range(len(texts)))
-    if shuffle:
-        random.Random(seed).shuffle(order)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        enc = tokenizer(
-            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    for idx in batch_order(len(texts), batch_size, shuffle, seed):
+        yield encode_batch(
+            tokenizer, [texts[i] for i in idx], None if labels is None else [labels[i] for i in idx], max_length
         )
-        batch = {
-            "input_ids": enc["input_ids"],
-            "attention_mask": enc["attention_mask"],
-            "token_type_ids": enc.get("token_type_ids", torch.zeros_like(enc["input_ids"])),
-        }
-        if labels is not None:
-            batch["labels"] = torch.tensor([labels[i] for i in idx], dtype=torch.long)
-        yield batch

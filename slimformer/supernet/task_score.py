@@ -1,0 +1,107 @@
+"""Shared-weight scoring on the task: what a sub-network of the task-aware supernet does on held-out data.
+
+whittle / plm_pruning score sub-networks directly on dev with the shared weights, no retraining.
+We report two figures per architecture: accuracy on the held-out examples, and the mean KL
+divergence from the task teacher's predictive distribution (smooth where accuracy is a step
+function of a few hundred examples, so it orders near-equal candidates better).
+
+Held-out batches are tokenised once per scorer; a score then costs one forward pass per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimformer.data.types import Example, batch_order, encode_batch
+from slimformer.search_space import Arch
+from slimformer.supernet.device import to_device
+
+SCORE_METRICS = ("kl", "error")
+
+
+def _logits(output: Any) -> torch.Tensor:
+    return output["logits"] if isinstance(output, dict) else output.logits
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 64
+) -> torch.Tensor:
+    """[N, C] logits of `model` for `texts`, in order, computed on the model's device, returned on the CPU."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    try:
+        for idx in batch_order(len(texts), batch_size):
+            batch = to_device(encode_batch(tokenizer, [texts[i] for i in idx], max_length=max_length), device)
+            out.append(_logits(model(**batch)).float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """One architecture's figures on the held-out examples, measured with the shared weights."""
+
+    accuracy: float
+    kl: float  # mean KL(teacher || student) at temperature 1, nats
+
+    def value(self, metric: str = "kl") -> float:
+        """The number to minimise: the KL, or the error rate (1 - accuracy)."""
+        if metric not in SCORE_METRICS:
+            raise ValueError(f"metric: {metric!r} not in {list(SCORE_METRICS)}")
+        return self.kl if metric == "kl" else 1.0 - self.accuracy
+
+
+class SharedWeightScorer:
+    """Scores architectures inside a supernet on fixed held-out examples.
+
+    Args:
+        tokenizer: the teacher's tokenizer.
+        examples: held-out labelled examples (e.g. the first n of dev).
+        teacher_logits: [len(examples), C] the task teacher's logits on them.
+        max_length: truncation length (the teacher's).
+        batch_size: examples per forward pass.
+    """
+
+    def __init__(self, tokenizer: Any, examples: Sequence[Example], teacher_logits: torch.Tensor, max_length: int,
+                 batch_size: int = 128):
+        if len(examples) != len(teacher_logits):
+            raise ValueError(f"teacher_logits: {len(teacher_logits)} rows for {len(examples)} examples")
+        if not examples:
+            raise ValueError("examples: need at least one held-out example to score on")
+        self.batches = [
+            (encode_batch(tokenizer, [examples[i].text for i in idx], [examples[i].label for i in idx], max_length),
+             teacher_logits[idx])
+            for idx in batch_order(len(examples), batch_size)
+        ]
+        self.count = len(examples)
+
+    @torch.no_grad()
+    def score(self, supernet: nn.Module, arch: Arch) -> TaskScore:
+        """Accuracy and KL of `arch` as a path of `supernet` (any module with `set_active` and forward)."""
+        was_training = supernet.training
+        supernet.eval()
+        supernet.set_active(arch)
+        device = next(supernet.parameters()).device
+        correct, kl_sum = 0, 0.0
+        try:
+            for batch, teacher in self.batches:
+                batch = to_device(dict(batch), device)
+                gold = batch.pop("labels")
+                logits = _logits(supernet(**batch)).float()
+                correct += int((logits.argmax(-1) == gold).sum())
+                log_p_student = F.log_softmax(logits, -1)
+                kl_sum += float(F.kl_div(log_p_student, F.log_softmax(teacher.to(device), -1), log_target=True,
+                                         reduction="sum"))
+        finally:
+            supernet.train(was_training)
+        return TaskScore(accuracy=correct / self.count, kl=kl_sum / self.count)

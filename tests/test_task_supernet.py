@@ -1,0 +1,96 @@
+"""The task-aware stage on the tiny task: sandwich fine-tuning and shared-weight scoring."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from slimformer.search_space.space import space_for_teacher
+from slimformer.supernet.assemble import assemble_supernet, warm_start_state
+from slimformer.supernet.init import hidden_permutation
+from slimformer.supernet.task_score import SharedWeightScorer, predict_logits
+from slimformer.supernet.task_tune import TaskTuneSettings, sandwich_paths, train_task_supernet
+from slimformer.supernet.teacher import TeacherSettings, fine_tune_teacher, teacher_hidden_states
+
+MAX_LENGTH = 32
+
+
+@pytest.fixture(scope="module")
+def tuned_teacher(tiny_teacher_dir, tiny_task, tmp_path_factory):
+    settings = TeacherSettings(epochs=6, patience=0, lr=2e-3, batch_size=16, max_length=MAX_LENGTH, seed=0)
+    return fine_tune_teacher(tiny_teacher_dir, tiny_task, settings, tmp_path_factory.mktemp("teachers"))
+
+
+def _warm_supernet(teacher, task):
+    torch.manual_seed(0)  # the ops the teacher has no weights for (convolutions) start random
+    space = space_for_teacher(teacher.facts)
+    batch = teacher.tokenizer([e.text for e in task.train[:32]], padding=True, return_tensors="pt")
+    states = teacher_hidden_states(teacher.model, batch)
+    basis = hidden_permutation(torch.cat(states), batch["attention_mask"].repeat(len(states), 1))
+    blocks = [warm_start_state(space, i, teacher.model.bert, basis) for i in range(space.num_blocks)]
+    return space, assemble_supernet(space, blocks, teacher.model.classifier)
+
+
+def _scorer(teacher, task):
+    dev_logits = predict_logits(teacher.model, teacher.tokenizer, [e.text for e in task.dev], MAX_LENGTH)
+    return SharedWeightScorer(teacher.tokenizer, task.dev, dev_logits, MAX_LENGTH)
+
+
+def test_sandwich_paths_are_largest_smallest_and_random_at_the_region_width(tuned_teacher):
+    space = space_for_teacher(tuned_teacher.facts)
+    import random
+
+    paths = sandwich_paths(space, random.Random(0), hidden=space.hidden_sizes[0], random_paths=2)
+    assert paths[0].blocks == space.largest().blocks and paths[1].blocks == space.smallest().blocks
+    assert len(paths) == 4 and {p.hidden for p in paths} == {space.hidden_sizes[0]}
+
+
+def test_sandwich_fine_tuning_lowers_the_smallest_paths_dev_loss(tuned_teacher, tiny_task, tmp_path):
+    space, supernet = _warm_supernet(tuned_teacher, tiny_task)
+    scorer = _scorer(tuned_teacher, tiny_task)
+    smallest = space.smallest()
+    before = scorer.score(supernet, smallest)
+    train_logits = predict_logits(tuned_teacher.model, tuned_teacher.tokenizer, [e.text for e in tiny_task.train],
+                                  MAX_LENGTH)
+    settings = TaskTuneSettings(steps=40, batch_size=16, lr=2e-3, max_length=MAX_LENGTH, checkpoint_every=10)
+    result = train_task_supernet(supernet, tuned_teacher.tokenizer, tiny_task.train, train_logits, settings,
+                                 checkpoint=tmp_path / "task.pt")
+    after = scorer.score(supernet, smallest)
+    assert after.kl < 0.8 * before.kl, (before, after)
+    assert result.loss_end["smallest"] < result.loss_start["smallest"]
+    assert (tmp_path / "task.pt").exists()  # checkpointed along the way
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tuned_teacher, tiny_task, tmp_path):
+    train_logits = predict_logits(tuned_teacher.model, tuned_teacher.tokenizer, [e.text for e in tiny_task.train],
+                                  MAX_LENGTH)
+    settings = TaskTuneSettings(steps=8, batch_size=16, lr=2e-3, max_length=MAX_LENGTH, checkpoint_every=4)
+    _, straight = _warm_supernet(tuned_teacher, tiny_task)
+    train_task_supernet(straight, tuned_teacher.tokenizer, tiny_task.train, train_logits, settings)
+
+    _, interrupted = _warm_supernet(tuned_teacher, tiny_task)
+
+    def crash_after_five(step, total, loss):
+        if step == 5:
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_task_supernet(interrupted, tuned_teacher.tokenizer, tiny_task.train, train_logits, settings,
+                            checkpoint=tmp_path / "t.pt", progress=crash_after_five)
+    _, resumed = _warm_supernet(tuned_teacher, tiny_task)
+    result = train_task_supernet(resumed, tuned_teacher.tokenizer, tiny_task.train, train_logits, settings,
+                                 checkpoint=tmp_path / "t.pt")
+    assert result.resumed_from == 4
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5), (name, (a - b).abs().max())
+
+
+def test_the_scorer_ranks_the_teacher_shape_above_a_crippled_one(tuned_teacher, tiny_task):
+    space, supernet = _warm_supernet(tuned_teacher, tiny_task)
+    scorer = _scorer(tuned_teacher, tiny_task)
+    good = scorer.score(supernet, space.teacher_arch())
+    # Narrowest H and the randomly initialised separable convolutions in every slot: never trained.
+    bad = scorer.score(supernet, space.parse({"hidden": space.hidden_sizes[0],
+                                              "blocks": [["conv:7"] * space.slots_per_block] * space.num_blocks}))
+    assert good.kl < 1e-4 and good.accuracy >= tuned_teacher.dev_accuracy - 1e-9  # it is the teacher
+    assert bad.kl > 10 * max(good.kl, 1e-3) and good.value("error") < bad.value("error")
