@@ -33,7 +33,7 @@ from slimformer.service.auth import create_api_key
 from slimformer.service.db import session_scope
 from slimformer.service.models import Job, JobEvent, LatencyTableRecord
 from slimformer.service.settings import Settings
-from slimformer.workers.stages import measured_front
+from slimformer.workers.stages.report import measured_front
 from slimformer.workers.worker import Worker
 
 PG_URL = os.environ.get("SLIMFORMER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

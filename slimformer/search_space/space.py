@@ -225,6 +225,20 @@ class SearchSpace:
         """Every second teacher layer, from `start` (0: layers 0, 2, 4, ...)."""
         return self.layers_arch(range(start, self.teacher.num_layers, 2))
 
+    def layer_dropped_archs(self) -> list[Arch]:
+        """The teacher's first-k-layer truncations (k = 1..L-1) and its every-other-layer models.
+
+        What a user gets by cutting the teacher without slimformer: seeding the search with them
+        puts those points on the front from the start, so the search never returns less. Empty
+        when the space cannot express teacher layers (see `teacher_layer_slots`).
+        """
+        try:
+            archs = [self.truncated_arch(k) for k in range(1, self.teacher.num_layers)]
+            archs += [self.every_other_arch(start) for start in (0, 1) if self.teacher.num_layers > 1]
+        except (SpaceError, ArchError):
+            return []
+        return list(dict.fromkeys(archs))
+
     def smallest(self) -> Arch:
         """Narrowest H and the cheapest op in every slot: cheaper than any other arch in every cost."""
         from slimformer.search_space.cost import op_params  # local: cost imports this module

@@ -1,16 +1,22 @@
-"""Fine-tune an extracted sub-network on the task with distillation from the task teacher.
+"""Fine-tune an extracted sub-network (or a baseline) on the task with distillation from the task teacher.
 
 loss = ce_weight * CE(student, labels)
      + kd_weight * T^2 * KL(teacher/T || student/T)                      (logits)
-     + hidden_weight * mean_b relative_MSE(P_b(student_b), teacher_b)     (hidden states)
+     + hidden_weight * mean_b relative_MSE(P_b(student_b), teacher_b)     (hidden states, optional)
 
 where student_b is the student's state after block b, teacher_b the teacher's state at the same
 boundary, and P_b a learned H -> D projection, started from the supernet's output bridge of block
-b (the map the block was trained through), and dropped after training.
+b and dropped after training. The teacher's logits can be given precomputed (one row per training
+example); with the hidden-state loss off, the teacher then never runs during training.
+
+Training runs to convergence: dev accuracy is measured every `eval_every` steps (default: twice per
+epoch), training stops after `patience` evaluations without improvement or at `epochs`, and the
+best state is kept. Every student, found or baseline, gets this same recipe.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -22,24 +28,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimformer.data.types import Example, iter_batches
+from slimformer.data.types import Example, batch_order, encode_batch
 from slimformer.search_space import TeacherFacts
+from slimformer.supernet.device import to_device, training_device
 from slimformer.supernet.distill import relative_mse
+from slimformer.supernet.task_score import predict_logits
 
 
 @dataclass
 class FinetuneSettings:
-    epochs: float = 1.0
+    epochs: float = 1.0  # at most this many passes over the training examples
     lr: float = 2e-4
     batch_size: int = 32
     max_length: int = 128
     ce_weight: float = 1.0
     kd_weight: float = 1.0
-    hidden_weight: float = 1.0
+    hidden_weight: float = 0.0
     temperature: float = 2.0
     max_train_examples: int | None = None
     seed: int = 0
     threads: int = 1
+    patience: int = 2  # evaluations without a better dev accuracy before stopping (0: never early)
+    evals_per_epoch: int = 2
 
 
 @dataclass
@@ -49,6 +59,8 @@ class FinetuneResult:
     steps: int
     seconds: float
     loss_history: list[float] = field(default_factory=list)
+    dev_history: list[tuple[int, float]] = field(default_factory=list)  # (step, dev accuracy)
+    best_step: int = 0
 
 
 def logits_of(output: Any) -> torch.Tensor:
@@ -61,21 +73,30 @@ def accuracy(model: nn.Module, tokenizer: Any, examples: Sequence[Example], batc
     """Share of `examples` whose argmax prediction equals the label."""
     if not examples:
         return float("nan")
-    was_training = model.training
-    model.eval()
-    correct = 0
-    texts, labels = [e.text for e in examples], [e.label for e in examples]
-    for batch in iter_batches(tokenizer, texts, labels, batch_size, max_length):
-        gold = batch.pop("labels")
-        correct += int((logits_of(model(**batch)).argmax(-1) == gold).sum())
-    model.train(was_training)
-    return correct / len(examples)
+    logits = predict_logits(model, tokenizer, [e.text for e in examples], max_length, batch_size)
+    gold = torch.tensor([e.label for e in examples])
+    return int((logits.argmax(-1) == gold).sum()) / len(examples)
 
 
 def boundary_indices(num_teacher_layers: int, num_blocks: int) -> list[int]:
     """Teacher hidden-state indices at the end of each block (index 0 is the embedding output)."""
     step = num_teacher_layers // num_blocks
     return [step * (b + 1) for b in range(num_blocks)]
+
+
+def _projections(student: nn.Module, facts: TeacherFacts, bridges) -> nn.ModuleList:
+    out = nn.ModuleList()
+    for b in range(len(student.blocks)):
+        if bridges is not None:
+            w, bias = bridges[b]
+            proj = nn.Linear(w.shape[1], w.shape[0])
+            with torch.no_grad():
+                proj.weight.copy_(w)
+                proj.bias.copy_(bias)
+        else:
+            proj = nn.Linear(student.arch.hidden, facts.hidden_size)
+        out.append(proj)
+    return out
 
 
 def finetune_subnet(
@@ -89,75 +110,82 @@ def finetune_subnet(
     bridges: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
     teacher_facts: TeacherFacts | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    teacher_logits: torch.Tensor | None = None,
 ) -> FinetuneResult:
-    """Train `student` in place; return its dev and test accuracy.
+    """Train `student` in place to its best dev accuracy; return its dev and test accuracy.
 
     The student is normally a SubNet; any classifier with the same forward signature works when
-    the hidden-state loss is off (`teacher_facts=None`), e.g. a truncated teacher baseline.
+    the hidden-state loss is off, e.g. a truncated teacher baseline.
 
     Args:
         teacher: the task teacher (returns logits and, with output_hidden_states=True, states).
         bridges: per block, (weight [D, H], bias [D]) to start each hidden-state projection from.
-            Without them the projections start random (and hidden_weight still applies).
         teacher_facts: teacher depth and width, to find its states at block boundaries; without
             them the hidden-state loss is off.
+        teacher_logits: [len(train), C] the teacher's logits on `train` (before `max_train_examples`
+            sampling); computed here when None and no hidden-state loss needs the teacher anyway.
     """
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     started = time.perf_counter()
     train = list(train)
-    if settings.max_train_examples is not None:
-        train = random.Random(settings.seed).sample(train, min(len(train), settings.max_train_examples))
+    rows = list(range(len(train)))
+    if settings.max_train_examples is not None and settings.max_train_examples < len(train):
+        rows = sorted(random.Random(settings.seed).sample(rows, settings.max_train_examples))
     use_hidden = settings.hidden_weight > 0 and teacher_facts is not None
-    num_blocks = len(student.blocks) if use_hidden else 0
-    projections = nn.ModuleList()
-    if use_hidden:
-        for b in range(num_blocks):
-            if bridges is not None:
-                w, bias = bridges[b]
-                proj = nn.Linear(w.shape[1], w.shape[0])
-                with torch.no_grad():
-                    proj.weight.copy_(w)
-                    proj.bias.copy_(bias)
-            else:
-                proj = nn.Linear(student.arch.hidden, teacher_facts.hidden_size)
-            projections.append(proj)
-        targets = boundary_indices(teacher_facts.num_layers, num_blocks)
+    if teacher_logits is None and not use_hidden and settings.kd_weight > 0:
+        teacher_logits = predict_logits(teacher, tokenizer, [train[i].text for i in rows], settings.max_length)
+        rows_logits = teacher_logits
+    else:
+        rows_logits = teacher_logits[rows] if teacher_logits is not None else None
+    device = training_device()
+    student.to(device)
+    teacher.to(device)
+    projections = _projections(student, teacher_facts, bridges).to(device) if use_hidden else nn.ModuleList()
+    targets = boundary_indices(teacher_facts.num_layers, len(student.blocks)) if use_hidden else []
     params = list(student.parameters()) + list(projections.parameters())
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.01)
-    steps_per_epoch = math.ceil(len(train) / settings.batch_size)
-    total_steps = max(1, int(steps_per_epoch * settings.epochs))
+    per_epoch = math.ceil(len(rows) / settings.batch_size)
+    total_steps = max(1, int(per_epoch * settings.epochs))
+    eval_every = max(1, per_epoch // max(1, settings.evals_per_epoch))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / max(1, total_steps // 10)) * max(0.0, 1 - s / total_steps)
     )
     teacher.eval()
-    student.train()
     history: list[float] = []
-    texts, labels = [e.text for e in train], [e.label for e in train]
-    step, epoch = 0, 0
+    dev_history: list[tuple[int, float]] = []
+    best_state, best_dev, best_step, stale = None, -math.inf, 0, 0
     temp = settings.temperature
-    while step < total_steps:
-        for batch in iter_batches(tokenizer, texts, labels, settings.batch_size, settings.max_length, True,
-                                  settings.seed + epoch):
-            if step >= total_steps:
+    step = 0
+    while step < total_steps and not (settings.patience and stale >= settings.patience):
+        epoch = step // per_epoch
+        for idx in batch_order(len(rows), settings.batch_size, shuffle=True, seed=settings.seed + epoch):
+            if step >= total_steps or (settings.patience and stale >= settings.patience):
                 break
+            student.train()
+            batch = to_device(encode_batch(tokenizer, [train[rows[i]].text for i in idx],
+                                           [train[rows[i]].label for i in idx], settings.max_length), device)
             gold = batch.pop("labels")
-            with torch.no_grad():
-                t_out = teacher(**batch, output_hidden_states=use_hidden)
+            t_out = None
+            if use_hidden:
+                with torch.no_grad():
+                    t_out = teacher(**batch, output_hidden_states=True)
             s_out = student(**batch, output_hidden_states=use_hidden)
-            s_logits, t_logits = logits_of(s_out), logits_of(t_out)
+            s_logits = logits_of(s_out)
             loss = settings.ce_weight * F.cross_entropy(s_logits, gold)
             if settings.kd_weight > 0:
-                kl = F.kl_div(F.log_softmax(s_logits / temp, -1), F.softmax(t_logits / temp, -1), reduction="batchmean")
+                t_logits = logits_of(t_out) if rows_logits is None else rows_logits[idx].to(device)
+                kl = F.kl_div(F.log_softmax(s_logits / temp, -1), F.log_softmax(t_logits / temp, -1),
+                              log_target=True, reduction="batchmean")
                 loss = loss + settings.kd_weight * temp**2 * kl
             if use_hidden:
                 t_states = t_out["hidden_states"] if isinstance(t_out, dict) else t_out.hidden_states
                 mask = batch["attention_mask"]
                 hidden_loss = sum(
                     relative_mse(projections[b](s_out["hidden_states"][b + 1]), t_states[targets[b]], mask)
-                    for b in range(num_blocks)
+                    for b in range(len(projections))
                 )
-                loss = loss + settings.hidden_weight * hidden_loss / num_blocks
+                loss = loss + settings.hidden_weight * hidden_loss / len(projections)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params, 1.0)
@@ -167,12 +195,24 @@ def finetune_subnet(
             history.append(loss.item())
             if progress:
                 progress(step, total_steps, history[-1])
-        epoch += 1
+            if dev and (step % eval_every == 0 or step == total_steps):
+                score = accuracy(student, tokenizer, dev, max_length=settings.max_length)
+                dev_history.append((step, score))
+                if score > best_dev:
+                    best_dev, best_step, stale = score, step, 0
+                    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in student.state_dict().items()})
+                else:
+                    stale += 1
+    student.to("cpu")
+    teacher.to("cpu")
+    if best_state is not None:
+        student.load_state_dict(best_state)
     student.eval()
     return FinetuneResult(
         dev_accuracy=accuracy(student, tokenizer, dev, max_length=settings.max_length),
         test_accuracy=accuracy(student, tokenizer, test, max_length=settings.max_length),
-        steps=step, seconds=time.perf_counter() - started, loss_history=history,
+        steps=step, seconds=time.perf_counter() - started, loss_history=history, dev_history=dev_history,
+        best_step=best_step,
     )
 
 

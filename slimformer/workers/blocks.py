@@ -31,6 +31,12 @@ class BlockJob:
         return f"block{self.index}-{self.region.key()}"
 
 
+def block_summary(result: BlockResult) -> dict:
+    """What a stage records of one trained block."""
+    return {"block": result.block, "region": result.region, "loss_start": result.loss_start,
+            "loss_end": result.loss_end, "steps": result.steps, "seconds": round(result.seconds, 2)}
+
+
 def run_block_job(
     space_doc: dict, job: BlockJob, states_dir: str, settings: BlockTrainSettings, checkpoint_dir: str
 ) -> BlockResult:

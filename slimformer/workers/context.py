@@ -1,8 +1,10 @@
 """Everything the stages of one job share: the spec, its plan, its run folder and lazy resources.
 
-Resources (task data, task teacher, supernets) are rebuilt from what earlier stages wrote to the
-run folder, never kept only in memory, so any stage can run in a fresh process after a crash or
-on another worker that took the job over.
+Resources (task data, task teacher, teacher logits, supernets, the latency table) are rebuilt from
+what earlier stages wrote to the run folder, never kept only in memory, so any stage can run in a
+fresh process after a crash or on another worker that took the job over. The helpers stages share
+(few-shot routing, the latency table and its predictions) live here, in one place, so stage
+modules never import each other.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from slimformer.data import TaskData, load_task
-from slimformer.search_space import SearchSpace
-from slimformer.search_space.latency import LatencySetting
-from slimformer.supernet.assemble import assemble_supernet
+from slimformer.search_space import Arch, SearchSpace
+from slimformer.search_space.latency import LatencySetting, LatencyTable, predict_latency
+from slimformer.supernet.assemble import assemble_supernet, fewshot_regions, region_of
 from slimformer.supernet.model import Supernet
 from slimformer.supernet.teacher import TaskTeacher, fine_tune_teacher
 from slimformer.workers.plan import StagePlan, plan_for
@@ -61,6 +63,9 @@ class RunContext:
     dataset_path: str | None = None  # where an uploaded data set lives (service), else spec.dataset
     optuna_storage_url: str | None = None  # the service passes its database; default a SQLite file here
     study_name: str = "search"
+    # Built once per process on first use (never part of a run's state: rebuilt from files after a crash).
+    _supernets: dict[tuple[str, str], Supernet] = field(default_factory=dict, repr=False)
+    _latency_table: LatencyTable | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -108,11 +113,65 @@ class RunContext:
     def block_file(self, region_key: str, index: int) -> Path:
         return self.path("supernet", region_key, f"block{index}.safetensors")
 
+    # --- supernets and few-shot routing ---------------------------------------------------------
+
+    def task_supernet_file(self, region_key: str) -> Path:
+        return self.path("supernet", "task", f"{region_key}.safetensors")
+
     def supernet(self, region_key: str = "all") -> Supernet:
-        """The assembled supernet of a region ("all" = one-shot), from the stored block weights."""
-        cache = self.__dict__.setdefault("_supernets", {})
-        if region_key not in cache:
+        """The block-wise supernet of a region ("all" = one-shot), assembled from the stored blocks."""
+        key = ("blocks", region_key)
+        if key not in self._supernets:
             # Block 0's state carries the embeddings, trained with it (per region in the few-shot split).
             states = [load_file(str(self.block_file(region_key, i))) for i in range(self.space.num_blocks)]
-            cache[region_key] = assemble_supernet(self.space, states, self.teacher.model.classifier)
-        return cache[region_key]
+            self._supernets[key] = assemble_supernet(self.space, states, self.teacher.model.classifier)
+        return self._supernets[key]
+
+    def task_supernet(self, region_key: str = "all") -> Supernet:
+        """The region's supernet after the task-aware stage; the block-wise one if that stage did not run."""
+        file = self.task_supernet_file(region_key)
+        if not file.exists():
+            return self.supernet(region_key)
+        key = ("task", region_key)
+        if key not in self._supernets:
+            supernet = Supernet(self.space)
+            supernet.load_state_dict(load_file(str(file)), strict=True)
+            self._supernets[key] = supernet.eval()
+        return self._supernets[key]
+
+    def region_key(self, arch: Arch) -> str:
+        """Few-shot routing: the region whose sub-supernet holds `arch` ("all" without a split)."""
+        if not self.spec.search.fewshot_splits:
+            return "all"
+        return region_of(arch, fewshot_regions(self.space)).key()
+
+    def routed_supernet(self, arch: Arch) -> Supernet:
+        """The most trained supernet that holds `arch`: its region's, task-tuned where available."""
+        return self.task_supernet(self.region_key(arch))
+
+    def score_examples(self) -> list:
+        """The dev rows candidates are scored on with shared weights (the first `plan.score_examples`)."""
+        n = self.plan.score_examples
+        return list(self.task.dev if n is None else self.task.dev[:n])
+
+    def teacher_logits(self) -> dict[str, torch.Tensor]:
+        """The task teacher's logits on the training split and the scoring rows of dev (task stage)."""
+        return load_file(str(self.path("teacher_logits.safetensors")))
+
+    # --- latency ---------------------------------------------------------------------------------
+
+    def latency_table(self) -> LatencyTable:
+        """The per-op latency table for the job's shape on this machine (measured once, then cached)."""
+        if self._latency_table is None:
+            from slimformer.search_space.latency import table_cache_path
+            from slimformer.supernet.profile import build_latency_table
+
+            cache = self.cache_dir / "latency"
+            table = build_latency_table(self.space, self.latency_setting, cache_dir=cache)
+            key = table_cache_path(cache, table.hardware, self.latency_setting, table.torch_version, self.space).stem
+            self.reporter.latency_table(key, table.to_dict(), self.space)  # lets the API check latency budgets
+            self._latency_table = table
+        return self._latency_table
+
+    def predicted_latency(self, arch: Arch) -> float:
+        return predict_latency(arch, self.latency_table())

@@ -1,6 +1,6 @@
 """A job as an ordered list of stages over one run folder, resumable at the first unfinished stage.
 
-    prepare -> states -> blocks -> fewshot -> search -> finalize -> report
+    prepare -> states -> blocks -> fewshot -> task -> search -> finalize -> report
 
 A stage is done when `stages/<name>.json` exists; it is written only after the stage's own
 outputs, so a crash anywhere loses at most the stage in progress (and block training inside it
@@ -15,22 +15,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slimformer.workers import stages
 from slimformer.workers.context import RunContext, read_json, write_json
 from slimformer.workers.progress import Reporter
-from slimformer.workers.search_stage import stage_search
 from slimformer.workers.spec import JobSpec
+from slimformer.workers.stages.blocks import stage_blocks
+from slimformer.workers.stages.fewshot import stage_fewshot
+from slimformer.workers.stages.finalize import stage_finalize
+from slimformer.workers.stages.prepare import stage_prepare
+from slimformer.workers.stages.report import stage_report
+from slimformer.workers.stages.search import stage_search
+from slimformer.workers.stages.states import stage_states
+from slimformer.workers.stages.task import stage_task
 
 StageFn = Callable[[RunContext], dict[str, Any]]
 
 STAGES: list[tuple[str, StageFn]] = [
-    ("prepare", stages.stage_prepare),
-    ("states", stages.stage_states),
-    ("blocks", stages.stage_blocks),
-    ("fewshot", stages.stage_fewshot),
+    ("prepare", stage_prepare),
+    ("states", stage_states),
+    ("blocks", stage_blocks),
+    ("fewshot", stage_fewshot),
+    ("task", stage_task),
     ("search", stage_search),
-    ("finalize", stages.stage_finalize),
-    ("report", stages.stage_report),
+    ("finalize", stage_finalize),
+    ("report", stage_report),
 ]
 STAGE_NAMES = [name for name, _ in STAGES]
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from slimformer.supernet.distill import BlockTrainSettings
 from slimformer.supernet.finetune import FinetuneSettings
+from slimformer.supernet.task_tune import TaskTuneSettings
 from slimformer.supernet.teacher import TeacherSettings
 from slimformer.workers.spec import JobSpec
 
@@ -24,6 +25,10 @@ class StagePlan:
     trials: int
     finalists: int
     proxy_batches: int
+    task: TaskTuneSettings = field(default_factory=lambda: TaskTuneSettings(steps=0))  # steps 0: no task stage
+    score_examples: int | None = 500  # dev rows for shared-weight scores (None: all)
+    score_metric: str = "kl"
+    driver_threads: int = 2  # torch threads of work done in the driver itself (teacher logits)
     extra: dict = field(default_factory=dict)
 
 
@@ -40,8 +45,9 @@ def DEFAULT_TEACHER(seed: int) -> TeacherSettings:  # noqa: N802 - reads as a co
 def plan_for(spec: JobSpec) -> StagePlan:
     """Settings per stage for the spec's preset (search trials and finalists may be overridden).
 
-    tiny: seconds, for tests on a tiny teacher. quick: the demo, minutes on 2 CPU cores.
-    standard: a real run, an hour or more on CPU.
+    tiny: seconds, for tests on a tiny teacher. quick (the default): the demo and the quality
+    benchmark, at most 20 minutes on 2 CPU cores once the task's teacher is cached. standard: for
+    bigger machines (longer task-aware tuning, finalists trained for up to 4 epochs).
     """
     seed = spec.seed
     if spec.preset == "tiny":
@@ -52,6 +58,8 @@ def plan_for(spec: JobSpec) -> StagePlan:
             fewshot_steps=2,
             finetune=FinetuneSettings(epochs=1, lr=1e-3, batch_size=16, max_length=32, seed=seed),
             eval_examples=None, trials=12, finalists=2, proxy_batches=1,
+            task=TaskTuneSettings(steps=4, batch_size=8, lr=1e-3, max_length=32, seed=seed, checkpoint_every=2),
+            score_examples=None, driver_threads=1,
         )
     elif spec.preset == "quick":
         plan = StagePlan(
@@ -60,9 +68,11 @@ def plan_for(spec: JobSpec) -> StagePlan:
             blocks=BlockTrainSettings(steps=120, batch_size=24, lr=5e-4, warmup_steps=10, checkpoint_every=20,
                                       seed=seed),
             fewshot_steps=25,
-            finetune=FinetuneSettings(epochs=1, lr=2e-4, batch_size=32, max_length=64, seed=seed,
-                                      max_train_examples=1500),
-            eval_examples=None, trials=60, finalists=3, proxy_batches=2,
+            # Finalists start from task-tuned shared weights, so a short fine-tune converges.
+            finetune=FinetuneSettings(epochs=1, lr=1e-4, batch_size=32, seed=seed, patience=2, evals_per_epoch=4),
+            eval_examples=None, trials=60, finalists=4, proxy_batches=2,
+            task=TaskTuneSettings(steps=150, batch_size=32, lr=1e-4, seed=seed, checkpoint_every=50),
+            score_examples=500,
         )
     else:
         plan = StagePlan(
@@ -71,8 +81,10 @@ def plan_for(spec: JobSpec) -> StagePlan:
             blocks=BlockTrainSettings(steps=2000, batch_size=32, lr=5e-4, warmup_steps=100, checkpoint_every=100,
                                       seed=seed),
             fewshot_steps=400,
-            finetune=FinetuneSettings(epochs=3, lr=1e-4, batch_size=32, max_length=128, seed=seed),
-            eval_examples=None, trials=300, finalists=5, proxy_batches=4,
+            finetune=FinetuneSettings(epochs=4, lr=1e-4, batch_size=32, seed=seed, patience=3, evals_per_epoch=2),
+            eval_examples=None, trials=300, finalists=6, proxy_batches=4,
+            task=TaskTuneSettings(steps=1500, batch_size=32, lr=1e-4, seed=seed, checkpoint_every=100),
+            score_examples=None,
         )
     if spec.search.trials is not None:
         plan.trials = spec.search.trials

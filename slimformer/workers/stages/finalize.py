@@ -1,47 +1,87 @@
-"""Finalists: fine-tune each in parallel (Ray tasks with retries), then export and measure them.
+"""Stage `finalize`: fine-tune the chosen candidates in parallel, then export and measure each of them.
 
 Fine-tuning runs are independent, so each is one Ray task that rebuilds what it needs from the
-run folder (task data, cached task teacher, the routed sub-supernet) and writes its result
-before returning; a retried or repeated task finds `trained.json` and returns it without training
-again. Latency is measured afterwards in the driver, one model at a time in interleaved rounds,
-because timing a model while other tasks train on the same cores would measure the contention.
+run folder (task data, cached task teacher, the teacher's logits, the routed task-tuned
+sub-supernet) and writes its result before returning; a retried or repeated task finds
+`trained.json` and returns it without training again. Every finalist starts from its shared
+weights and is fine-tuned to convergence (early stopping on dev, best state kept) with the same
+recipe every baseline gets. Latency is measured afterwards in the driver, one model at a time in
+interleaved rounds, because timing a model while other tasks train on the same cores would measure
+the contention.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from slimformer.search_space import Arch, count_params, estimate_memory
+from slimformer.supernet.device import ray_gpus_per_task
 from slimformer.supernet.extract import extract
 from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
 from slimformer.supernet.profile import measure_models_latency, measure_onnx_models_latency, torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
 
 
+def stage_finalize(ctx: RunContext) -> dict[str, Any]:
+    """Fine-tune the chosen candidates in parallel, then export and measure each of them."""
+    archs = [ctx.space.parse(item["arch"]) for item in read_json(ctx.path("chosen.json"))]
+    trained = train_finalists(ctx, archs)
+    records = export_and_measure(ctx, archs, trained)
+    limits = ctx.spec.budgets.model_dump(exclude_none=True)
+    for record in records:
+        record["budget_violations"] = measured_violations(record, limits)
+        record["within_budget"] = not record["budget_violations"]
+        if not record["within_budget"]:
+            violations = record["budget_violations"].items()
+            over = ", ".join(f"{axis} {value:.4g} > {limits[axis]:g}" for axis, value in violations)
+            ctx.reporter.event(f"finalist {record['hash']} measured over budget ({over}; predicted latency "
+                               f"{record['predicted_latency_ms']:.4g} ms): kept, but not offered as a result")
+        ctx.reporter.candidate(record)
+    write_json(ctx.path("finalists.json"), records)
+    return {"finalists": len(records)}
+
+
+def measured_violations(record: dict[str, Any], limits: dict[str, float]) -> dict[str, float]:
+    """The budgets a finalist's *measured* figures exceed, with the measured value.
+
+    The search keeps every candidate within budget by prediction; latency is measured again on
+    the finished model and can come out over a tight budget (the machine's speed drifts by a
+    few percent between the search and the measurement). Memory and parameters are exact.
+    """
+    measured = {
+        "latency_ms": record["latency_ms"], "memory_mb": record["memory_mb"], "params_m": record["params"] / 1e6
+    }
+    return {axis: measured[axis] for axis, limit in limits.items() if measured[axis] > limit}
+
+
 def train_finalist(ctx: RunContext, arch: Arch) -> dict[str, Any]:
     """Extract `arch` from its sub-supernet, fine-tune it with distillation, save it. Idempotent."""
     from slimformer.supernet.export import save_subnet
-    from slimformer.workers.stages import supernet_for
 
     folder = ctx.path("candidates", arch.hash)
     done = folder / "trained.json"
     if done.exists():
         return read_json(done)
-    teacher, plan, task = ctx.teacher, ctx.plan, ctx.eval_task
-    supernet = supernet_for(ctx, arch)
+    teacher, task = ctx.teacher, ctx.eval_task
+    settings = replace(ctx.plan.finetune, max_length=teacher.max_length)
+    supernet = ctx.routed_supernet(arch)
     student = extract(supernet, arch, ctx.task.labels)
-    with torch_threads(plan.finetune.threads):
+    logits_file = ctx.path("teacher_logits.safetensors")
+    train_logits = ctx.teacher_logits()["train"] if logits_file.exists() else None
+    with torch_threads(settings.threads):
         result = finetune_subnet(
-            student, teacher.model, teacher.tokenizer, task.train, task.dev, task.test, plan.finetune,
-            bridges=subnet_bridges(supernet, arch.hidden), teacher_facts=teacher.facts,
+            student, teacher.model, teacher.tokenizer, task.train, task.dev, task.test, settings,
+            bridges=subnet_bridges(supernet, arch.hidden), teacher_facts=teacher.facts, teacher_logits=train_logits,
         )
     save_subnet(student, teacher.tokenizer, folder / "trained")
     record = {"hash": arch.hash, "dev_accuracy": result.dev_accuracy, "test_accuracy": result.test_accuracy,
               "finetune_seconds": round(result.seconds, 2), "finetune_steps": result.steps,
               "loss_first": result.loss_history[0] if result.loss_history else None,
-              "loss_last": result.loss_history[-1] if result.loss_history else None}
+              "loss_last": result.loss_history[-1] if result.loss_history else None,
+              "best_step": result.best_step, "dev_history": result.dev_history}
     write_json(done, record)
     return record
 
@@ -66,7 +106,8 @@ def train_finalists(ctx: RunContext, archs: list[Arch]) -> list[dict[str, Any]]:
         return out
     import ray
 
-    remote = ray.remote(num_cpus=ctx.plan.finetune.threads, max_retries=2, retry_exceptions=True)(_train_task)
+    remote = ray.remote(num_cpus=ctx.plan.finetune.threads, num_gpus=ray_gpus_per_task(), max_retries=2,
+                        retry_exceptions=True)(_train_task)
     args = (ctx.spec.model_dump(), str(ctx.run_dir), ctx.dataset_path, str(ctx.cache_dir))
     refs = [remote.remote(*args, arch.to_dict()) for arch in archs]
     index = {ref: i for i, ref in enumerate(refs)}
@@ -90,7 +131,6 @@ def train_finalists(ctx: RunContext, archs: list[Arch]) -> list[dict[str, Any]]:
 def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Export every finalist (safetensors, ONNX, int8) and measure torch and onnxruntime latency."""
     from slimformer.supernet.export import export_folder, load_subnet
-    from slimformer.workers.stages import predicted_latency
 
     setting = ctx.latency_setting
     models, exports = [], []
@@ -122,7 +162,7 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
             "memory_mb": round(mem.total_mb, 3), "dev_accuracy": fit["dev_accuracy"],
             "test_accuracy": fit["test_accuracy"], "latency_ms": measured, "latency_torch_ms": torch_ms[i],
             "latency_onnx_ms": ort_ms[i], "latency_onnx_int8_ms": int8_ms[i],
-            "predicted_latency_ms": predicted_latency(ctx, arch),
+            "predicted_latency_ms": ctx.predicted_latency(arch),
             "predicted_latency_rechecked_ms": rechecked.predict(arch) if rechecked is not None else None,
             "size_bytes": exported["sizes"], "folder": exported["folder"],
             "finetune_seconds": fit["finetune_seconds"], "state": "exported",
@@ -144,12 +184,11 @@ def _measure_with_recheck(ctx: RunContext, models: list[Any]) -> tuple[list[floa
     """
     from slimformer.search_space.latency import LatencyTable
     from slimformer.supernet.profile import ModelTimer, calibration_models, run_rounds
-    from slimformer.workers.stages import latency_table
 
     setting = _torch_setting(ctx.latency_setting)
     if ctx.latency_setting.runtime != "torch":
         return measure_models_latency(models, setting), None
-    table = latency_table(ctx)
+    table = ctx.latency_table()
     check, check_models = calibration_models(ctx.space)  # what check_against_models timed
     timer = ModelTimer(models + check_models, setting)
     run_rounds([timer], setting.threads, repeats=30)

@@ -1,0 +1,126 @@
+"""Stage `search`: budgets checked, candidates scored, finalists chosen.
+
+Candidates are scored with shared weights on held-out task data by the task-aware supernet
+(`TaskAwareEvaluator`, the default), or by the block-wise proxy (`ProxyEvaluator`, NAS-BERT) when the
+task stage did not run. Strategies come from `slimformer.search` (Optuna NSGA-II / TPE / random, or
+CTNAS). The search starts from the teacher-shaped anchors and the teacher's layer-dropped variants
+(truncations, every other layer). Every trial is reported as a candidate in state "scored" as soon
+as it exists. The finalists are k architectures spread along the predicted Pareto front (score vs
+predicted latency), so the user gets a choice across the latency range.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+from safetensors.torch import load_file
+
+from slimformer.search.budgets import Budgets, check_budgets
+from slimformer.search.proxy import ProxyEvaluator
+from slimformer.search.strategies import run_search
+from slimformer.search.study import TrialRecord
+from slimformer.search.task_evaluator import TaskAwareEvaluator
+from slimformer.search_space import count_params
+from slimformer.supernet.distill import BlockTrainSettings
+from slimformer.supernet.states import load_teacher_states
+from slimformer.supernet.task_score import SharedWeightScorer
+from slimformer.workers.context import RunContext, write_json
+
+
+def spread_along_front(front: list[TrialRecord], k: int) -> list[TrialRecord]:
+    """k records of the front at evenly spaced ranks by predicted latency (all if k >= len)."""
+    ordered = sorted(front, key=lambda r: (r.latency_ms, r.proxy))
+    if len(ordered) <= k:
+        return ordered
+    picks = sorted({round(i * (len(ordered) - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
+    return [ordered[i] for i in picks]
+
+
+def _files_tag(files) -> str:
+    digest = hashlib.sha256()
+    for file in files:  # the tag names the weights, so stale cached scores are never read
+        digest.update(f"{file}:{file.stat().st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def make_blockwise_evaluator(ctx: RunContext, routing: str) -> ProxyEvaluator:
+    """The block-wise proxy over this run's trained blocks; losses persist in the run folder."""
+    space = ctx.space
+    settings = BlockTrainSettings(batch_size=ctx.plan.blocks.batch_size, val_batches=ctx.plan.proxy_batches)
+    return ProxyEvaluator(
+        space, load_teacher_states(ctx.path("states")), lambda region, i: load_file(str(ctx.block_file(region, i))),
+        settings, routing=routing, cache_path=ctx.path("proxy_cache.sqlite"),
+        cache_tag=_files_tag([ctx.block_file("all", i) for i in range(space.num_blocks)]),
+    )
+
+
+def make_task_evaluator(ctx: RunContext) -> TaskAwareEvaluator:
+    """Shared-weight scores on the first dev rows, routed to the task-tuned region supernets."""
+    rows = ctx.score_examples()
+    scorer = SharedWeightScorer(ctx.teacher.tokenizer, rows, ctx.teacher_logits()["dev"], ctx.teacher.max_length)
+    files = sorted(ctx.path("supernet", "task").glob("*.safetensors"))
+    return TaskAwareEvaluator(ctx.space, ctx.routed_supernet, scorer, metric=ctx.plan.score_metric,
+                              cache_path=ctx.path("task_scores.sqlite"), cache_tag=_files_tag(files))
+
+
+def uses_task_scores(ctx: RunContext) -> bool:
+    return ctx.path("supernet", "task").is_dir() and any(ctx.path("supernet", "task").glob("*.safetensors"))
+
+
+def stage_sample(ctx: RunContext) -> dict[str, Any]:
+    """Pick `finalists` architectures of clearly different sizes (the engine's stand-in for search)."""
+    space, rng = ctx.space, random.Random(ctx.spec.seed)
+    pool = sorted((space.sample(rng) for _ in range(200)), key=lambda a: count_params(a, space))
+    k = ctx.plan.finalists
+    picks = [pool[round(i * (len(pool) - 1) / max(1, k - 1))] for i in range(k)] if k > 1 else [pool[len(pool) // 2]]
+    chosen = [{"arch": a.to_dict(), "hash": a.hash, "source": "sample"} for a in picks]
+    write_json(ctx.path("chosen.json"), chosen)
+    return {"chosen": [c["hash"] for c in chosen]}
+
+
+def stage_search(ctx: RunContext) -> dict[str, Any]:
+    search = ctx.spec.search
+    if search.strategy == "sample":
+        return stage_sample(ctx)
+    space, setting, table = ctx.space, ctx.latency_setting, ctx.latency_table()
+    budgets = Budgets.of(ctx.spec.budgets)
+    smallest = check_budgets(space, budgets, table, setting)  # InfeasibleBudgetError: fails the job at once
+    routing = "fewshot" if search.fewshot_splits else "oneshot"
+    trials = ctx.plan.trials
+    task_aware = uses_task_scores(ctx)
+    evaluator = make_task_evaluator(ctx) if task_aware else make_blockwise_evaluator(ctx, routing)
+
+    def on_trial(record: TrialRecord) -> None:
+        if record.proxy is not None:
+            candidate = {"hash": record.hash, "arch": record.arch, "proxy": record.proxy,
+                         "predicted_latency_ms": record.latency_ms, "memory_mb": record.memory_mb,
+                         "params": record.params, "state": "scored"}
+            if task_aware:
+                score = evaluator.scores[record.hash]
+                candidate.update(shared_dev_accuracy=score.accuracy, shared_kl=score.kl)
+            ctx.reporter.candidate(candidate)
+        ctx.reporter.progress("search", (record.number + 1) / trials, f"trial {record.number + 1}/{trials}")
+        ctx.reporter.check_cancelled()
+
+    seeds = list(dict.fromkeys(space.anchors() + space.layer_dropped_archs())) if search.anchors else []
+    with evaluator:
+        result = run_search(
+            space, evaluator, budgets, table, setting, strategy=search.strategy, trials=trials, seed=ctx.spec.seed,
+            storage_url=ctx.optuna_storage_url, study_name=ctx.study_name, objectives=tuple(search.objectives),
+            on_trial=on_trial, seed_archs=seeds,
+        )
+        evaluations = evaluator.evaluations
+        shared = {h: s.__dict__ for h, s in evaluator.scores.items()} if task_aware else {}
+    chosen = spread_along_front(result.pareto, ctx.plan.finalists)
+    write_json(ctx.path("search.json"), {**result.to_dict(), "smallest_achievable": smallest,
+                                         "scorer": "task" if task_aware else "blockwise",
+                                         "evaluations": evaluations, "shared_scores": shared})
+    write_json(ctx.path("chosen.json"), [{"arch": r.arch, "hash": r.hash, "source": search.strategy,
+                                          "proxy": r.proxy, "predicted_latency_ms": r.latency_ms,
+                                          **({"shared": shared[r.hash]} if r.hash in shared else {})}
+                                         for r in chosen])
+    return {"strategy": search.strategy, "scorer": "task" if task_aware else "blockwise", "trials": len(result.trials),
+            "feasible": len(result.feasible), "pareto": len(result.pareto), "hypervolume": result.hypervolume,
+            "evaluations": result.evaluations, "chosen": [r.hash for r in chosen]}
