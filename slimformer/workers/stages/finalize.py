@@ -57,16 +57,22 @@ def measured_violations(record: dict[str, Any], limits: dict[str, float]) -> dic
     return {axis: measured[axis] for axis, limit in limits.items() if measured[axis] > limit}
 
 
-def train_finalist(ctx: RunContext, arch: Arch) -> dict[str, Any]:
-    """Extract `arch` from its sub-supernet, fine-tune it with distillation, save it. Idempotent."""
+def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None) -> dict[str, Any]:
+    """Extract `arch` from its sub-supernet, fine-tune it with distillation, save it. Idempotent.
+
+    `seed` (default: the plan's) re-runs the same recipe with another seed, in a folder of its own
+    (benchmarks use it to see how much of a difference between two archs is seed noise).
+    """
     from slimformer.supernet.export import save_subnet
 
-    folder = ctx.path("candidates", arch.hash)
+    folder = ctx.path("candidates", arch.hash if seed is None else f"{arch.hash}-seed{seed}")
     done = folder / "trained.json"
     if done.exists():
         return read_json(done)
     teacher, task = ctx.teacher, ctx.eval_task
     settings = replace(ctx.plan.finetune, max_length=teacher.max_length)
+    if seed is not None:
+        settings = replace(settings, seed=seed)
     supernet = ctx.routed_supernet(arch)
     student = extract(supernet, arch, ctx.task.labels)
     logits_file = ctx.path("teacher_logits.safetensors")
@@ -86,22 +92,23 @@ def train_finalist(ctx: RunContext, arch: Arch) -> dict[str, Any]:
     return record
 
 
-def _train_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_dir: str, arch_doc: dict) -> dict:
+def _train_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_dir: str, arch_doc: dict,
+                seed: int | None = None) -> dict:
     """Ray task body: a fresh context over the same run folder."""
     from slimformer.workers.spec import JobSpec
 
     ctx = RunContext(JobSpec.model_validate(spec_doc), Path(run_dir), use_ray=False, dataset_path=dataset_path,
                      cache_dir=Path(cache_dir))
-    return train_finalist(ctx, ctx.space.parse(arch_doc))
+    return train_finalist(ctx, ctx.space.parse(arch_doc), seed)
 
 
-def train_finalists(ctx: RunContext, archs: list[Arch]) -> list[dict[str, Any]]:
+def train_finalists(ctx: RunContext, archs: list[Arch], seed: int | None = None) -> list[dict[str, Any]]:
     """Fine-tune every finalist; on Ray one task each (retried up to twice on failure)."""
     if not ctx.use_ray:
         out = []
         for i, arch in enumerate(archs):
             ctx.reporter.progress("finalize", 0.8 * i / len(archs), f"fine-tuning {arch.hash}")
-            out.append(train_finalist(ctx, arch))
+            out.append(train_finalist(ctx, arch, seed))
             ctx.reporter.check_cancelled()
         return out
     import ray
@@ -109,7 +116,7 @@ def train_finalists(ctx: RunContext, archs: list[Arch]) -> list[dict[str, Any]]:
     remote = ray.remote(num_cpus=ctx.plan.finetune.threads, num_gpus=ray_gpus_per_task(), max_retries=2,
                         retry_exceptions=True)(_train_task)
     args = (ctx.spec.model_dump(), str(ctx.run_dir), ctx.dataset_path, str(ctx.cache_dir))
-    refs = [remote.remote(*args, arch.to_dict()) for arch in archs]
+    refs = [remote.remote(*args, arch.to_dict(), seed) for arch in archs]
     index = {ref: i for i, ref in enumerate(refs)}
     results: list[dict | None] = [None] * len(refs)
     pending = list(refs)
