@@ -72,8 +72,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from slimformer.contracts.settings import Settings
     from slimformer.service.app import create_app
-    from slimformer.service.settings import Settings
 
     settings = Settings()
     url = f"http://{_client_host(args.host)}:{args.port}"
@@ -213,9 +213,9 @@ def cmd_db(args: argparse.Namespace) -> int:
 def _keys_session():  # -> contextmanager of a Session on a current schema
     from contextlib import contextmanager
 
+    from slimformer.contracts.settings import Settings
     from slimformer.service.db import make_engine, make_session_factory, session_scope
     from slimformer.service.schema import check_schema, upgrade
-    from slimformer.service.settings import Settings
 
     @contextmanager
     def scope():

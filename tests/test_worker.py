@@ -27,12 +27,12 @@ import uvicorn
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 
+from slimformer.contracts.settings import Settings
 from slimformer.service import jobs_repo
 from slimformer.service.app import create_app
 from slimformer.service.auth import create_api_key
 from slimformer.service.db import session_scope
 from slimformer.service.models import Job, JobEvent, LatencyTableRecord
-from slimformer.service.settings import Settings
 from slimformer.workers.stages import measured_front
 from slimformer.workers.worker import Worker
 
@@ -371,13 +371,13 @@ def test_reporter_throttles_progress_registers_artifacts_and_stops_when_the_leas
 
 
 def _exercise_reporter(url: str, tmp_path: Path) -> None:
+    from slimformer.contracts.spec import JobSpec
     from slimformer.service.auth import get_or_create_tenant
     from slimformer.service.db import make_engine, make_session_factory
     from slimformer.service.models import Artifact, Candidate
     from slimformer.workers.context import write_json
     from slimformer.workers.db_reporter import DatabaseReporter, LeaseLost
     from slimformer.workers.progress import JobCancelled
-    from slimformer.workers.spec import JobSpec
 
     engine = make_engine(url)
     factory = make_session_factory(engine)

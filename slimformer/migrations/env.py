@@ -43,8 +43,8 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
 
+    from slimformer.contracts.settings import Settings
     from slimformer.service.db import make_engine
-    from slimformer.service.settings import Settings
 
     url = context.config.get_main_option("sqlalchemy.url") or Settings().database_url
     engine = make_engine(url)

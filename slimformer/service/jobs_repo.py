@@ -25,6 +25,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from slimformer.contracts.spec import JobSpec
 from slimformer.service.errors import Conflict, NotFound
 from slimformer.service.models import (
     ARTIFACT_FORMATS,
@@ -38,7 +39,6 @@ from slimformer.service.models import (
     new_id,
     utcnow,
 )
-from slimformer.workers.spec import JobSpec
 
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_ERROR_CHARS = 10_000

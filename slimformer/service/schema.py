@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     The hook behind `slimformer db upgrade`.
     """
-    from slimformer.service.settings import Settings
+    from slimformer.contracts.settings import Settings
 
     args = list(sys.argv[1:] if argv is None else argv) or ["upgrade"]
     settings = Settings()

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from slimformer.contracts.spec import JobSpec, LatencyShape
 from slimformer.data.builtins import ROTTEN_TOMATOES_LABELS
 from slimformer.data.registry import BUILTIN_CORPORA, BUILTIN_TASKS
 from slimformer.errors import InfeasibleBudgetError, SpaceError
@@ -30,7 +31,6 @@ from slimformer.search_space.space import space_for_teacher
 from slimformer.service import latency_repo
 from slimformer.service.errors import InvalidRequest
 from slimformer.service.models import Dataset
-from slimformer.workers.spec import JobSpec, LatencyShape
 
 # Mirrors slimformer.supernet.teacher.BUILTIN_TEACHERS (module, model subfolder), which cannot be
 # imported here because that module imports torch; a test keeps the two in step.

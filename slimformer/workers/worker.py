@@ -25,13 +25,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from slimformer.contracts.settings import Settings
 from slimformer.errors import SlimformerError
 from slimformer.service import jobs_repo
 from slimformer.service.db import make_engine, make_session_factory, session_scope
 from slimformer.service.errors import DatabaseUnavailable
 from slimformer.service.models import Job
 from slimformer.service.schema import check_schema, upgrade
-from slimformer.service.settings import Settings
 from slimformer.workers.db_reporter import DatabaseReporter, LeaseLost, WorkerShutdown
 from slimformer.workers.progress import JobCancelled
 

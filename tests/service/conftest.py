@@ -28,10 +28,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from slimformer.contracts.settings import Settings
 from slimformer.service.app import create_app
 from slimformer.service.auth import create_api_key
 from slimformer.service.db import session_scope
-from slimformer.service.settings import Settings
 
 PG_URL = os.environ.get("SLIMFORMER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = [

@@ -7,13 +7,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Response, status
 from sqlalchemy import func, select
 
+from slimformer.contracts.spec import JobSpec
 from slimformer.service import jobs_repo
 from slimformer.service.auth import CurrentTenant
 from slimformer.service.deps import PageDep, SessionDep, SettingsDep
 from slimformer.service.models import Job
 from slimformer.service.schemas import EventOut, JobDetail, JobOut, Page
 from slimformer.service.validation import check_spec
-from slimformer.workers.spec import JobSpec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
