@@ -80,7 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.database_url.startswith("sqlite"):
         # The embedded default: make the schema now, so the credentials can be written before the
         # API answers and the worker starts.
-        from slimformer.service.schema import upgrade
+        from slimformer.store.schema import upgrade
 
         upgrade(settings.database_url)
         path = ensure_credentials(settings, url)
@@ -125,8 +125,8 @@ def ensure_credentials(settings: Any, url: str) -> Path:
         The credentials file (mode 0600).
     """
     from slimformer.service.auth import create_api_key, tenant_for_key
-    from slimformer.service.db import make_engine, make_session_factory, session_scope
     from slimformer.service.errors import Unauthorized
+    from slimformer.store.db import make_engine, make_session_factory, session_scope
 
     path = settings.home / CREDENTIALS_FILE
     key = None
@@ -205,7 +205,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from slimformer.service.schema import main as schema_main
+    from slimformer.store.schema import main as schema_main
 
     return schema_main([args.action])
 
@@ -214,8 +214,8 @@ def _keys_session():  # -> contextmanager of a Session on a current schema
     from contextlib import contextmanager
 
     from slimformer.contracts.settings import Settings
-    from slimformer.service.db import make_engine, make_session_factory, session_scope
-    from slimformer.service.schema import check_schema, upgrade
+    from slimformer.store.db import make_engine, make_session_factory, session_scope
+    from slimformer.store.schema import check_schema, upgrade
 
     @contextmanager
     def scope():

@@ -31,8 +31,8 @@ from slimformer.contracts.settings import Settings
 from slimformer.service import jobs_repo
 from slimformer.service.app import create_app
 from slimformer.service.auth import create_api_key
-from slimformer.service.db import session_scope
-from slimformer.service.models import Job, JobEvent, LatencyTableRecord
+from slimformer.store.db import session_scope
+from slimformer.store.models import Job, JobEvent, LatencyTableRecord
 from slimformer.workers.stages import measured_front
 from slimformer.workers.worker import Worker
 
@@ -363,7 +363,7 @@ def test_a_worker_that_lost_its_lease_stops_without_writing(server, client, sett
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_reporter_throttles_progress_registers_artifacts_and_stops_when_the_lease_is_lost(backend, tmp_path):
     """DatabaseReporter alone, on a fake clock: what it writes, when, and when it refuses to."""
-    from slimformer.service.schema import upgrade
+    from slimformer.store.schema import upgrade
 
     with pg_schema() if backend == "postgresql" else nullcontext(f"sqlite:///{tmp_path / 'r.db'}") as url:
         upgrade(url)
@@ -373,8 +373,8 @@ def test_reporter_throttles_progress_registers_artifacts_and_stops_when_the_leas
 def _exercise_reporter(url: str, tmp_path: Path) -> None:
     from slimformer.contracts.spec import JobSpec
     from slimformer.service.auth import get_or_create_tenant
-    from slimformer.service.db import make_engine, make_session_factory
-    from slimformer.service.models import Artifact, Candidate
+    from slimformer.store.db import make_engine, make_session_factory
+    from slimformer.store.models import Artifact, Candidate
     from slimformer.workers.context import write_json
     from slimformer.workers.db_reporter import DatabaseReporter, LeaseLost
     from slimformer.workers.progress import JobCancelled

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from slimformer.service.deps import SessionDep
 from slimformer.service.errors import NotFound, Unauthorized
-from slimformer.service.models import ApiKey, Tenant, utcnow
+from slimformer.store.models import ApiKey, Tenant, utcnow
 
 KEY_PREFIX = "sf_"
 _DISPLAY_CHARS = 11  # "sf_" + 8 characters

@@ -13,8 +13,8 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from slimformer.contracts.settings import Settings
-from slimformer.service.db import session_scope
 from slimformer.service.errors import InvalidRequest
+from slimformer.store.db import session_scope
 
 MAX_OFFSET = 1_000_000
 

@@ -5,7 +5,7 @@ changes nothing, returning False, once another worker has taken the job over. A 
 False has lost the job and must stop without writing more.
 
 Functions take an open session and do not commit (except `create_job`, see there); run them in
-`slimformer.service.db.session_scope`, which commits at the end of the block. A claim holds only
+`slimformer.store.db.session_scope`, which commits at the end of the block. A claim holds only
 once that transaction has committed.
 
 Leases are compared with this process's clock (UTC); keep worker clocks in sync (NTP) to well
@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from slimformer.contracts.spec import JobSpec
 from slimformer.service.errors import Conflict, NotFound
-from slimformer.service.models import (
+from slimformer.store.models import (
     ARTIFACT_FORMATS,
     CANDIDATE_STATES,
     EVENT_LEVELS,

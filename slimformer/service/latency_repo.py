@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from slimformer.search_space import SearchSpace
 from slimformer.search_space.latency import LatencySetting, LatencyTable, LatencyTableError, space_key
-from slimformer.service.models import LatencyTableRecord, utcnow
+from slimformer.store.models import LatencyTableRecord, utcnow
 
 
 def record_table(session: Session, key: str, table: Mapping[str, Any], space: SearchSpace) -> None:

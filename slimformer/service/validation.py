@@ -30,7 +30,7 @@ from slimformer.search_space.latency import LatencySetting
 from slimformer.search_space.space import space_for_teacher
 from slimformer.service import latency_repo
 from slimformer.service.errors import InvalidRequest
-from slimformer.service.models import Dataset
+from slimformer.store.models import Dataset
 
 # Mirrors slimformer.supernet.teacher.BUILTIN_TEACHERS (module, model subfolder), which cannot be
 # imported here because that module imports torch; a test keeps the two in step.

@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from slimformer.errors import SlimformerError
 from slimformer.service import jobs_repo, latency_repo
-from slimformer.service.db import session_scope
-from slimformer.service.errors import DatabaseUnavailable
-from slimformer.service.models import Candidate
+from slimformer.store.db import session_scope
+from slimformer.store.errors import DatabaseUnavailable
+from slimformer.store.models import Candidate
 from slimformer.workers.context import read_json
 from slimformer.workers.pipeline import STAGE_NAMES
 from slimformer.workers.progress import JobCancelled, Reporter

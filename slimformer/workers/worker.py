@@ -28,10 +28,10 @@ from typing import Any
 from slimformer.contracts.settings import Settings
 from slimformer.errors import SlimformerError
 from slimformer.service import jobs_repo
-from slimformer.service.db import make_engine, make_session_factory, session_scope
-from slimformer.service.errors import DatabaseUnavailable
-from slimformer.service.models import Job
-from slimformer.service.schema import check_schema, upgrade
+from slimformer.store.db import make_engine, make_session_factory, session_scope
+from slimformer.store.errors import DatabaseUnavailable
+from slimformer.store.models import Job
+from slimformer.store.schema import check_schema, upgrade
 from slimformer.workers.db_reporter import DatabaseReporter, LeaseLost, WorkerShutdown
 from slimformer.workers.progress import JobCancelled
 

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from slimformer.contracts.settings import Settings
 from slimformer.service.app import create_app
 from slimformer.service.auth import create_api_key
-from slimformer.service.db import session_scope
+from slimformer.store.db import session_scope
 
 PG_URL = os.environ.get("SLIMFORMER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = [
@@ -341,7 +341,7 @@ def pg_database_url(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture(scope="module", params=BACKENDS)
 def migrated_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated database per backend, shared by one module's tests (which empty it as they need)."""
-    from slimformer.service.schema import upgrade
+    from slimformer.store.schema import upgrade
 
     with fresh_database(request.param, tmp_path_factory.mktemp("migrated")) as url:
         upgrade(url)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from slimformer.service.auth import hash_key, revoke_api_key
-from slimformer.service.models import ApiKey
+from slimformer.store.models import ApiKey
 
 PROTECTED = [
     ("GET", "/v1/jobs"),

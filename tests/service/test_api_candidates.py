@@ -11,7 +11,7 @@ import pytest
 
 from slimformer.service import jobs_repo
 from slimformer.service.downloads import zip_cache_path
-from slimformer.service.models import Artifact
+from slimformer.store.models import Artifact
 
 # Checks that never reach the database's own behaviour run on one backend only, to keep the suite quick.
 sqlite_only = pytest.mark.parametrize("api", ["sqlite"], indirect=True)

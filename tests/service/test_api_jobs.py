@@ -16,8 +16,8 @@ from slimformer.search_space.latency import LatencySetting, LatencyTable
 from slimformer.search_space.space import space_for_teacher
 from slimformer.service import latency_repo
 from slimformer.service.jobs_repo import job_inputs
-from slimformer.service.models import Job, utcnow
 from slimformer.service.validation import BUILTIN_TEACHER_MODULES, builtin_teacher_folder
+from slimformer.store.models import Job, utcnow
 
 # Checks that never reach the database's own behaviour run on one backend only, to keep the suite quick.
 sqlite_only = pytest.mark.parametrize("api", ["sqlite"], indirect=True)

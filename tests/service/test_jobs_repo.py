@@ -11,8 +11,8 @@ from sqlalchemy import delete, func, select, update
 from slimformer.contracts.spec import JobSpec
 from slimformer.service import jobs_repo as repo
 from slimformer.service.auth import get_or_create_tenant
-from slimformer.service.db import make_engine, make_session_factory, session_scope
-from slimformer.service.models import Artifact, Base, Candidate, Job, JobEvent, utcnow
+from slimformer.store.db import make_engine, make_session_factory, session_scope
+from slimformer.store.models import Artifact, Base, Candidate, Job, JobEvent, utcnow
 
 
 @pytest.fixture

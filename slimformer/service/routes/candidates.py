@@ -17,8 +17,8 @@ from slimformer.service.auth import CurrentTenant
 from slimformer.service.deps import PageDep, SessionDep, SettingsDep
 from slimformer.service.downloads import build_lock, build_zip, resolve_under, zip_cache_path
 from slimformer.service.errors import NotFound
-from slimformer.service.models import Artifact, Candidate
 from slimformer.service.schemas import CandidateOut, Page
+from slimformer.store.models import Artifact, Candidate
 
 router = APIRouter(prefix="/v1/jobs", tags=["candidates"])
 

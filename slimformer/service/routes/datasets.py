@@ -14,8 +14,8 @@ from slimformer.errors import DataError
 from slimformer.service.auth import CurrentTenant
 from slimformer.service.deps import PageDep, SessionDep, SettingsDep
 from slimformer.service.errors import NotFound, PayloadTooLarge
-from slimformer.service.models import Dataset, new_id
 from slimformer.service.schemas import DatasetOut, Page
+from slimformer.store.models import Dataset, new_id
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

@@ -11,9 +11,9 @@ from slimformer.contracts.spec import JobSpec
 from slimformer.service import jobs_repo
 from slimformer.service.auth import CurrentTenant
 from slimformer.service.deps import PageDep, SessionDep, SettingsDep
-from slimformer.service.models import Job
 from slimformer.service.schemas import EventOut, JobDetail, JobOut, Page
 from slimformer.service.validation import check_spec
+from slimformer.store.models import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
