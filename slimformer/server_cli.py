@@ -249,7 +249,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from slimformer.service.auth import revoke_api_key
+    from slimformer.store.api_keys import revoke_api_key
 
     with _keys_session() as session:
         count = revoke_api_key(session, args.prefix)

@@ -28,9 +28,9 @@ from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 
 from slimformer.contracts.settings import Settings
-from slimformer.service import jobs_repo
 from slimformer.service.app import create_app
 from slimformer.service.auth import create_api_key
+from slimformer.store import jobs, leases
 from slimformer.store.db import session_scope
 from slimformer.store.models import Job, JobEvent, LatencyTableRecord
 from slimformer.workers.stages import measured_front
@@ -357,7 +357,7 @@ def test_a_worker_that_lost_its_lease_stops_without_writing(server, client, sett
     assert job["status"] == "running" and job["error"] is None  # the loser neither failed nor finished it
     with server.session() as session:
         assert session.get(Job, job_id).lease_owner == "thief"
-        jobs_repo.fail_job(session, job_id, "thief", "test over")  # keep the queue empty for later tests
+        leases.fail_job(session, job_id, "thief", "test over")  # keep the queue empty for later tests
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -372,7 +372,7 @@ def test_reporter_throttles_progress_registers_artifacts_and_stops_when_the_leas
 
 def _exercise_reporter(url: str, tmp_path: Path) -> None:
     from slimformer.contracts.spec import JobSpec
-    from slimformer.service.auth import get_or_create_tenant
+    from slimformer.store.api_keys import get_or_create_tenant
     from slimformer.store.db import make_engine, make_session_factory
     from slimformer.store.models import Artifact, Candidate
     from slimformer.workers.context import write_json
@@ -384,9 +384,9 @@ def _exercise_reporter(url: str, tmp_path: Path) -> None:
     with session_scope(factory) as session:
         tenant = get_or_create_tenant(session, "t").id
     with session_scope(factory) as session:
-        job_id = jobs_repo.create_job(session, tenant, JobSpec(name="r"))[0].id
+        job_id = jobs.create_job(session, tenant, JobSpec(name="r"))[0].id
     with session_scope(factory) as session:
-        assert jobs_repo.claim_next_job(session, "w", 30).id == job_id
+        assert leases.claim_next_job(session, "w", 30).id == job_id
 
     artifacts, now = tmp_path / "artifacts", [0.0]
     run_dir = artifacts / "runs" / job_id
@@ -439,7 +439,7 @@ def _exercise_reporter(url: str, tmp_path: Path) -> None:
         assert set(session.scalars(select(Candidate.arch_hash).where(Candidate.pareto.is_(True)))) == {"h2"}
 
     with session_scope(factory) as session:
-        jobs_repo.request_cancel(session, tenant, job_id)
+        jobs.request_cancel(session, tenant, job_id)
     now[0] = 10.0
     with pytest.raises(JobCancelled):
         reporter.check_cancelled()

@@ -291,14 +291,15 @@ class SeededJob:
 
 
 def _seed_job(api: Api, client: httpx.Client, candidates: int = 4) -> SeededJob:
-    from slimformer.service import jobs_repo
+    from slimformer.store.artifacts import upsert_artifact
+    from slimformer.store.candidates import upsert_candidate
 
     job_id = client.post("/v1/jobs", json={"name": "seeded"}).json()["id"]
     ids = []
     with api.session() as session:
         for i in range(candidates):
             measured = i < candidates - 1  # the last one was scored but never measured
-            ids.append(jobs_repo.upsert_candidate(
+            ids.append(upsert_candidate(
                 session, job_id, f"hash{i:02d}", {"hidden": 128 + 64 * i, "blocks": [["ffn:256"]]},
                 state="exported" if measured else "scored", pareto=i in (0, 2), proxy=1.0 - 0.1 * i,
                 predicted_latency_ms=2.0 + i, measured_latency_ms=2.5 + i if measured else None,
@@ -316,8 +317,8 @@ def _seed_job(api: Api, client: httpx.Client, candidates: int = 4) -> SeededJob:
     onnx = folder.parent / f"{ids[0]}.onnx"
     onnx.write_bytes(os.urandom(2000))
     with api.session() as session:
-        jobs_repo.upsert_artifact(session, ids[0], "hf", folder.relative_to(root).as_posix(), 3100)
-        jobs_repo.upsert_artifact(session, ids[0], "onnx", onnx.relative_to(root).as_posix(), 2000)
+        upsert_artifact(session, ids[0], "hf", folder.relative_to(root).as_posix(), 3100)
+        upsert_artifact(session, ids[0], "onnx", onnx.relative_to(root).as_posix(), 2000)
     return SeededJob(job_id=job_id, candidate_ids=ids, artifact_files={"hf": folder, "onnx": onnx})
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slimformer.service.auth import hash_key, revoke_api_key
+from slimformer.store.api_keys import hash_key, revoke_api_key
 from slimformer.store.models import ApiKey
 
 PROTECTED = [
