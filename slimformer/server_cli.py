@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from slimformer.workers.arguments import add_worker_arguments
+
 CREDENTIALS_FILE = "credentials.json"
 LOCAL_TENANT = "local"
 WORKER_STOP_TIMEOUT_S = 30
@@ -55,15 +57,6 @@ def add_server_commands(sub: Any) -> None:
     revoke = keys_sub.add_parser("revoke", help="revoke the keys starting with PREFIX (as listed, e.g. sf_AbCdEfGh)")
     revoke.add_argument("prefix")
     revoke.set_defaults(fn=cmd_keys_revoke)
-
-
-def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `slimformer worker` (also `python -m slimformer.workers.worker`)."""
-    parser.add_argument("--lease", type=float, default=30, help="lease length in seconds (default 30)")
-    parser.add_argument("--poll", type=float, default=1, help="seconds between claims when idle (default 1)")
-    parser.add_argument("--no-ray", action="store_true", help="run every stage in this process")
-    parser.add_argument("--once", action="store_true", help="exit after one job")
-    parser.add_argument("--owner", help="lease owner name (default host:pid:random)")
 
 
 # --- serve -------------------------------------------------------------------------------------------

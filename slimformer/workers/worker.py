@@ -32,6 +32,7 @@ from slimformer.store.db import make_engine, make_session_factory, session_scope
 from slimformer.store.errors import DatabaseUnavailable
 from slimformer.store.models import Job
 from slimformer.store.schema import check_schema, upgrade
+from slimformer.workers.arguments import add_worker_arguments
 from slimformer.workers.db_reporter import DatabaseReporter, LeaseLost, WorkerShutdown
 from slimformer.workers.progress import JobCancelled
 
@@ -281,8 +282,6 @@ def failure_message(exc: BaseException) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from slimformer.server_cli import add_worker_arguments
-
     parser = argparse.ArgumentParser(prog="slimformer worker",
                                      description="Claim and run jobs from SLIMFORMER_DATABASE_URL.")
     add_worker_arguments(parser)
