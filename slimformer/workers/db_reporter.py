@@ -134,7 +134,7 @@ class DatabaseReporter(Reporter):
                 return False
             seconds = float(summary.get("seconds") or 0.0)
             events.add_event(session, self.job_id, f"stage {stage} done in {seconds:.1f} s", stage=stage,
-                                data={"seconds": seconds})
+                             data={"seconds": seconds})
             if stage == "report":
                 self.publish_front(session)
             return True

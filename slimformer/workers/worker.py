@@ -179,7 +179,7 @@ class Worker:
 
             def fail(session: Any) -> bool:
                 events.add_event(session, job_id, "traceback of the failure", level="debug",
-                                    data={"traceback": trace})
+                                 data={"traceback": trace})
                 return leases.fail_job(session, job_id, self.owner, message)
 
             self._end(job_id, fail)
