@@ -53,10 +53,10 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+    from slimformer.contracts.spec import JobSpec
     from slimformer.workers.pipeline import format_table, run_job
     from slimformer.workers.progress import ConsoleReporter
     from slimformer.workers.ray_runtime import init_ray, shutdown_ray
-    from slimformer.workers.spec import JobSpec
 
     run_dir = Path(args.run_dir)
     if args.fresh:

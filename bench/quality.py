@@ -59,6 +59,7 @@ def main() -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     from slimformer.baselines import frozen_embedding_logistic_regression, tfidf_logistic_regression
+    from slimformer.contracts.spec import JobSpec
     from slimformer.search.budgets import Budgets
     from slimformer.search.strategies import run_search
     from slimformer.search_space import count_params
@@ -67,7 +68,6 @@ def main() -> int:
     from slimformer.workers.pipeline import run_job
     from slimformer.workers.progress import ConsoleReporter
     from slimformer.workers.ray_runtime import init_ray, shutdown_ray
-    from slimformer.workers.spec import JobSpec
     from slimformer.workers.stages.finalize import export_and_measure, train_finalists
     from slimformer.workers.stages.search import make_blockwise_evaluator, make_task_evaluator, spread_along_front
 
@@ -167,6 +167,8 @@ def main() -> int:
 
     doc = {
         "preset": args.preset,
+        "teacher_name": Path(args.teacher).name,
+        "dataset": Path(args.dataset).name,
         "latency_setting": spec.latency.model_dump(),
         "teacher": {"dev_accuracy": t_doc["dev_accuracy"], "test_accuracy": t_doc["test_accuracy"],
                     "latency_ms": teacher_ms, "latency_hf_ms": t_doc["latency_ms"], "params": t_doc["params"],

@@ -57,13 +57,13 @@ def _train_layers(spec_doc: dict, run_dir: str, cache_dir: str, name: str, layer
     """Ray task: the teacher keeping `layers`, fine-tuned with the finalists' recipe. Idempotent."""
     import json
 
+    from slimformer.contracts.spec import JobSpec
     from slimformer.search_space import count_params
     from slimformer.supernet.export import save_subnet
     from slimformer.supernet.extract import extract
     from slimformer.supernet.finetune import finetune_subnet
     from slimformer.supernet.profile import torch_threads
     from slimformer.workers.context import RunContext
-    from slimformer.workers.spec import JobSpec
 
     ctx = RunContext(JobSpec.model_validate(spec_doc), Path(run_dir), use_ray=False, cache_dir=Path(cache_dir))
     folder = ctx.path("baselines", name)
@@ -233,5 +233,5 @@ def plot(doc: dict) -> bytes:
     refs += [ReferencePoint("every other layer", r["latency_ms"], r["test_accuracy"], "D") for r in b["every_other"]]
     refs += [ReferencePoint("random search", r["latency_ms"], r["test_accuracy"], "^") for r in b["random"]]
     refs += [ReferencePoint("TF-IDF + LR", b["tfidf_lr"]["latency_ms"], b["tfidf_lr"]["test_accuracy"], "x")]
-    return render_pareto(points, "png", "slimformer vs the alternatives (MiniLM-L6, Rotten Tomatoes, test split)",
-                         "test accuracy", refs)
+    title = f"slimformer vs the alternatives ({doc['teacher_name']} on {doc['dataset']}, test split)"
+    return render_pareto(points, "png", title, "test accuracy", refs)

@@ -52,7 +52,7 @@ def _run(spec, out: Path, use_ray: bool) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from slimformer.workers.spec import JobSpec
+    from slimformer.contracts.spec import JobSpec
 
     spec = JobSpec.from_file(Path(args.spec))
     out = Path(args.out or Path("runs") / (spec.name or Path(args.spec).stem))
@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from slimformer.workers.spec import JobSpec
+    from slimformer.contracts.spec import JobSpec
 
     spec = JobSpec(name="demo", preset=args.preset, search={"strategy": args.strategy})
     return _run(spec, Path(args.out), not args.no_ray)

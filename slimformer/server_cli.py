@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from slimformer.workers.arguments import add_worker_arguments
+
 CREDENTIALS_FILE = "credentials.json"
 LOCAL_TENANT = "local"
 WORKER_STOP_TIMEOUT_S = 30
@@ -57,30 +59,21 @@ def add_server_commands(sub: Any) -> None:
     revoke.set_defaults(fn=cmd_keys_revoke)
 
 
-def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `slimformer worker` (also `python -m slimformer.workers.worker`)."""
-    parser.add_argument("--lease", type=float, default=30, help="lease length in seconds (default 30)")
-    parser.add_argument("--poll", type=float, default=1, help="seconds between claims when idle (default 1)")
-    parser.add_argument("--no-ray", action="store_true", help="run every stage in this process")
-    parser.add_argument("--once", action="store_true", help="exit after one job")
-    parser.add_argument("--owner", help="lease owner name (default host:pid:random)")
-
-
 # --- serve -------------------------------------------------------------------------------------------
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from slimformer.contracts.settings import Settings
     from slimformer.service.app import create_app
-    from slimformer.service.settings import Settings
 
     settings = Settings()
     url = f"http://{_client_host(args.host)}:{args.port}"
     if settings.database_url.startswith("sqlite"):
         # The embedded default: make the schema now, so the credentials can be written before the
         # API answers and the worker starts.
-        from slimformer.service.schema import upgrade
+        from slimformer.store.schema import upgrade
 
         upgrade(settings.database_url)
         path = ensure_credentials(settings, url)
@@ -125,8 +118,8 @@ def ensure_credentials(settings: Any, url: str) -> Path:
         The credentials file (mode 0600).
     """
     from slimformer.service.auth import create_api_key, tenant_for_key
-    from slimformer.service.db import make_engine, make_session_factory, session_scope
     from slimformer.service.errors import Unauthorized
+    from slimformer.store.db import make_engine, make_session_factory, session_scope
 
     path = settings.home / CREDENTIALS_FILE
     key = None
@@ -205,7 +198,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from slimformer.service.schema import main as schema_main
+    from slimformer.store.schema import main as schema_main
 
     return schema_main([args.action])
 
@@ -213,9 +206,9 @@ def cmd_db(args: argparse.Namespace) -> int:
 def _keys_session():  # -> contextmanager of a Session on a current schema
     from contextlib import contextmanager
 
-    from slimformer.service.db import make_engine, make_session_factory, session_scope
-    from slimformer.service.schema import check_schema, upgrade
-    from slimformer.service.settings import Settings
+    from slimformer.contracts.settings import Settings
+    from slimformer.store.db import make_engine, make_session_factory, session_scope
+    from slimformer.store.schema import check_schema, upgrade
 
     @contextmanager
     def scope():
@@ -249,7 +242,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from slimformer.service.auth import revoke_api_key
+    from slimformer.store.api_keys import revoke_api_key
 
     with _keys_session() as session:
         count = revoke_api_key(session, args.prefix)

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
+from slimformer.contracts.spec import JobSpec
 from slimformer.workers.pipeline import STAGE_NAMES, completed_stages, format_table, run_job, stage_marker
 from slimformer.workers.progress import JobCancelled, Reporter
-from slimformer.workers.spec import JobSpec
 
 
 @pytest.fixture(scope="module")

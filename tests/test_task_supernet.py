@@ -56,7 +56,7 @@ def test_sandwich_fine_tuning_lowers_the_smallest_paths_dev_loss(tuned_teacher, 
     result = train_task_supernet(supernet, tuned_teacher.tokenizer, tiny_task.train, train_logits, settings,
                                  checkpoint=tmp_path / "task.pt")
     after = scorer.score(supernet, smallest)
-    assert after.kl < 0.8 * before.kl, (before, after)
+    assert after.kl < 0.9 * before.kl, (before, after)
     assert result.loss_end["smallest"] < result.loss_start["smallest"]
     assert (tmp_path / "task.pt").exists()  # checkpointed along the way
 

@@ -27,12 +27,12 @@ import uvicorn
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 
-from slimformer.service import jobs_repo
+from slimformer.contracts.settings import Settings
 from slimformer.service.app import create_app
 from slimformer.service.auth import create_api_key
-from slimformer.service.db import session_scope
-from slimformer.service.models import Job, JobEvent, LatencyTableRecord
-from slimformer.service.settings import Settings
+from slimformer.store import jobs, leases
+from slimformer.store.db import session_scope
+from slimformer.store.models import Job, JobEvent, LatencyTableRecord
 from slimformer.workers.stages.report import measured_front
 from slimformer.workers.worker import Worker
 
@@ -357,13 +357,13 @@ def test_a_worker_that_lost_its_lease_stops_without_writing(server, client, sett
     assert job["status"] == "running" and job["error"] is None  # the loser neither failed nor finished it
     with server.session() as session:
         assert session.get(Job, job_id).lease_owner == "thief"
-        jobs_repo.fail_job(session, job_id, "thief", "test over")  # keep the queue empty for later tests
+        leases.fail_job(session, job_id, "thief", "test over")  # keep the queue empty for later tests
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_reporter_throttles_progress_registers_artifacts_and_stops_when_the_lease_is_lost(backend, tmp_path):
     """DatabaseReporter alone, on a fake clock: what it writes, when, and when it refuses to."""
-    from slimformer.service.schema import upgrade
+    from slimformer.store.schema import upgrade
 
     with pg_schema() if backend == "postgresql" else nullcontext(f"sqlite:///{tmp_path / 'r.db'}") as url:
         upgrade(url)
@@ -371,22 +371,22 @@ def test_reporter_throttles_progress_registers_artifacts_and_stops_when_the_leas
 
 
 def _exercise_reporter(url: str, tmp_path: Path) -> None:
-    from slimformer.service.auth import get_or_create_tenant
-    from slimformer.service.db import make_engine, make_session_factory
-    from slimformer.service.models import Artifact, Candidate
+    from slimformer.contracts.spec import JobSpec
+    from slimformer.store.api_keys import get_or_create_tenant
+    from slimformer.store.db import make_engine, make_session_factory
+    from slimformer.store.models import Artifact, Candidate
     from slimformer.workers.context import write_json
     from slimformer.workers.db_reporter import DatabaseReporter, LeaseLost
     from slimformer.workers.progress import JobCancelled
-    from slimformer.workers.spec import JobSpec
 
     engine = make_engine(url)
     factory = make_session_factory(engine)
     with session_scope(factory) as session:
         tenant = get_or_create_tenant(session, "t").id
     with session_scope(factory) as session:
-        job_id = jobs_repo.create_job(session, tenant, JobSpec(name="r"))[0].id
+        job_id = jobs.create_job(session, tenant, JobSpec(name="r"))[0].id
     with session_scope(factory) as session:
-        assert jobs_repo.claim_next_job(session, "w", 30).id == job_id
+        assert leases.claim_next_job(session, "w", 30).id == job_id
 
     artifacts, now = tmp_path / "artifacts", [0.0]
     run_dir = artifacts / "runs" / job_id
@@ -439,7 +439,7 @@ def _exercise_reporter(url: str, tmp_path: Path) -> None:
         assert set(session.scalars(select(Candidate.arch_hash).where(Candidate.pareto.is_(True)))) == {"h2"}
 
     with session_scope(factory) as session:
-        jobs_repo.request_cancel(session, tenant, job_id)
+        jobs.request_cancel(session, tenant, job_id)
     now[0] = 10.0
     with pytest.raises(JobCancelled):
         reporter.check_cancelled()

@@ -1,6 +1,6 @@
 """Alembic environment of the service database.
 
-`slimformer.service.schema.upgrade` passes an open connection in `config.attributes["connection"]`
+`slimformer.store.schema.upgrade` passes an open connection in `config.attributes["connection"]`
 (so it can hold a migration lock around the run); the `alembic` command line instead gets a URL
 from `sqlalchemy.url` in the config or from `SLIMFORMER_DATABASE_URL`.
 """
@@ -11,7 +11,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from slimformer.migrations import VERSION_TABLE
-from slimformer.service.models import Base
+from slimformer.store.models import Base
 
 target_metadata = Base.metadata
 
@@ -43,8 +43,8 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
 
-    from slimformer.service.db import make_engine
-    from slimformer.service.settings import Settings
+    from slimformer.contracts.settings import Settings
+    from slimformer.store.db import make_engine
 
     url = context.config.get_main_option("sqlalchemy.url") or Settings().database_url
     engine = make_engine(url)

@@ -1,6 +1,6 @@
-"""The HTTP service: FastAPI app, routes, auth, database models, sessions, migrations check, settings.
+"""The HTTP service: FastAPI app, routes, auth, request checks, and the mapping of errors to HTTP.
 
-Importing this package stays light (no torch, no FastAPI app built); use
-`slimformer.service.app.create_app(settings)` for the app and `slimformer.service.jobs_repo` for
-the job state changes a worker makes.
+The database (tables, sessions, schema, repositories) is `slimformer.store`; the settings and the
+job spec are `slimformer.contracts`. Importing this package stays light (no torch, no FastAPI app
+built); use `slimformer.service.app.create_app(settings)` for the app.
 """

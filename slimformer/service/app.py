@@ -16,12 +16,12 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from slimformer import __version__
-from slimformer.service.db import make_engine, make_session_factory
+from slimformer.contracts.settings import Settings, get_settings
 from slimformer.service.exception_handlers import install_exception_handlers
 from slimformer.service.limits import BodySizeLimitMiddleware
 from slimformer.service.routes import candidates, datasets, health, jobs
-from slimformer.service.schema import check_schema, upgrade
-from slimformer.service.settings import Settings, get_settings
+from slimformer.store.db import make_engine, make_session_factory
+from slimformer.store.schema import check_schema, upgrade
 
 log = logging.getLogger(__name__)
 

@@ -1,50 +1,26 @@
-"""Bearer API keys, one tenant each.
+"""Bearer API keys, one tenant each: making a key, checking a presented one, the FastAPI dependency.
 
-A key is `sf_` + 43 URL-safe characters (256 random bits). Only its SHA-256 is stored: a key this
-random needs no salt or slow hash (nothing to brute-force), and a leaked table reveals no key.
-The first characters are kept as `prefix` so people can tell their keys apart in listings.
+A key is `sf_` + 43 URL-safe characters (256 random bits). The store keeps only its SHA-256
+(`slimformer.store.api_keys`), which is why a key is shown once, when it is made.
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slimformer.service.deps import SessionDep
-from slimformer.service.errors import NotFound, Unauthorized
-from slimformer.service.models import ApiKey, Tenant, utcnow
+from slimformer.service.errors import Unauthorized
+from slimformer.store import api_keys
+from slimformer.store.models import Tenant
 
 KEY_PREFIX = "sf_"
 _DISPLAY_CHARS = 11  # "sf_" + 8 characters
 _MAX_KEY_LENGTH = 200
-
-
-def hash_key(key: str) -> str:
-    """The hex SHA-256 of a key, as stored."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def get_or_create_tenant(session: Session, name: str) -> Tenant:
-    """The tenant called `name`, created if missing (flushed, not committed).
-
-    Raises:
-        ValueError: empty or over-long name.
-    """
-    name = name.strip()
-    if not name or len(name) > 100:
-        raise ValueError("a tenant name must be 1 to 100 characters")
-    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
-    if tenant is None:
-        tenant = Tenant(name=name)
-        session.add(tenant)
-        session.flush()
-    return tenant
 
 
 def create_api_key(session: Session, tenant_name: str, key_name: str = "") -> str:
@@ -57,29 +33,13 @@ def create_api_key(session: Session, tenant_name: str, key_name: str = "") -> st
 
     Returns:
         The plaintext key. It is shown this once: only its hash is stored.
-    """
-    tenant = get_or_create_tenant(session, tenant_name)
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiKey(tenant_id=tenant.id, prefix=key[:_DISPLAY_CHARS], key_hash=hash_key(key), name=key_name[:100]))
-    session.flush()
-    return key
-
-
-def revoke_api_key(session: Session, prefix: str) -> int:
-    """Revoke every live key whose display prefix is `prefix`. The caller commits.
-
-    Returns:
-        How many keys were revoked.
 
     Raises:
-        NotFound: no live key has that prefix.
+        ValueError: empty or over-long tenant name.
     """
-    keys = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))).all()
-    if not keys:
-        raise NotFound(f"no live API key starts with {prefix!r}")
-    for key in keys:
-        key.revoked_at = utcnow()
-    return len(keys)
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    api_keys.add_api_key(session, tenant_name, key, key[:_DISPLAY_CHARS], key_name)
+    return key
 
 
 def tenant_for_key(session: Session, key: str | None) -> Tenant:
@@ -100,14 +60,10 @@ def tenant_for_key(session: Session, key: str | None) -> Tenant:
         raise Unauthorized("missing API key: send 'Authorization: Bearer sf_...'")
     if not key.startswith(KEY_PREFIX) or len(key) > _MAX_KEY_LENGTH:
         raise Unauthorized("invalid API key")
-    row = session.execute(
-        select(Tenant, ApiKey.revoked_at).join(ApiKey, ApiKey.tenant_id == Tenant.id).where(
-            ApiKey.key_hash == hash_key(key)
-        )
-    ).first()
-    if row is None or row.revoked_at is not None:
+    tenant = api_keys.tenant_for_live_key(session, key)
+    if tenant is None:
         raise Unauthorized("invalid API key")
-    return row.Tenant
+    return tenant
 
 
 # --- the FastAPI dependency ----------------------------------------------------------------------

@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
-from slimformer.service.db import session_scope
+from slimformer.contracts.settings import Settings
 from slimformer.service.errors import InvalidRequest
-from slimformer.service.settings import Settings
+from slimformer.store.db import session_scope
 
 MAX_OFFSET = 1_000_000
 

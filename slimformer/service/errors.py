@@ -1,7 +1,9 @@
 """Errors of the service layer, all under the project's one root `SlimformerError`.
 
 `slimformer.service.exception_handlers` maps each to an HTTP status; code outside HTTP (the CLI,
-the worker loop) catches them like any other slimformer error.
+the worker loop) catches them like any other slimformer error. The store's errors (not found,
+conflict, database unavailable, schema out of date) live in `slimformer.store.errors` and are
+re-exported here, so the HTTP layer names every error it answers from one place.
 """
 
 from __future__ import annotations
@@ -9,25 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from slimformer.errors import SlimformerError
+from slimformer.store.errors import Conflict, DatabaseUnavailable, NotFound, SchemaOutOfDate
 
-
-class DatabaseUnavailable(SlimformerError):
-    """The database cannot be reached or refused the connection. Answered with 503."""
-
-
-class SchemaOutOfDate(SlimformerError):
-    """The database schema is not the one this slimformer needs. The message says what to run."""
-
-
-class NotFound(SlimformerError, LookupError):
-    """No such resource for this tenant: missing and not-yours read the same (404)."""
-
-    def __str__(self) -> str:  # LookupError would repr() the message
-        return str(self.args[0]) if self.args else "not found"
-
-
-class Conflict(SlimformerError):
-    """The request does not fit the resource's current state (409), e.g. cancelling a finished job."""
+__all__ = [
+    "Conflict", "DatabaseUnavailable", "InvalidRequest", "NotFound", "PayloadTooLarge", "SchemaOutOfDate",
+    "Unauthorized",
+]
 
 
 class Unauthorized(SlimformerError):

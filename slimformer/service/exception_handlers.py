@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from slimformer.errors import ArchError, DataError, InfeasibleBudgetError, SlimformerError, TeacherError
-from slimformer.service.db import is_unavailable, unavailable_error
 from slimformer.service.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -27,6 +26,7 @@ from slimformer.service.errors import (
     SchemaOutOfDate,
     Unauthorized,
 )
+from slimformer.store.db import is_unavailable, unavailable_error
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Response bodies of the API. Requests are `slimformer.workers.spec.JobSpec` (jobs) and multipart (uploads).
+"""Response bodies of the API. Requests are `slimformer.contracts.spec.JobSpec` (jobs) and multipart (uploads).
 
 Server paths (run folders, artifact and data set files) and worker names never appear here.
 """

@@ -4,7 +4,7 @@ cheapest architecture can meet.
 Cheap enough for the request path: the teacher is judged by its config.json alone (no torch, no
 weights read; the worker checks the weights when it loads them), and the smallest architecture's
 cost is counted exactly by the torch-free search space; its latency is predicted with the
-latency tables workers recorded for the job's shape (`latency_repo`), when there are any.
+latency tables workers recorded for the job's shape (`store.latency_tables`), when there are any.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from slimformer.contracts.spec import JobSpec, LatencyShape
 from slimformer.data.builtins import ROTTEN_TOMATOES_LABELS
 from slimformer.data.registry import BUILTIN_CORPORA, BUILTIN_TASKS
 from slimformer.errors import InfeasibleBudgetError, SpaceError
@@ -27,10 +27,8 @@ from slimformer.search.budgets import smallest_achievable
 from slimformer.search_space import SearchSpace, TeacherFacts, count_params, estimate_memory
 from slimformer.search_space.latency import LatencySetting
 from slimformer.search_space.space import space_for_teacher
-from slimformer.service import latency_repo
 from slimformer.service.errors import InvalidRequest
-from slimformer.service.models import Dataset
-from slimformer.workers.spec import JobSpec, LatencyShape
+from slimformer.store import datasets, latency_tables
 
 # Mirrors slimformer.supernet.teacher.BUILTIN_TEACHERS (module, model subfolder), which cannot be
 # imported here because that module imports torch; a test keeps the two in step.
@@ -201,13 +199,10 @@ def resolve_dataset(session: Session, tenant_id: str, name: str) -> tuple[str | 
     """
     if name in BUILTIN_TASKS:
         return None, len(BUILTIN_TASK_LABELS[name])
-    dataset = session.scalar(select(Dataset).where(Dataset.id == name, Dataset.tenant_id == tenant_id))
+    dataset = datasets.find_dataset(session, tenant_id, name)
     if dataset is not None:
         return dataset.id, len(dataset.labels)
-    uploads = session.scalars(
-        select(Dataset.id).where(Dataset.tenant_id == tenant_id).order_by(Dataset.created_at.desc())
-        .limit(_LISTED_DATASETS)
-    ).all()
+    uploads = datasets.recent_ids(session, tenant_id, _LISTED_DATASETS)
     raise InvalidRequest([_error(
         "dataset", f"unknown dataset {name!r}: not a built-in task and not one of your uploaded data sets "
         "(upload one with POST /v1/datasets)", "unknown_dataset", list(BUILTIN_TASKS) + list(uploads),
@@ -244,14 +239,14 @@ def smallest_costs(facts: TeacherFacts, shape: LatencyShape, session: Session | 
 def smallest_latency_ms(session: Session, space: SearchSpace, shape: LatencyShape) -> float | None:
     """The fastest predicted latency of any arch in `space` at `shape`, on the fastest recorded worker.
 
-    Every latency table workers recorded for this space and setting (`latency_repo`) predicts the
+    Every latency table workers recorded for this space and setting (`store.latency_tables`) predicts the
     space's fastest architecture exactly (`search.budgets.smallest_achievable`); the smallest of
     those is the least any worker can reach, so a budget under it is refused. None when no worker
     has measured this setting yet: the search stage then checks the budget, at once, before any
     trial.
     """
     setting = LatencySetting(shape.batch, shape.seq_len, shape.threads, shape.runtime)
-    tables = latency_repo.tables_for(session, space, setting)
+    tables = latency_tables.tables_for(session, space, setting)
     if not tables:
         return None
     return min(smallest_achievable(space, table, setting)["latency_ms"] for table in tables)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from slimformer.contracts.spec import JobSpec
 from slimformer.data import TaskData, load_task
 from slimformer.search_space import Arch, SearchSpace
 from slimformer.search_space.latency import LatencySetting, LatencyTable, predict_latency
@@ -27,7 +28,6 @@ from slimformer.supernet.model import Supernet
 from slimformer.supernet.teacher import TaskTeacher, fine_tune_teacher
 from slimformer.workers.plan import StagePlan, plan_for
 from slimformer.workers.progress import Reporter
-from slimformer.workers.spec import JobSpec
 
 
 def slimformer_home() -> Path:

@@ -1,5 +1,5 @@
 """The service's reporter: a running job's stage, progress, events, candidates and artifacts go to the
-database through `slimformer.service.jobs_repo`, under the worker's lease.
+database through the store's repositories (`slimformer.store`), under the worker's lease.
 
 Every write names the job and the worker. Once a guarded write answers False (another worker took
 the job over, or it was released) or the heartbeat thread says the lease ran out, the reporter
@@ -19,14 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from slimformer.errors import SlimformerError
-from slimformer.service import jobs_repo, latency_repo
-from slimformer.service.db import session_scope
-from slimformer.service.errors import DatabaseUnavailable
-from slimformer.service.models import Candidate
+from slimformer.store import artifacts, candidates, events, jobs, latency_tables, leases
+from slimformer.store.db import session_scope
+from slimformer.store.errors import DatabaseUnavailable
 from slimformer.workers.context import read_json
 from slimformer.workers.pipeline import STAGE_NAMES
 from slimformer.workers.progress import JobCancelled, Reporter
@@ -109,7 +107,7 @@ class DatabaseReporter(Reporter):
 
         def write(session: Session) -> bool:
             message = f"stage {stage} started ({index + 1}/{total})"
-            return jobs_repo.set_stage(session, self.job_id, self.owner, stage, message) and self._set_progress(
+            return leases.set_stage(session, self.job_id, self.owner, stage, message) and self._set_progress(
                 session, overall
             )
 
@@ -135,8 +133,8 @@ class DatabaseReporter(Reporter):
             if not self._set_progress(session, overall):
                 return False
             seconds = float(summary.get("seconds") or 0.0)
-            jobs_repo.add_event(session, self.job_id, f"stage {stage} done in {seconds:.1f} s", stage=stage,
-                                data={"seconds": seconds})
+            events.add_event(session, self.job_id, f"stage {stage} done in {seconds:.1f} s", stage=stage,
+                             data={"seconds": seconds})
             if stage == "report":
                 self.publish_front(session)
             return True
@@ -145,14 +143,14 @@ class DatabaseReporter(Reporter):
 
     def candidate(self, record: dict[str, Any]) -> None:
         self._check_alive()
-        artifacts = self._artifact_folders(record)
+        folders = self._artifact_folders(record)
 
         def write(session: Session) -> bool:
             if not self._renew(session):
                 return False
             candidate_id = upsert_record(session, self.job_id, record)
-            for fmt, (relative, size) in artifacts.items():
-                jobs_repo.upsert_artifact(session, candidate_id, fmt, relative, size)
+            for fmt, (relative, size) in folders.items():
+                artifacts.upsert_artifact(session, candidate_id, fmt, relative, size)
             return True
 
         self._write(write)
@@ -163,7 +161,7 @@ class DatabaseReporter(Reporter):
         def write(session: Session) -> bool:
             if not self._renew(session):
                 return False
-            jobs_repo.add_event(session, self.job_id, message, stage=self.stage)
+            events.add_event(session, self.job_id, message, stage=self.stage)
             return True
 
         self._write(write, best_effort=True)
@@ -172,7 +170,7 @@ class DatabaseReporter(Reporter):
         # Best effort: the record only lets the API refuse hopeless latency budgets earlier; a job
         # must not fail because it could not be written.
         def write(session: Session) -> bool:
-            latency_repo.record_table(session, key, table, space)
+            latency_tables.record_table(session, key, table, space)
             return True  # not job data: written whoever holds the lease
 
         self._write(write, best_effort=True)
@@ -185,7 +183,7 @@ class DatabaseReporter(Reporter):
         self.last_cancel_check = now
         try:
             with session_scope(self.factory) as session:
-                cancelled = jobs_repo.is_cancel_requested(session, self.job_id)
+                cancelled = jobs.is_cancel_requested(session, self.job_id)
         except DatabaseUnavailable as exc:  # cannot tell now; the next check will
             log.warning("job %s: cancellation check skipped: %s", self.job_id, exc)
             return
@@ -199,10 +197,7 @@ class DatabaseReporter(Reporter):
         path = self.run_dir / "finalists.json"
         records = read_json(path) if path.exists() else []
         hashes = [r["hash"] for r in records if r.get("pareto")]
-        ids = list(session.scalars(
-            select(Candidate.id).where(Candidate.job_id == self.job_id, Candidate.arch_hash.in_(hashes))
-        )) if hashes else []
-        jobs_repo.set_pareto(session, self.job_id, ids)
+        candidates.set_pareto(session, self.job_id, candidates.ids_by_hash(session, self.job_id, hashes))
 
     def finish(self) -> None:
         """Mark the job succeeded, with its Pareto flags set in the same transaction.
@@ -219,7 +214,7 @@ class DatabaseReporter(Reporter):
             if not self._renew(session):
                 return False
             self.publish_front(session)
-            return jobs_repo.finish_job(session, self.job_id, self.owner)
+            return leases.finish_job(session, self.job_id, self.owner)
 
         self._write(write)
 
@@ -235,11 +230,11 @@ class DatabaseReporter(Reporter):
             raise WorkerShutdown(f"worker {self.owner} is shutting down")
 
     def _renew(self, session: Session) -> bool:
-        return jobs_repo.heartbeat(session, self.job_id, self.owner, self.lease_seconds)
+        return leases.heartbeat(session, self.job_id, self.owner, self.lease_seconds)
 
     def _set_progress(self, session: Session, overall: float) -> bool:
         self.last_write = self.clock()
-        if not jobs_repo.set_progress(session, self.job_id, self.owner, overall, self._eta(overall)):
+        if not leases.set_progress(session, self.job_id, self.owner, overall, self._eta(overall)):
             return False
         self.reported = max(self.reported, overall)
         return True
@@ -312,7 +307,7 @@ def upsert_record(session: Session, job_id: str, record: dict[str, Any]) -> str:
                 "proxy", "state"):
         if record.get(key) is not None:
             fields[renames.get(key, key)] = record[key]
-    return jobs_repo.upsert_candidate(session, job_id, record["hash"], record.get("arch") or {}, **fields)
+    return candidates.upsert_candidate(session, job_id, record["hash"], record.get("arch") or {}, **fields)
 
 
 def link_format_folder(source: Path, target: Path, fmt: str) -> int:

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from slimformer.contracts.spec import JobSpec
 from slimformer.workers.context import RunContext, read_json, write_json
 from slimformer.workers.progress import Reporter
-from slimformer.workers.spec import JobSpec
 from slimformer.workers.stages.blocks import stage_blocks
 from slimformer.workers.stages.fewshot import stage_fewshot
 from slimformer.workers.stages.finalize import stage_finalize

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from slimformer.contracts.spec import JobSpec
 from slimformer.supernet.distill import BlockTrainSettings
 from slimformer.supernet.finetune import FinetuneSettings
 from slimformer.supernet.task_tune import TaskTuneSettings
 from slimformer.supernet.teacher import TeacherSettings
-from slimformer.workers.spec import JobSpec
 
 
 @dataclass
@@ -71,7 +71,7 @@ def plan_for(spec: JobSpec) -> StagePlan:
             # Finalists start from task-tuned shared weights, so a short fine-tune converges.
             finetune=FinetuneSettings(epochs=1, lr=1e-4, batch_size=32, seed=seed, patience=2, evals_per_epoch=4),
             eval_examples=None, trials=60, finalists=4, proxy_batches=2,
-            task=TaskTuneSettings(steps=150, batch_size=32, lr=1e-4, seed=seed, checkpoint_every=50),
+            task=TaskTuneSettings(steps=100, batch_size=32, lr=1e-4, seed=seed, checkpoint_every=50),
             score_examples=500,
         )
     else:

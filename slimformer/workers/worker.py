@@ -25,13 +25,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from slimformer.contracts.settings import Settings
 from slimformer.errors import SlimformerError
-from slimformer.service import jobs_repo
-from slimformer.service.db import make_engine, make_session_factory, session_scope
-from slimformer.service.errors import DatabaseUnavailable
-from slimformer.service.models import Job
-from slimformer.service.schema import check_schema, upgrade
-from slimformer.service.settings import Settings
+from slimformer.store import events, jobs, leases
+from slimformer.store.db import make_engine, make_session_factory, session_scope
+from slimformer.store.errors import DatabaseUnavailable
+from slimformer.store.models import Job
+from slimformer.store.schema import check_schema, upgrade
+from slimformer.workers.arguments import add_worker_arguments
 from slimformer.workers.db_reporter import DatabaseReporter, LeaseLost, WorkerShutdown
 from slimformer.workers.progress import JobCancelled
 
@@ -63,7 +64,7 @@ class Worker:
         poll_seconds: float = 1,
         use_ray: bool = True,
         torch_threads: int | None = None,
-        max_attempts: int = jobs_repo.DEFAULT_MAX_ATTEMPTS,
+        max_attempts: int = leases.DEFAULT_MAX_ATTEMPTS,
         ray_num_cpus: int | None = None,
     ):
         self.settings = settings
@@ -120,12 +121,12 @@ class Worker:
         """
         self.prepare()
         with session_scope(self.factory) as session:
-            job = jobs_repo.claim_next_job(session, self.owner, self.lease_seconds, self.max_attempts)
+            job = leases.claim_next_job(session, self.owner, self.lease_seconds, self.max_attempts)
             if job is None:
                 return None
             # The same folder on every attempt: a takeover resumes from what earlier attempts wrote.
             relative = f"runs/{job.id}"
-            jobs_repo.set_run_dir(session, job.id, self.owner, relative)
+            leases.set_run_dir(session, job.id, self.owner, relative)
         job_id = job.id
         log.info("job %s claimed by %s (attempt %d)", job_id, self.owner, job.attempts)
         run_dir = self.settings.artifacts / relative
@@ -154,7 +155,7 @@ class Worker:
         job_id = job.id
         try:
             with session_scope(self.factory) as session:  # a spec that no longer validates fails the job
-                spec, dataset_path = jobs_repo.job_inputs(session, job, self.settings.artifacts)
+                spec, dataset_path = jobs.job_inputs(session, job, self.settings.artifacts)
             run_job(spec, run_dir, reporter, use_ray=self.use_ray,
                     dataset_path=str(dataset_path) if dataset_path else None, cache_dir=self.settings.home / "cache")
             reporter.finish()
@@ -163,10 +164,10 @@ class Worker:
             log.warning("job %s: lease lost; another worker has it now", job_id)
         except WorkerShutdown:
             self._in_main_thread_job = False  # nothing may interrupt the hand-back
-            self._end(job_id, lambda s: jobs_repo.release_job(s, job_id, self.owner, "worker shutting down"))
+            self._end(job_id, lambda s: leases.release_job(s, job_id, self.owner, "worker shutting down"))
             log.info("job %s released for another worker", job_id)
         except JobCancelled:
-            self._end(job_id, lambda s: jobs_repo.mark_cancelled(s, job_id, self.owner))
+            self._end(job_id, lambda s: leases.mark_cancelled(s, job_id, self.owner))
             log.info("job %s cancelled", job_id)
         except DatabaseUnavailable as exc:
             # Not the job's fault: leave it to its lease, after which a worker resumes it.
@@ -177,9 +178,9 @@ class Worker:
             log.error("job %s failed: %s", job_id, message, exc_info=exc)
 
             def fail(session: Any) -> bool:
-                jobs_repo.add_event(session, job_id, "traceback of the failure", level="debug",
-                                    data={"traceback": trace})
-                return jobs_repo.fail_job(session, job_id, self.owner, message)
+                events.add_event(session, job_id, "traceback of the failure", level="debug",
+                                 data={"traceback": trace})
+                return leases.fail_job(session, job_id, self.owner, message)
 
             self._end(job_id, fail)
 
@@ -199,7 +200,7 @@ class Worker:
         while not stop.wait(interval):
             try:
                 with session_scope(self.factory) as session:
-                    ok: bool | None = jobs_repo.heartbeat(session, job_id, self.owner, self.lease_seconds)
+                    ok: bool | None = leases.heartbeat(session, job_id, self.owner, self.lease_seconds)
             except DatabaseUnavailable as exc:
                 log.warning("job %s: heartbeat failed: %s", job_id, exc)
                 ok = None
@@ -281,8 +282,6 @@ def failure_message(exc: BaseException) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from slimformer.server_cli import add_worker_arguments
-
     parser = argparse.ArgumentParser(prog="slimformer worker",
                                      description="Claim and run jobs from SLIMFORMER_DATABASE_URL.")
     add_worker_arguments(parser)

@@ -28,10 +28,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from slimformer.contracts.settings import Settings
 from slimformer.service.app import create_app
 from slimformer.service.auth import create_api_key
-from slimformer.service.db import session_scope
-from slimformer.service.settings import Settings
+from slimformer.store.db import session_scope
 
 PG_URL = os.environ.get("SLIMFORMER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = [
@@ -291,14 +291,15 @@ class SeededJob:
 
 
 def _seed_job(api: Api, client: httpx.Client, candidates: int = 4) -> SeededJob:
-    from slimformer.service import jobs_repo
+    from slimformer.store.artifacts import upsert_artifact
+    from slimformer.store.candidates import upsert_candidate
 
     job_id = client.post("/v1/jobs", json={"name": "seeded"}).json()["id"]
     ids = []
     with api.session() as session:
         for i in range(candidates):
             measured = i < candidates - 1  # the last one was scored but never measured
-            ids.append(jobs_repo.upsert_candidate(
+            ids.append(upsert_candidate(
                 session, job_id, f"hash{i:02d}", {"hidden": 128 + 64 * i, "blocks": [["ffn:256"]]},
                 state="exported" if measured else "scored", pareto=i in (0, 2), proxy=1.0 - 0.1 * i,
                 predicted_latency_ms=2.0 + i, measured_latency_ms=2.5 + i if measured else None,
@@ -316,8 +317,8 @@ def _seed_job(api: Api, client: httpx.Client, candidates: int = 4) -> SeededJob:
     onnx = folder.parent / f"{ids[0]}.onnx"
     onnx.write_bytes(os.urandom(2000))
     with api.session() as session:
-        jobs_repo.upsert_artifact(session, ids[0], "hf", folder.relative_to(root).as_posix(), 3100)
-        jobs_repo.upsert_artifact(session, ids[0], "onnx", onnx.relative_to(root).as_posix(), 2000)
+        upsert_artifact(session, ids[0], "hf", folder.relative_to(root).as_posix(), 3100)
+        upsert_artifact(session, ids[0], "onnx", onnx.relative_to(root).as_posix(), 2000)
     return SeededJob(job_id=job_id, candidate_ids=ids, artifact_files={"hf": folder, "onnx": onnx})
 
 
@@ -341,7 +342,7 @@ def pg_database_url(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture(scope="module", params=BACKENDS)
 def migrated_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated database per backend, shared by one module's tests (which empty it as they need)."""
-    from slimformer.service.schema import upgrade
+    from slimformer.store.schema import upgrade
 
     with fresh_database(request.param, tmp_path_factory.mktemp("migrated")) as url:
         upgrade(url)

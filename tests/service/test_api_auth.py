@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from slimformer.service.auth import hash_key, revoke_api_key
-from slimformer.service.models import ApiKey
+from slimformer.store.api_keys import hash_key, revoke_api_key
+from slimformer.store.models import ApiKey
 
 PROTECTED = [
     ("GET", "/v1/jobs"),

@@ -9,9 +9,9 @@ import zipfile
 
 import pytest
 
-from slimformer.service import jobs_repo
 from slimformer.service.downloads import zip_cache_path
-from slimformer.service.models import Artifact
+from slimformer.store import artifacts
+from slimformer.store.models import Artifact
 
 # Checks that never reach the database's own behaviour run on one backend only, to keep the suite quick.
 sqlite_only = pytest.mark.parametrize("api", ["sqlite"], indirect=True)
@@ -85,7 +85,7 @@ def test_artifact_download_is_a_verified_cached_zip(api, seed_job):
     # The worker exports again: the cached zip is rebuilt from the new files.
     (folder / "model.safetensors").write_bytes(b"new weights")
     with api.session() as session:
-        jobs_repo.upsert_artifact(session, cid, "hf", folder.relative_to(api.settings.artifacts).as_posix(), 11)
+        artifacts.upsert_artifact(session, cid, "hf", folder.relative_to(api.settings.artifacts).as_posix(), 11)
     _, rebuilt = _download(client, path, "hf")
     assert rebuilt != digest
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from slimformer.service.models import Dataset
+from slimformer.store.models import Dataset
 
 # Checks that never reach the database's own behaviour run on one backend only, to keep the suite quick.
 sqlite_only = pytest.mark.parametrize("api", ["sqlite"], indirect=True)

@@ -14,10 +14,10 @@ from slimformer.search.budgets import smallest_achievable
 from slimformer.search_space import TeacherFacts, count_params, estimate_memory
 from slimformer.search_space.latency import LatencySetting, LatencyTable
 from slimformer.search_space.space import space_for_teacher
-from slimformer.service import latency_repo
-from slimformer.service.jobs_repo import job_inputs
-from slimformer.service.models import Job, utcnow
 from slimformer.service.validation import BUILTIN_TEACHER_MODULES, builtin_teacher_folder
+from slimformer.store import latency_tables
+from slimformer.store.jobs import job_inputs
+from slimformer.store.models import Job, utcnow
 
 # Checks that never reach the database's own behaviour run on one backend only, to keep the suite quick.
 sqlite_only = pytest.mark.parametrize("api", ["sqlite"], indirect=True)
@@ -170,11 +170,11 @@ def test_a_latency_budget_is_checked_against_the_tables_workers_recorded(api):
     space = space_for_teacher(_facts())
     slow, fast = _made_up_table(space, 96, 2.0, "slow cpu"), _made_up_table(space, 96, 1.0, "fast cpu")
     with api.session() as session:
-        latency_repo.record_table(session, "slow-machine", slow, space)
-        latency_repo.record_table(session, "fast-machine", _made_up_table(space, 96, 9.0, "fast cpu"), space)
+        latency_tables.record_table(session, "slow-machine", slow, space)
+        latency_tables.record_table(session, "fast-machine", _made_up_table(space, 96, 9.0, "fast cpu"), space)
     with api.session() as session:  # a worker measuring again replaces its row
-        latency_repo.record_table(session, "fast-machine", fast, space)
-        assert len(latency_repo.tables_for(session, space, LatencySetting(seq_len=96))) == 2
+        latency_tables.record_table(session, "fast-machine", fast, space)
+        assert len(latency_tables.tables_for(session, space, LatencySetting(seq_len=96))) == 2
     fastest = smallest_achievable(space, LatencyTable.from_dict(fast))["latency_ms"]
     assert fastest < smallest_achievable(space, LatencyTable.from_dict(slow))["latency_ms"]
 
@@ -320,7 +320,7 @@ def test_cancel_queued_running_and_finished_jobs(api):
 
 
 def test_job_detail_keeps_the_last_20_events(api):
-    from slimformer.service.jobs_repo import add_event
+    from slimformer.store.events import add_event
 
     client = api.tenant_client()
     job_id = client.post("/v1/jobs", json={}).json()["id"]

@@ -13,10 +13,10 @@ from sqlalchemy.engine import make_url
 
 from slimformer.service.app import create_app
 from slimformer.service.auth import create_api_key
-from slimformer.service.db import make_engine, make_session_factory, session_scope
-from slimformer.service.errors import DatabaseUnavailable
-from slimformer.service.models import Tenant
-from slimformer.service.schema import upgrade
+from slimformer.store.db import make_engine, make_session_factory, session_scope
+from slimformer.store.errors import DatabaseUnavailable
+from slimformer.store.models import Tenant
+from slimformer.store.schema import upgrade
 
 
 class TcpProxy:

@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from slimformer.service import jobs_repo as repo
-from slimformer.service.auth import get_or_create_tenant
-from slimformer.service.db import make_engine, make_session_factory, session_scope
-from slimformer.service.models import Artifact, Base, Candidate, Job, JobEvent, utcnow
-from slimformer.workers.spec import JobSpec
+from slimformer.contracts.spec import JobSpec
+from slimformer.store import artifacts, candidates, events, jobs, leases
+from slimformer.store.api_keys import get_or_create_tenant
+from slimformer.store.db import make_engine, make_session_factory, session_scope
+from slimformer.store.models import Artifact, Base, Candidate, Job, JobEvent, utcnow
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def _submit(factory, n: int = 1, tenant: str = "acme") -> list[str]:
         with session_scope(factory) as session:
             tenant_id = get_or_create_tenant(session, tenant).id
             session.commit()
-            job, created = repo.create_job(session, tenant_id, JobSpec(name=f"job {i}"))
+            job, created = jobs.create_job(session, tenant_id, JobSpec(name=f"job {i}"))
             assert created
             ids.append(job.id)
     return ids
@@ -40,7 +40,7 @@ def _submit(factory, n: int = 1, tenant: str = "acme") -> list[str]:
 
 def _claim(factory, owner: str, lease: float = 60, **kwargs):
     with session_scope(factory) as session:
-        return repo.claim_next_job(session, owner, lease, **kwargs)
+        return leases.claim_next_job(session, owner, lease, **kwargs)
 
 
 def _expire(factory, job_id: str) -> None:
@@ -84,22 +84,22 @@ def test_an_expired_lease_is_taken_over_and_the_stale_owner_is_shut_out(db):
     (job_id,) = _submit(db)
     assert _claim(db, "old").id == job_id
     with session_scope(db) as session:
-        assert repo.set_stage(session, job_id, "old", "blocks")
-        assert repo.heartbeat(session, job_id, "old", 60)
+        assert leases.set_stage(session, job_id, "old", "blocks")
+        assert leases.heartbeat(session, job_id, "old", 60)
 
     _expire(db, job_id)
     taken = _claim(db, "new")
     assert (taken.id, taken.lease_owner, taken.attempts, taken.stage) == (job_id, "new", 2, "blocks")
 
     with session_scope(db) as session:
-        assert repo.heartbeat(session, job_id, "old", 60) is False
-        assert repo.set_stage(session, job_id, "old", "search") is False
-        assert repo.set_progress(session, job_id, "old", 0.9) is False
-        assert repo.finish_job(session, job_id, "old") is False
-        assert repo.heartbeat(session, job_id, "new", 60) is True
+        assert leases.heartbeat(session, job_id, "old", 60) is False
+        assert leases.set_stage(session, job_id, "old", "search") is False
+        assert leases.set_progress(session, job_id, "old", 0.9) is False
+        assert leases.finish_job(session, job_id, "old") is False
+        assert leases.heartbeat(session, job_id, "new", 60) is True
         job = session.get(Job, job_id)
         assert (job.status, job.stage, job.lease_owner) == ("running", "blocks", "new")
-        messages = [e.message for e in repo.recent_events(session, job_id)]
+        messages = [e.message for e in events.recent_events(session, job_id)]
     assert any("taken over" in m and "resuming after blocks" in m for m in messages)
 
 
@@ -126,18 +126,18 @@ def test_worker_reports_progress_and_finishes(db):
     for _ in range(4):
         _claim(db, "w")
     with session_scope(db) as session:
-        assert repo.set_progress(session, done, "w", 1.5, eta_seconds=float("inf"))
-        assert repo.set_run_dir(session, done, "w", f"runs/{done}")
+        assert leases.set_progress(session, done, "w", 1.5, eta_seconds=float("inf"))
+        assert leases.set_run_dir(session, done, "w", f"runs/{done}")
         job = session.get(Job, done)
         assert (job.progress, job.eta_seconds, job.run_dir) == (1.0, None, f"runs/{done}")
         with pytest.raises(ValueError):
-            repo.set_progress(session, done, "w", float("nan"))
-        assert repo.finish_job(session, done, "w")
-        assert repo.fail_job(session, failed, "w", "out of memory in stage blocks")
+            leases.set_progress(session, done, "w", float("nan"))
+        assert leases.finish_job(session, done, "w")
+        assert leases.fail_job(session, failed, "w", "out of memory in stage blocks")
         session.execute(update(Job).where(Job.id == cancelled).values(cancel_requested=True))
-        assert repo.is_cancel_requested(session, cancelled) and not repo.is_cancel_requested(session, done)
-        assert repo.mark_cancelled(session, cancelled, "w")
-        assert repo.release_job(session, released, "w")
+        assert jobs.is_cancel_requested(session, cancelled) and not jobs.is_cancel_requested(session, done)
+        assert leases.mark_cancelled(session, cancelled, "w")
+        assert leases.release_job(session, released, "w")
     with session_scope(db) as session:
         rows = {j.id: j for j in session.scalars(select(Job))}
     assert rows[done].status == "succeeded" and rows[done].finished_at and rows[done].lease_owner is None
@@ -150,21 +150,21 @@ def test_worker_reports_progress_and_finishes(db):
 def test_upsert_candidate_never_duplicates(db):
     (job_id,) = _submit(db)
     with session_scope(db) as session:
-        first = repo.upsert_candidate(session, job_id, "abc", {"hidden": 128}, proxy=0.5, params=1000)
+        first = candidates.upsert_candidate(session, job_id, "abc", {"hidden": 128}, proxy=0.5, params=1000)
     with session_scope(db) as session:  # a resumed job reports the same architecture again
-        again = repo.upsert_candidate(
+        again = candidates.upsert_candidate(
             session, job_id, "abc", {"hidden": 128}, measured_latency_ms=3.2, state="exported", pareto=True
         )
-        other = repo.upsert_candidate(session, job_id, "def", {"hidden": 256})
+        other = candidates.upsert_candidate(session, job_id, "def", {"hidden": 256})
         with pytest.raises(ValueError, match="unknown candidate fields"):
-            repo.upsert_candidate(session, job_id, "x", {}, accuracy=1)
+            candidates.upsert_candidate(session, job_id, "x", {}, accuracy=1)
     assert first == again != other
     with session_scope(db) as session:
         assert session.scalar(select(func.count()).select_from(Candidate)) == 2
         row = session.get(Candidate, first)
         assert (row.proxy, row.params, row.measured_latency_ms, row.state, row.pareto) == (
             0.5, 1000, 3.2, "exported", True)
-        repo.set_pareto(session, job_id, [other])
+        candidates.set_pareto(session, job_id, [other])
     with session_scope(db) as session:
         assert dict(session.execute(select(Candidate.id, Candidate.pareto)).all()) == {first: False, other: True}
 
@@ -172,16 +172,16 @@ def test_upsert_candidate_never_duplicates(db):
 def test_upsert_artifact_replaces_and_invalidates_the_download(db):
     (job_id,) = _submit(db)
     with session_scope(db) as session:
-        cid = repo.upsert_candidate(session, job_id, "abc", {"hidden": 128})
-        aid = repo.upsert_artifact(session, cid, "onnx", f"runs/{job_id}/model.onnx", 10, "a" * 64)
+        cid = candidates.upsert_candidate(session, job_id, "abc", {"hidden": 128})
+        aid = artifacts.upsert_artifact(session, cid, "onnx", f"runs/{job_id}/model.onnx", 10, "a" * 64)
         session.execute(update(Artifact).where(Artifact.id == aid).values(zip_sha256="b" * 64, zip_size_bytes=5))
     with session_scope(db) as session:
-        assert repo.upsert_artifact(session, cid, "onnx", f"runs/{job_id}/model2.onnx", 20) == aid
+        assert artifacts.upsert_artifact(session, cid, "onnx", f"runs/{job_id}/model2.onnx", 20) == aid
         for bad in ("/etc/passwd", "../outside", "runs/../../x"):
             with pytest.raises(ValueError):
-                repo.upsert_artifact(session, cid, "hf", bad, 1)
+                artifacts.upsert_artifact(session, cid, "hf", bad, 1)
         with pytest.raises(ValueError):
-            repo.upsert_artifact(session, cid, "tar", "x", 1)
+            artifacts.upsert_artifact(session, cid, "tar", "x", 1)
     with session_scope(db) as session:
         row = session.get(Artifact, aid)
         assert (row.path, row.size_bytes, row.sha256, row.zip_sha256) == (f"runs/{job_id}/model2.onnx", 20, None, None)

@@ -10,13 +10,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from slimformer.contracts.settings import Settings
 from slimformer.migrations import VERSION_TABLE
 from slimformer.service.app import create_app
-from slimformer.service.db import make_engine
-from slimformer.service.errors import SchemaOutOfDate
-from slimformer.service.models import Base
-from slimformer.service.schema import check_schema, current_revision, head_revision, upgrade
-from slimformer.service.settings import Settings
+from slimformer.store.db import make_engine
+from slimformer.store.errors import SchemaOutOfDate
+from slimformer.store.models import Base
+from slimformer.store.schema import check_schema, current_revision, head_revision, upgrade
 
 TABLES = {"tenants", "api_keys", "datasets", "jobs", "job_events", "candidates", "artifacts", "latency_tables"}
 

@@ -6,7 +6,7 @@ import threading
 
 from sqlalchemy import text
 
-from slimformer.service.db import make_engine
+from slimformer.store.db import make_engine
 
 
 def test_simultaneous_first_connections_to_a_new_file_all_succeed(tmp_path):

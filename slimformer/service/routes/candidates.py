@@ -8,31 +8,20 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from slimformer.plots import MEDIA_TYPES, ImageFormat, PlotPoint, render_pareto
-from slimformer.service import jobs_repo
 from slimformer.service.auth import CurrentTenant
 from slimformer.service.deps import PageDep, SessionDep, SettingsDep
 from slimformer.service.downloads import build_lock, build_zip, resolve_under, zip_cache_path
-from slimformer.service.errors import NotFound
-from slimformer.service.models import Artifact, Candidate
 from slimformer.service.schemas import CandidateOut, Page
+from slimformer.store import artifacts, candidates, jobs
+from slimformer.store.models import Artifact, Candidate
 
 router = APIRouter(prefix="/v1/jobs", tags=["candidates"])
 
-SORT_COLUMNS = {
-    "created_at": Candidate.created_at,
-    "proxy": Candidate.proxy,
-    "predicted_latency_ms": Candidate.predicted_latency_ms,
-    "measured_latency_ms": Candidate.measured_latency_ms,
-    "params": Candidate.params,
-    "memory_mb": Candidate.memory_mb,
-    "dev_accuracy": Candidate.dev_accuracy,
-    "test_accuracy": Candidate.test_accuracy,
-}
-# "-x" sorts descending; the whitelist is the OpenAPI enum, so no client text reaches ORDER BY.
+# "-x" sorts descending; the whitelist is the OpenAPI enum (the names of `candidates.SORT_COLUMNS`),
+# so no client text reaches ORDER BY.
 CandidateSort = Literal[
     "created_at", "-created_at", "proxy", "-proxy", "predicted_latency_ms", "-predicted_latency_ms",
     "measured_latency_ms", "-measured_latency_ms", "params", "-params", "memory_mb", "-memory_mb",
@@ -54,17 +43,9 @@ def list_candidates(
     ),
 ) -> Page[CandidateOut]:
     """The job's candidates with their scores and measurements."""
-    job = jobs_repo.get_job(session, tenant.id, job_id)
-    where = [Candidate.job_id == job.id]
-    if pareto is not None:
-        where.append(Candidate.pareto == pareto)
-    column = SORT_COLUMNS[sort.lstrip("-")]
-    order = (column.desc() if sort.startswith("-") else column.asc()).nulls_last()
-    total = session.scalar(select(func.count()).select_from(Candidate).where(*where)) or 0
-    rows = session.scalars(
-        select(Candidate).where(*where).order_by(order, Candidate.id).limit(page.limit).offset(page.offset)
-    ).all()
-    formats = _formats(session, [c.id for c in rows])
+    job = jobs.get_job(session, tenant.id, job_id)
+    rows, total = candidates.list_candidates(session, job.id, pareto, sort, page.limit, page.offset)
+    formats = artifacts.formats_by_candidate(session, [c.id for c in rows])
     items = [CandidateOut.model_validate(c).model_copy(update={"formats": formats.get(c.id, [])}) for c in rows]
     return Page[CandidateOut](items=items, total=total, limit=page.limit, offset=page.offset)
 
@@ -73,7 +54,7 @@ def list_candidates(
 def get_candidate(job_id: str, candidate_id: str, session: SessionDep, tenant: CurrentTenant) -> CandidateOut:
     """One candidate."""
     candidate = _candidate(session, tenant.id, job_id, candidate_id)
-    formats = _formats(session, [candidate.id]).get(candidate.id, [])
+    formats = artifacts.formats_by_candidate(session, [candidate.id]).get(candidate.id, [])
     return CandidateOut.model_validate(candidate).model_copy(update={"formats": formats})
 
 
@@ -93,11 +74,7 @@ def download_artifact(
     """The exported model as a zip holding one folder. `X-Content-SHA256` (hex) and `Repr-Digest`
     carry the zip's SHA-256 for checking the download."""
     candidate = _candidate(session, tenant.id, job_id, candidate_id)
-    artifact = session.scalar(
-        select(Artifact).where(Artifact.candidate_id == candidate.id, Artifact.format == format)
-    )
-    if artifact is None:
-        raise NotFound(f"candidate {candidate_id} has no {format} artifact (yet)")
+    artifact = artifacts.get_artifact(session, candidate.id, format)
     path, digest = _cached_zip(session, settings.artifacts, artifact, root_name=f"{candidate.id}-{format}")
     b64 = base64.b64encode(bytes.fromhex(digest)).decode()
     return FileResponse(
@@ -121,7 +98,7 @@ def _cached_zip(session: Session, artifact_dir: Path, artifact: Artifact, root_n
             session.refresh(artifact)  # another request may have built it while we waited
             if not fresh():
                 source = resolve_under(artifact_dir, artifact.path)
-                artifact.zip_sha256, artifact.zip_size_bytes = build_zip(source, cache, root_name)
+                artifacts.record_zip(session, artifact, *build_zip(source, cache, root_name))
                 session.commit()
     assert artifact.zip_sha256 is not None
     return str(cache), artifact.zip_sha256
@@ -142,13 +119,8 @@ def pareto_png(job_id: str, session: SessionDep, tenant: CurrentTenant) -> Respo
 
 
 def _pareto_image(session: Session, tenant_id: str, job_id: str, fmt: ImageFormat) -> Response:
-    job = jobs_repo.get_job(session, tenant_id, job_id)
-    rows = session.execute(
-        select(Candidate.id, Candidate.measured_latency_ms, Candidate.test_accuracy, Candidate.dev_accuracy,
-               Candidate.pareto)
-        .where(Candidate.job_id == job.id, Candidate.measured_latency_ms.is_not(None))
-    ).all()
-    rows = [r for r in rows if r.test_accuracy is not None or r.dev_accuracy is not None]
+    job = jobs.get_job(session, tenant_id, job_id)
+    rows = candidates.measured_points(session, job.id)
     # One accuracy for every point: test where all candidates have it, else dev for all.
     use_test = bool(rows) and all(r.test_accuracy is not None for r in rows)
     points = [
@@ -162,19 +134,5 @@ def _pareto_image(session: Session, tenant_id: str, job_id: str, fmt: ImageForma
 
 
 def _candidate(session: Session, tenant_id: str, job_id: str, candidate_id: str) -> Candidate:
-    job = jobs_repo.get_job(session, tenant_id, job_id)
-    candidate = session.scalar(select(Candidate).where(Candidate.id == candidate_id, Candidate.job_id == job.id))
-    if candidate is None:
-        raise NotFound(f"candidate {candidate_id} not found in job {job_id}")
-    return candidate
-
-
-def _formats(session: Session, candidate_ids: list[str]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    if candidate_ids:
-        for cid, fmt in session.execute(
-            select(Artifact.candidate_id, Artifact.format).where(Artifact.candidate_id.in_(candidate_ids))
-            .order_by(Artifact.format)
-        ):
-            found.setdefault(cid, []).append(fmt)
-    return found
+    job = jobs.get_job(session, tenant_id, job_id)  # the tenant's job first: another's reads as missing
+    return candidates.get_candidate(session, job.id, candidate_id)

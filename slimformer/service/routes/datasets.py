@@ -6,16 +6,16 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Form, UploadFile, status
-from sqlalchemy import func, select
 
 from slimformer.data.files import CSV_SUFFIXES, JSONL_SUFFIXES
 from slimformer.data.registry import load_task
 from slimformer.errors import DataError
 from slimformer.service.auth import CurrentTenant
 from slimformer.service.deps import PageDep, SessionDep, SettingsDep
-from slimformer.service.errors import NotFound, PayloadTooLarge
-from slimformer.service.models import Dataset, new_id
+from slimformer.service.errors import PayloadTooLarge
 from slimformer.service.schemas import DatasetOut, Page
+from slimformer.store import datasets
+from slimformer.store.models import new_id
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -52,12 +52,11 @@ def upload_dataset(
     try:
         size = _save_limited(file.file, stored, settings.max_upload_bytes)
         task = load_task(stored, max_bytes=settings.max_upload_bytes, display_name=filename)
-        dataset = Dataset(
-            id=dataset_id, tenant_id=tenant.id, name=(name or PurePosixPath(filename).stem)[:200], path=relative,
-            format=task.source["format"], rows=task.source["counts"]["rows"], labels=list(task.labels),
+        dataset = datasets.add_dataset(
+            session, id=dataset_id, tenant_id=tenant.id, name=(name or PurePosixPath(filename).stem)[:200],
+            path=relative, format=task.source["format"], rows=task.source["counts"]["rows"], labels=list(task.labels),
             sha256=task.source["sha256"], size_bytes=size,
         )
-        session.add(dataset)
         session.commit()
     except BaseException:
         stored.unlink(missing_ok=True)  # no row, no file: a refused or failed upload leaves nothing
@@ -80,12 +79,7 @@ def _save_limited(source: BinaryIO, target: Path, limit: int) -> int:
 @router.get("")
 def list_datasets(session: SessionDep, tenant: CurrentTenant, page: PageDep) -> Page[DatasetOut]:
     """The tenant's uploaded data sets, newest first."""
-    where = Dataset.tenant_id == tenant.id
-    total = session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0
-    rows = session.scalars(
-        select(Dataset).where(where).order_by(Dataset.created_at.desc(), Dataset.id.desc())
-        .limit(page.limit).offset(page.offset)
-    ).all()
+    rows, total = datasets.list_datasets(session, tenant.id, page.limit, page.offset)
     return Page[DatasetOut](items=[DatasetOut.model_validate(d) for d in rows], total=total, limit=page.limit,
                             offset=page.offset)
 
@@ -93,7 +87,4 @@ def list_datasets(session: SessionDep, tenant: CurrentTenant, page: PageDep) -> 
 @router.get("/{dataset_id}", responses={404: {"description": "No such data set (or not yours)"}})
 def get_dataset(dataset_id: str, session: SessionDep, tenant: CurrentTenant) -> DatasetOut:
     """One uploaded data set."""
-    dataset = session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant.id))
-    if dataset is None:
-        raise NotFound(f"dataset {dataset_id} not found")
-    return DatasetOut.model_validate(dataset)
+    return DatasetOut.model_validate(datasets.get_dataset(session, tenant.id, dataset_id))

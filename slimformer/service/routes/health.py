@@ -12,8 +12,8 @@ from fastapi import APIRouter, Request, Response
 from slimformer.service.deps import SettingsDep
 from slimformer.service.errors import DatabaseUnavailable
 from slimformer.service.exception_handlers import RETRY_AFTER_SECONDS
-from slimformer.service.schema import current_revision, head_revision
 from slimformer.service.schemas import HealthOut
+from slimformer.store.schema import current_revision, head_revision
 
 router = APIRouter(prefix="/v1/health", tags=["health"])
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
-from sqlalchemy import func, select
 
-from slimformer.service import jobs_repo
+from slimformer.contracts.spec import JobSpec
 from slimformer.service.auth import CurrentTenant
 from slimformer.service.deps import PageDep, SessionDep, SettingsDep
-from slimformer.service.models import Job
 from slimformer.service.schemas import EventOut, JobDetail, JobOut, Page
 from slimformer.service.validation import check_spec
-from slimformer.workers.spec import JobSpec
+from slimformer.store import events, jobs
+from slimformer.store.models import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -52,12 +51,12 @@ def submit_job(
     refused at once (422) instead of failing later.
     """
     if idempotency_key is not None:
-        digest = jobs_repo.spec_digest(spec)
-        earlier = jobs_repo.find_idempotent(session, tenant.id, idempotency_key, digest)
+        digest = jobs.spec_digest(spec)
+        earlier = jobs.find_idempotent(session, tenant.id, idempotency_key, digest)
         if earlier is not None:
             return _replayed(response, earlier)
     checked = check_spec(session, tenant.id, spec, settings.teacher_roots)
-    job, created = jobs_repo.create_job(session, tenant.id, spec, idempotency_key, checked.dataset_id)
+    job, created = jobs.create_job(session, tenant.id, spec, idempotency_key, checked.dataset_id)
     if not created:
         return _replayed(response, job)
     response.headers["Location"] = f"{router.prefix}/{job.id}"
@@ -79,23 +78,17 @@ def list_jobs(
     status_: Annotated[JobStatus | None, Query(alias="status", description="only jobs in this status")] = None,
 ) -> Page[JobOut]:
     """The tenant's jobs, newest first."""
-    where = [Job.tenant_id == tenant.id]
-    if status_ is not None:
-        where.append(Job.status == status_)
-    total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
-    jobs = session.scalars(
-        select(Job).where(*where).order_by(Job.created_at.desc(), Job.id.desc()).limit(page.limit).offset(page.offset)
-    ).all()
-    return Page[JobOut](items=[JobOut.model_validate(j) for j in jobs], total=total, limit=page.limit,
+    rows, total = jobs.list_jobs(session, tenant.id, status_, page.limit, page.offset)
+    return Page[JobOut](items=[JobOut.model_validate(j) for j in rows], total=total, limit=page.limit,
                         offset=page.offset)
 
 
 @router.get("/{job_id}", responses={404: {"description": "No such job (or not yours)"}})
 def get_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobDetail:
     """A job's status, stage, progress, ETA, timestamps and its last 20 events."""
-    job = jobs_repo.get_job(session, tenant.id, job_id)
-    events = [EventOut.model_validate(e) for e in jobs_repo.recent_events(session, job.id)]
-    return JobDetail.model_validate({**JobOut.model_validate(job).model_dump(), "events": events})
+    job = jobs.get_job(session, tenant.id, job_id)
+    history = [EventOut.model_validate(e) for e in events.recent_events(session, job.id)]
+    return JobDetail.model_validate({**JobOut.model_validate(job).model_dump(), "events": history})
 
 
 @router.post(
@@ -106,6 +99,6 @@ def cancel_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobOu
     """Cancel a job: a queued one is cancelled at once; a running one gets `cancel_requested` and its
     worker stops at its next check. Repeating the request on a running job is harmless; a finished
     job answers 409."""
-    job = jobs_repo.request_cancel(session, tenant.id, job_id)
+    job = jobs.request_cancel(session, tenant.id, job_id)
     session.commit()
     return JobOut.model_validate(job)

@@ -95,7 +95,7 @@ def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None) -> dict
 def _train_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_dir: str, arch_doc: dict,
                 seed: int | None = None) -> dict:
     """Ray task body: a fresh context over the same run folder."""
-    from slimformer.workers.spec import JobSpec
+    from slimformer.contracts.spec import JobSpec
 
     ctx = RunContext(JobSpec.model_validate(spec_doc), Path(run_dir), use_ray=False, dataset_path=dataset_path,
                      cache_dir=Path(cache_dir))

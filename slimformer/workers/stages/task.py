@@ -57,7 +57,7 @@ def tune_region(ctx: RunContext, region_key: str, hidden: int | None) -> dict[st
 def _tune_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_dir: str, region_key: str,
                hidden: int | None) -> dict:
     """Ray task body: a fresh context over the same run folder."""
-    from slimformer.workers.spec import JobSpec
+    from slimformer.contracts.spec import JobSpec
 
     ctx = RunContext(JobSpec.model_validate(spec_doc), Path(run_dir), use_ray=False, dataset_path=dataset_path,
                      cache_dir=Path(cache_dir))

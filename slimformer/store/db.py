@@ -21,7 +21,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from slimformer.service.errors import DatabaseUnavailable
+from slimformer.store.errors import DatabaseUnavailable
 
 # Long enough to ride out a writer holding SQLite's single write lock under load.
 SQLITE_BUSY_TIMEOUT_MS = 30_000

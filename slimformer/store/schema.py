@@ -21,8 +21,8 @@ from sqlalchemy.engine import URL
 
 from slimformer.errors import SlimformerError
 from slimformer.migrations import VERSION_TABLE
-from slimformer.service.db import is_unavailable, make_engine, unavailable_error
-from slimformer.service.errors import SchemaOutOfDate
+from slimformer.store.db import is_unavailable, make_engine, unavailable_error
+from slimformer.store.errors import SchemaOutOfDate
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,11 @@ def check_schema(engine: Engine) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m slimformer.service.schema [upgrade|current|check]` on `SLIMFORMER_DATABASE_URL`.
+    """`python -m slimformer.store.schema [upgrade|current|check]` on `SLIMFORMER_DATABASE_URL`.
 
     The hook behind `slimformer db upgrade`.
     """
-    from slimformer.service.settings import Settings
+    from slimformer.contracts.settings import Settings
 
     args = list(sys.argv[1:] if argv is None else argv) or ["upgrade"]
     settings = Settings()

@@ -1,4 +1,7 @@
-"""Service settings, read from `SLIMFORMER_*` environment variables (pydantic-settings).
+"""Settings of the service and its workers, read from `SLIMFORMER_*` environment variables (pydantic-settings).
+
+One class for both sides, because they must agree: the API and every worker find the same
+database and artifact directory, and paths in the database are relative to that directory.
 
 The embedded default needs no configuration at all: a SQLite file and an artifact folder under
 `~/.slimformer`, migrated automatically at start. Pointing `SLIMFORMER_DATABASE_URL` at
@@ -19,7 +22,7 @@ MIB = 1024 * 1024
 
 
 class Settings(BaseSettings):
-    """Everything the API process can be configured with.
+    """Everything the API and worker processes can be configured with.
 
     Attributes:
         home: root of the embedded defaults (database file, artifacts).
@@ -34,7 +37,7 @@ class Settings(BaseSettings):
         max_page_size: the largest `limit` a list request may ask for (422 above it).
         teacher_roots: if set, teacher directories must lie under one of these folders; empty
             allows any directory the server can read (the single-user embedded default).
-        ray_address: the Ray cluster the workers use; only reported by /v1/health.
+        ray_address: the Ray cluster the workers use; the API only reports it (/v1/health).
     """
 
     model_config = SettingsConfigDict(env_prefix="SLIMFORMER_", extra="ignore")

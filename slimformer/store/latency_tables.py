@@ -1,4 +1,4 @@
-"""Latency tables in the service database: workers record what they measured, the API reads them.
+"""Latency tables in the database: workers record what they measured, the API reads them.
 
 Why in the database: the API never measures (it has no torch and may not run on a worker
 machine), but a latency budget only means something on the machines that run the search. Every
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from slimformer.search_space import SearchSpace
 from slimformer.search_space.latency import LatencySetting, LatencyTable, LatencyTableError, space_key
-from slimformer.service.models import LatencyTableRecord, utcnow
+from slimformer.store.models import LatencyTableRecord, utcnow
 
 
 def record_table(session: Session, key: str, table: Mapping[str, Any], space: SearchSpace) -> None:

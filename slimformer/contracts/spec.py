@@ -3,6 +3,8 @@
 A JobSpec is what a user writes (a JSON file for `slimformer run`, a request body for the API).
 Every field is bounded so a spec can never ask for unbounded work. Torch-free, so the API can
 validate specs without importing the training stack; `workers.plan` turns a spec into settings.
+A contract between the service (which validates and stores specs) and the workers (which run
+them), so neither side imports the other for it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["Budgets", "JobSpec", "LatencyShape", "SearchSettings"]
 
 
 class Budgets(BaseModel):
