@@ -76,6 +76,13 @@ def main() -> int:
     run_dir = Path(args.run_dir)
     spec = JobSpec(name="bench-quality", preset=args.preset, teacher=args.teacher, dataset=args.dataset)
     init_ray(num_cpus=os.cpu_count())
+    import ray
+
+    import slimformer
+
+    # Ray workers import slimformer from disk: say which copy, so a run from a worktree is checkable.
+    print("driver imports", slimformer.__file__, "workers import",
+          ray.get(ray.remote(lambda: __import__("slimformer").__file__).remote()), flush=True)
     try:
         # --- the job, as a user runs it (teacher from the cache when it was trained before) -----
         ctx = RunContext(spec, run_dir, ConsoleReporter(), use_ray=True)
