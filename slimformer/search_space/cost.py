@@ -27,17 +27,8 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
 
 def op_params(op: Op, hidden: int, space: SearchSpace) -> int:
-    """Parameters of one slot op at hidden size `hidden`."""
-    h = hidden
-    if op.kind == "mha":
-        a = op.size * space.head_size
-        return 3 * (h * a + a) + (a * h + h) + 2 * h
-    if op.kind == "ffn":
-        i = op.size
-        return (h * i + i) + (i * h + h) + 2 * h
-    if op.kind == "conv":
-        return (h * op.size + h) + (h * h + h) + 2 * h
-    return 0
+    """Parameters of one slot op at hidden size `hidden` (see `SearchSpace.op_params`)."""
+    return space.op_params(op, hidden)
 
 
 def embedding_params(hidden: int, space: SearchSpace) -> int:

@@ -239,12 +239,26 @@ class SearchSpace:
             return []
         return list(dict.fromkeys(archs))
 
+    def op_params(self, op: Op, hidden: int) -> int:
+        """Parameters of one slot op at hidden size `hidden` (weights, biases and its LayerNorm).
+
+        Lives with the space because it is a fact of the op definitions; `cost.count_params` adds
+        these up with the embeddings and the head.
+        """
+        h = hidden
+        if op.kind == "mha":
+            a = op.size * self.head_size
+            return 3 * (h * a + a) + (a * h + h) + 2 * h
+        if op.kind == "ffn":
+            return (h * op.size + op.size) + (op.size * h + h) + 2 * h
+        if op.kind == "conv":
+            return (h * op.size + h) + (h * h + h) + 2 * h
+        return 0
+
     def smallest(self) -> Arch:
         """Narrowest H and the cheapest op in every slot: cheaper than any other arch in every cost."""
-        from slimformer.search_space.cost import op_params  # local: cost imports this module
-
         h = min(self.hidden_sizes)
-        cheapest = min(self.slot_ops(), key=lambda op: (op_params(op, h, self), op.size))
+        cheapest = min(self.slot_ops(), key=lambda op: (self.op_params(op, h), op.size))
         block = tuple(cheapest for _ in range(self.slots_per_block))
         return Arch(h, tuple(block for _ in range(self.num_blocks)))
 

@@ -33,8 +33,8 @@ from torch import nn
 
 from slimformer.errors import ModelFormatError, SlimformerError
 
-# The folder format's torch-free half lives in inference.py so the ONNX backend can read it.
-from slimformer.inference import FORMAT, FORMAT_VERSION, INPUT_NAMES, read_config
+# The folder format's torch-free half, shared with inference.py (which serves folders without torch).
+from slimformer.model_format import FORMAT, FORMAT_VERSION, INPUT_NAMES, read_config
 from slimformer.supernet.subnet import SubNet, SubNetConfig
 
 WEIGHTS_FILE = "model.safetensors"
