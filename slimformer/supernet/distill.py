@@ -29,6 +29,7 @@ from slimformer.errors import CheckpointError
 from slimformer.search_space import Op, SearchSpace
 from slimformer.supernet import functional as SF
 from slimformer.supernet.block import BlockSupernet
+from slimformer.supernet.device import to_device, training_device
 from slimformer.supernet.elastic import ElasticEmbeddings
 from slimformer.supernet.states import TeacherStates
 
@@ -123,9 +124,10 @@ def validation_loss(
     was_training = trainer.training
     trainer.eval()
     idx = states.val_indices()
+    device = next(trainer.parameters()).device
     total, count = 0.0, 0
     for start in range(0, min(len(idx), settings.val_batches * settings.batch_size), settings.batch_size):
-        batch = states.rows(idx[start : start + settings.batch_size], trainer.block.index)
+        batch = to_device(states.rows(idx[start : start + settings.batch_size], trainer.block.index), device)
         total += trainer.loss(batch, ops, hidden).item()
         count += 1
     trainer.train(was_training)
@@ -176,11 +178,13 @@ def train_block(
         trainer = BlockTrainer(space, index)
     if init_state is not None:
         trainer.load_state_dict(init_state, strict=True)
+    device = training_device()
+    trainer.to(device)
     optimizer = torch.optim.AdamW(trainer.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     identity = {"settings": settings.fingerprint(), "block": index, "region": region.key(), "space": space.to_dict()}
     step, history, loss_start = 0, [], None
     if checkpoint is not None and Path(checkpoint).exists():
-        saved = torch.load(checkpoint, weights_only=False)
+        saved = torch.load(checkpoint, weights_only=False, map_location=device)
         if saved["identity"] != identity:
             diff = [k for k in identity if saved["identity"].get(k) != identity[k]]
             raise CheckpointError(f"{checkpoint}: written by another run (differs in {', '.join(diff)})")
@@ -198,7 +202,7 @@ def train_block(
         rng = random.Random(f"{settings.seed}-{index}-{region.key()}-{step}")
         gen = torch.Generator().manual_seed(rng.randrange(2**31))
         idx = torch.randint(0, states.num_train, (settings.batch_size,), generator=gen)
-        batch = states.rows(idx, index)
+        batch = to_device(states.rows(idx, index), device)
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * _lr_factor(step, settings)
         optimizer.zero_grad(set_to_none=True)
@@ -222,7 +226,7 @@ def train_block(
             )
     loss_end = validation_loss(trainer, states, largest_ops, max(sizes), settings)
     return BlockResult(
-        block=index, region=region.key(), state={k: v.detach().clone() for k, v in trainer.state_dict().items()},
+        block=index, region=region.key(), state={k: v.detach().cpu().clone() for k, v in trainer.state_dict().items()},
         loss_start=loss_start, loss_end=loss_end, steps=step, seconds=time.perf_counter() - started,
         history=history,
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from slimformer.search_space import SearchSpace
+from slimformer.supernet.device import ray_gpus_per_task
 from slimformer.supernet.distill import BlockResult, BlockTrainSettings, Region, train_block
 from slimformer.supernet.states import load_teacher_states
 
@@ -78,7 +79,7 @@ def train_blocks(
 
     import ray
 
-    remote = ray.remote(num_cpus=settings.threads, max_retries=2)(run_block_job)
+    remote = ray.remote(num_cpus=settings.threads, num_gpus=ray_gpus_per_task(), max_retries=2)(run_block_job)
     refs = [remote.remote(args[0], job, args[1], args[2], args[3]) for job in jobs]
     by_ref = {ref: i for i, ref in enumerate(refs)}
     results: list[BlockResult | None] = [None] * len(refs)
