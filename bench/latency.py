@@ -8,7 +8,7 @@ hidden sizes, measures each for real, and compares predicted with measured:
     kendall_tau  rank agreement (what the search needs: which of two archs is faster)
 
 Per statistic (`median`, the default everywhere, and `low_half_mean`, see
-`profile.summarize_ms`) it reports:
+`timing.summarize_ms`) it reports:
 
     raw          the table straight from the profiler: profiled first, then the archs are measured (torch)
     calibrated   the table after `LatencyTable.calibrate` on a separate calibration set measured in
@@ -22,7 +22,7 @@ Per statistic (`median`, the default everywhere, and `low_half_mean`, see
 
 The headline `mape` / `kendall_tau` are the median statistic's calibrated numbers: a job never
 uses a raw table. A torch table loaded from the cache is checked against 8 whole models measured
-at the time of use (`profile.check_against_models`, scale only), an onnxruntime table is made by
+at the time of use (`latency_build.check_against_models`, scale only), an onnxruntime table is made by
 that fit (scale and offset). Raw shows what the check removes: on the idle dev VM the machine's
 speed drifted by up to 6% in the minute between profiling and measuring, shifting every
 prediction alike (tau unchanged, MAPE 1.5-6.8% over four runs).
@@ -122,7 +122,7 @@ def metrics(predicted: list[float], measured: list[float]) -> dict[str, float]:
 
 def noise_floor(samples: list[list[int]], stat: str) -> dict[str, float]:
     """Each model's first-half samples against its second half (in time), as `metrics` does."""
-    from slimformer.supernet.profile import summarize_ms
+    from slimformer.supernet.timing import summarize_ms
 
     first = [summarize_ms(s[: len(s) // 2], stat) for s in samples]
     second = [summarize_ms(s[len(s) // 2 :], stat) for s in samples]
@@ -131,12 +131,12 @@ def noise_floor(samples: list[list[int]], stat: str) -> dict[str, float]:
 
 def timer_for(runtime: str, models: list[Any], setting: Any, vocab: int, tmp: Path) -> Any:
     """A ModelTimer, or for onnxruntime an OnnxTimer over the models exported into `tmp`."""
-    from slimformer.supernet import profile
+    from slimformer.supernet import model_timing
 
     if runtime == "torch":
-        return profile.ModelTimer(models, setting)
-    paths = [profile.export_for_latency(m, tmp / f"m{i}") for i, m in enumerate(models)]
-    return profile.OnnxTimer(paths, setting, vocab)
+        return model_timing.ModelTimer(models, setting)
+    paths = [model_timing.export_for_latency(m, tmp / f"m{i}") for i, m in enumerate(models)]
+    return model_timing.OnnxTimer(paths, setting, vocab)
 
 
 def evaluate(
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from slimformer.search_space import TeacherFacts, count_params, space_for_teacher
     from slimformer.search_space.latency import LatencySetting, hardware_fingerprint
-    from slimformer.supernet import profile
+    from slimformer.supernet import latency_build, op_profiler, timing
     from slimformer.supernet.subnet import SubNet, SubNetConfig
 
     t_start = time.perf_counter()
@@ -194,8 +194,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # 1. The table as a user gets it: profiled first (what build_latency_table does, kept open
     # here so both statistics come from the same samples).
     log(f"profiling the table for hidden sizes {list(space.hidden_sizes)}, {args.table_repeats} rounds")
-    profiler = profile.TableProfiler(space, setting, copies=args.copies, seed=args.seed)
-    profile.run_rounds([profiler], setting.threads, args.table_repeats, progress=progress)
+    profiler = op_profiler.TableProfiler(space, setting, copies=args.copies, seed=args.seed)
+    timing.run_rounds([profiler], setting.threads, args.table_repeats, progress=progress)
     tables = {stat: profiler.table(stat) for stat in STATS}
     table_meta = tables["median"].meta
     del profiler
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log(f"table profiled in {table_s:.1f}s; overhead {tables['median'].overhead_ms:.3f} ms (median)")
 
     # 2. The evaluated archs and the calibration set, measured in the same interleaved rounds.
-    calib = profile.calibration_set(space, args.calibration, seed=args.seed + 1)
+    calib = latency_build.calibration_set(space, args.calibration, seed=args.seed + 1)
     archs = sample_archs(space, args.n, args.seed, exclude=frozenset(calib))
     torch.manual_seed(args.seed)
     # Build in a shuffled order: on the dev VM models built earlier in a process ran slower than
@@ -214,12 +214,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     built = {i: SubNet(SubNetConfig.for_arch((calib + archs)[i], space)).eval() for i in order}
     models = [built[i] for i in range(len(order))]
     t_measure = time.perf_counter()
-    co = profile.TableProfiler(space, setting, copies=args.copies, seed=args.seed + 2) if args.co_measure else None
+    co = op_profiler.TableProfiler(space, setting, copies=args.copies, seed=args.seed + 2) if args.co_measure else None
     with tempfile.TemporaryDirectory(prefix="latency-bench-") as tmp:
         timer = timer_for(args.runtime, models, setting, space.teacher.vocab_size, Path(tmp))
         log(f"measuring {len(archs)} archs + {len(calib)} calibration archs under {args.runtime}, "
             f"{args.repeats} rounds" + (" + a co-measured table" if co is not None else ""))
-        profile.run_rounds([timer] if co is None else [co, timer], setting.threads, args.repeats,
+        timing.run_rounds([timer] if co is None else [co, timer], setting.threads, args.repeats,
                            progress=progress)
     measure_s = time.perf_counter() - t_measure
 

@@ -62,7 +62,7 @@ def _train_layers(spec_doc: dict, run_dir: str, cache_dir: str, name: str, layer
     from slimformer.supernet.export import save_subnet
     from slimformer.supernet.extract import extract
     from slimformer.supernet.finetune import finetune_subnet
-    from slimformer.supernet.profile import torch_threads
+    from slimformer.supernet.timing import torch_threads
     from slimformer.workers.context import RunContext
 
     ctx = RunContext(JobSpec.model_validate(spec_doc), Path(run_dir), use_ray=False, cache_dir=Path(cache_dir))
@@ -101,9 +101,9 @@ def layer_baselines(ctx, layer_sets: dict[str, list[int]]) -> dict[str, dict[str
 
 
 def measure_together(ctx, found: list[str], random_found: list[str], layer_names: list[str]) -> dict[str, Any]:
-    from slimformer.supernet.export import load_subnet
     from slimformer.supernet.extract import extract
-    from slimformer.supernet.profile import measure_models_latency
+    from slimformer.supernet.load import load_subnet
+    from slimformer.supernet.model_timing import measure_models_latency
 
     setting = replace(ctx.latency_setting, runtime="torch")
     models, keys = [], []

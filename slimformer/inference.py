@@ -50,7 +50,7 @@ class _TorchBackend:
     def __init__(self, folder: Path):
         import torch
 
-        from slimformer.supernet.export import load_subnet
+        from slimformer.supernet.load import load_subnet
 
         self._torch = torch
         self.model, _, _ = load_subnet(folder)

@@ -20,9 +20,18 @@ import torch
 import slimformer
 from slimformer.errors import ModelFormatError
 from slimformer.search_space import TeacherFacts, space_for_teacher
-from slimformer.supernet import export as E
+from slimformer.supernet.export import export_folder, save_subnet
 from slimformer.supernet.extract import extract
+from slimformer.supernet.load import load_subnet
 from slimformer.supernet.model import Supernet
+from slimformer.supernet.onnx_export import (
+    check_batch,
+    export_onnx,
+    int8_weight_type,
+    onnx_logits,
+    onnx_session,
+    quantize_onnx,
+)
 
 LABELS = ["negative", "positive"]
 TEXTS = [
@@ -87,13 +96,13 @@ def mixed_model(supernet, space):
 def exported(mixed_model, tokenizer, tmp_path_factory) -> dict:
     """One fully exported folder (weights, ONNX fp32 and int8), shared by the read-only tests."""
     folder = tmp_path_factory.mktemp("exported") / "model"
-    return E.export_folder(mixed_model, tokenizer, folder, metrics={"accuracy": 0.875, "latency_ms": 1.5})
+    return export_folder(mixed_model, tokenizer, folder, metrics={"accuracy": 0.875, "latency_ms": 1.5})
 
 
 @pytest.fixture(scope="module")
 def saved(mixed_model, tokenizer, tmp_path_factory) -> Path:
     """A saved (torch-only) folder; tests that break files copy it first."""
-    return E.save_subnet(mixed_model, tokenizer, tmp_path_factory.mktemp("saved") / "model")
+    return save_subnet(mixed_model, tokenizer, tmp_path_factory.mktemp("saved") / "model")
 
 
 def logits(model, batch) -> np.ndarray:
@@ -106,9 +115,9 @@ def logits(model, batch) -> np.ndarray:
 
 def test_save_load_roundtrip_gives_identical_logits(mixed_model, tokenizer, tmp_path):
     metrics = {"accuracy": np.float32(0.9), "per_class": {"negative": np.float64(0.5)}}
-    folder = E.save_subnet(mixed_model, tokenizer, tmp_path / "m", metrics=metrics)
-    model, tok, config = E.load_subnet(folder)
-    batch = E.check_batch(mixed_model.config, 4, 19, seed=3)
+    folder = save_subnet(mixed_model, tokenizer, tmp_path / "m", metrics=metrics)
+    model, tok, config = load_subnet(folder)
+    batch = check_batch(mixed_model.config, 4, 19, seed=3)
     np.testing.assert_array_equal(logits(model, batch), logits(mixed_model, batch))
     assert tok(TEXTS)["input_ids"] == tokenizer(TEXTS)["input_ids"]
     assert config["format"] == "slimformer-subnet" and config["format_version"] == 1
@@ -126,7 +135,7 @@ def test_save_replaces_an_existing_folder(mixed_model, tokenizer, tmp_path):
     folder = tmp_path / "m"
     folder.mkdir()
     (folder / "stale.txt").write_text("old")
-    E.save_subnet(mixed_model, tokenizer, folder)
+    save_subnet(mixed_model, tokenizer, folder)
     assert not (folder / "stale.txt").exists() and not (folder / "metrics.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
@@ -137,7 +146,7 @@ def test_crash_while_saving_leaves_no_folder(mixed_model, tmp_path):
             raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        E.save_subnet(mixed_model, BrokenTokenizer(), tmp_path / "m")
+        save_subnet(mixed_model, BrokenTokenizer(), tmp_path / "m")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -149,17 +158,17 @@ def test_onnx_matches_torch_with_padding_at_two_shapes(which, supernet, space, t
     arch = {"mixed": space.parse(MIXED), "sparse": space.parse(SPARSE), "largest": space.largest(),
             "smallest": space.smallest(), "sample": space.sample(7)}[which]
     model = subnet(supernet, arch)
-    path = E.export_onnx(model, tmp_path)
-    sess = E.onnx_session(path)
+    path = export_onnx(model, tmp_path)
+    sess = onnx_session(path)
     assert [(i.name, i.type) for i in sess.get_inputs()] == [
         (n, "tensor(int64)") for n in ("input_ids", "attention_mask", "token_type_ids")
     ]
     assert all(isinstance(d, str) for i in sess.get_inputs() for d in i.shape)  # batch and sequence dynamic
     assert [o.name for o in sess.get_outputs()] == ["logits"]
     for batch, seq, seed in [(1, 5, 0), (5, 37, 1)]:  # the export dummy was (2, 16)
-        inputs = E.check_batch(model.config, batch, seq, seed)
+        inputs = check_batch(model.config, batch, seq, seed)
         assert inputs["attention_mask"].min() == 0 or batch == 1
-        np.testing.assert_allclose(E.onnx_logits(sess, inputs), logits(model, inputs), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(onnx_logits(sess, inputs), logits(model, inputs), atol=1e-4, rtol=0)
 
 
 def test_export_folder_reports_files_sizes_and_accuracy(exported):
@@ -178,16 +187,16 @@ def test_export_folder_reports_files_sizes_and_accuracy(exported):
 def test_int8_is_smaller_and_mostly_agrees_with_fp32(exported, mixed_model):
     sizes = exported["sizes"]
     assert sizes["model.int8.onnx"] < sizes["model.onnx"]
-    inputs = E.check_batch(mixed_model.config, 64, 24, seed=5)
-    fp32 = E.onnx_logits(exported["paths"]["model.onnx"], inputs)
-    int8 = E.onnx_logits(exported["paths"]["model.int8.onnx"], inputs)
+    inputs = check_batch(mixed_model.config, 64, 24, seed=5)
+    fp32 = onnx_logits(exported["paths"]["model.onnx"], inputs)
+    int8 = onnx_logits(exported["paths"]["model.int8.onnx"], inputs)
     assert np.isfinite(int8).all()
     assert (int8.argmax(-1) == fp32.argmax(-1)).mean() >= 0.8
 
 
 def test_quantize_onnx_into_a_folder(exported, tmp_path):
-    out = E.quantize_onnx(Path(exported["paths"]["model.onnx"]), tmp_path)
-    assert out == tmp_path / "model.int8.onnx" and E.int8_weight_type(out) == "QInt8"
+    out = quantize_onnx(Path(exported["paths"]["model.onnx"]), tmp_path)
+    assert out == tmp_path / "model.int8.onnx" and int8_weight_type(out) == "QInt8"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.int8.onnx"]  # temp files cleaned up
 
 
@@ -312,7 +321,7 @@ def test_load_errors_name_the_bad_file(case, saved, tmp_path):
     breakage, pattern = BREAKAGES[case]
     breakage(folder)
     with pytest.raises(ModelFormatError, match=pattern):
-        E.load_subnet(folder)
+        load_subnet(folder)
     with pytest.raises(ModelFormatError, match=pattern.split(":")[0]):
         slimformer.load(folder)
 
@@ -321,4 +330,4 @@ def test_onnx_backend_errors_name_the_missing_file(saved, tmp_path):
     with pytest.raises(ModelFormatError, match=r"model\.onnx: missing"):
         slimformer.load(saved, backend="onnx")
     with pytest.raises(ModelFormatError, match="no such directory"):
-        E.load_subnet(tmp_path / "nowhere")
+        load_subnet(tmp_path / "nowhere")

@@ -18,7 +18,7 @@ from slimformer.search_space.latency import (
     predict_latency,
     table_cache_path,
 )
-from slimformer.supernet import profile
+from slimformer.supernet import latency_build, model_timing, op_profiler, timing
 from slimformer.supernet.subnet import SubNet, SubNetConfig
 
 TINY = TeacherFacts(hidden_size=64, num_layers=6, num_heads=4, intermediate_size=128, vocab_size=300, max_position=128)
@@ -127,13 +127,13 @@ def test_cache_key_follows_hardware_shape_threads_and_torch(tmp_path, space):
 
 def test_measure_module_restores_threads():
     before = torch.get_num_threads()
-    ms = profile.measure_module(lambda: torch.ones(64, 64) @ torch.ones(64, 64), repeats=5, warmup=1, threads=1)
+    ms = timing.measure_module(lambda: torch.ones(64, 64) @ torch.ones(64, 64), repeats=5, warmup=1, threads=1)
     assert ms > 0 and torch.get_num_threads() == before
 
 
 def test_build_table_covers_space_and_second_call_loads_cache(tmp_path, space, monkeypatch):
     setting = LatencySetting(seq_len=SEQ)
-    table = profile.build_latency_table(space, setting, cache_dir=tmp_path, repeats=2, warmup=1, copies=1)
+    table = latency_build.build_latency_table(space, setting, cache_dir=tmp_path, repeats=2, warmup=1, copies=1)
     assert table.missing(space) == []
     assert all(ms > 0 for ms in table.ops.values()) and table.torch_version == torch.__version__
     assert table.meta["clock"] == "thread_cpu"
@@ -143,14 +143,14 @@ def test_build_table_covers_space_and_second_call_loads_cache(tmp_path, space, m
     def no_measuring(*args, **kwargs):
         raise AssertionError("measured again instead of loading the cached table")
 
-    monkeypatch.setattr(profile, "TableProfiler", no_measuring)
-    again = profile.build_latency_table(space, setting, cache_dir=tmp_path, repeats=2, warmup=1, copies=1)
+    monkeypatch.setattr(latency_build, "TableProfiler", no_measuring)
+    again = latency_build.build_latency_table(space, setting, cache_dir=tmp_path, repeats=2, warmup=1, copies=1)
     assert again.meta.pop("loaded_from") == str(path)
     assert again.meta.pop("checked")["scale"] == round(again.scale, 4) > 0  # checked against whole models now
     measured_parts = ("ops", "embeddings", "head", "overhead_ms")
     assert [getattr(again, p) for p in measured_parts] == [getattr(table, p) for p in measured_parts]
     with pytest.raises(AssertionError, match="measured again"):  # another shape is another table
-        profile.build_latency_table(space, LatencySetting(seq_len=16), cache_dir=tmp_path)
+        latency_build.build_latency_table(space, LatencySetting(seq_len=16), cache_dir=tmp_path)
 
 
 def _prediction_error(space, seed: int) -> tuple[float, float, float]:
@@ -164,9 +164,9 @@ def _prediction_error(space, seed: int) -> tuple[float, float, float]:
     setting = LatencySetting(seq_len=128)
     arch = space.largest()
     torch.manual_seed(seed)
-    profiler = profile.TableProfiler(space, setting, copies=3, seed=seed)
-    timer = profile.ModelTimer([SubNet(SubNetConfig.for_arch(arch, space)) for _ in range(4)], setting, seed=seed)
-    profile.run_rounds([profiler, timer], threads=1, repeats=20, warmup=2)
+    profiler = op_profiler.TableProfiler(space, setting, copies=3, seed=seed)
+    timer = model_timing.ModelTimer([SubNet(SubNetConfig.for_arch(arch, space)) for _ in range(4)], setting, seed=seed)
+    timing.run_rounds([profiler, timer], threads=1, repeats=20, warmup=2)
     predicted = predict_latency(arch, profiler.table())
     measured = sum(timer.latencies()) / 4
     return abs(predicted - measured) / measured, predicted, measured
@@ -191,15 +191,15 @@ def test_check_against_models_corrects_a_table_from_a_slower_machine(space):
     # A table whose every entry is doubled is what a machine (or a moment) twice as slow would
     # have cached; checking it against whole models measured now must scale it back.
     setting = LatencySetting(seq_len=128)
-    profiler = profile.TableProfiler(space, setting, copies=1)
-    profile.run_rounds([profiler], threads=1, repeats=4, warmup=1)
+    profiler = op_profiler.TableProfiler(space, setting, copies=1)
+    timing.run_rounds([profiler], threads=1, repeats=4, warmup=1)
     table = profiler.table()
     slow = LatencyTable.from_dict(table.to_dict())
     slow.ops = {k: 2 * v for k, v in slow.ops.items()}
     slow.embeddings = {h: 2 * v for h, v in slow.embeddings.items()}
     slow.head = {h: 2 * v for h, v in slow.head.items()}
     slow.overhead_ms *= 2
-    profile.check_against_models(slow, space, setting, n=4, repeats=6)
+    latency_build.check_against_models(slow, space, setting, n=4, repeats=6)
     assert 0.3 < slow.scale < 0.75, slow.meta["checked"]
     checked = slow.meta["checked"]
     errors = [abs(p - m) / m for p, m in zip(checked["predicted_ms"], checked["measured_ms"], strict=True)]
@@ -209,6 +209,6 @@ def test_check_against_models_corrects_a_table_from_a_slower_machine(space):
 def test_onnx_latency_is_measured(tmp_path, space):
     setting = LatencySetting(seq_len=SEQ)
     model = SubNet(SubNetConfig.for_arch(space.smallest(), space))
-    path = profile.export_for_latency(model, tmp_path)
-    ms = profile.measure_onnx_latency(path, setting, vocab_size=TINY.vocab_size, repeats=5, warmup=1)
+    path = model_timing.export_for_latency(model, tmp_path)
+    ms = model_timing.measure_onnx_latency(path, setting, vocab_size=TINY.vocab_size, repeats=5, warmup=1)
     assert 0 < ms < 1000

@@ -11,7 +11,7 @@ measurements (used to carry a torch-measured table over to another runtime such 
 
 Tables depend on the hardware, the input shape, the thread count and the torch version, so they
 are cached under a file name hashed from exactly those (`table_cache_path`). This module is
-torch-free: the profiler (`slimformer.supernet.profile`) measures, this module only stores and adds.
+torch-free: the profiler (`slimformer.supernet.latency_build`) measures, this module only stores and adds.
 """
 
 from __future__ import annotations

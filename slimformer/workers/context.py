@@ -164,7 +164,7 @@ class RunContext:
         """The per-op latency table for the job's shape on this machine (measured once, then cached)."""
         if self._latency_table is None:
             from slimformer.search_space.latency import table_cache_path
-            from slimformer.supernet.profile import build_latency_table
+            from slimformer.supernet.latency_build import build_latency_table
 
             cache = self.cache_dir / "latency"
             table = build_latency_table(self.space, self.latency_setting, cache_dir=cache)

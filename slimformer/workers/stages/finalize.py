@@ -21,7 +21,8 @@ from slimformer.search_space import Arch, count_params, estimate_memory
 from slimformer.supernet.device import ray_gpus_per_task
 from slimformer.supernet.extract import extract
 from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
-from slimformer.supernet.profile import measure_models_latency, measure_onnx_models_latency, torch_threads
+from slimformer.supernet.model_timing import measure_models_latency, measure_onnx_models_latency
+from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
 
 
@@ -137,7 +138,8 @@ def train_finalists(ctx: RunContext, archs: list[Arch], seed: int | None = None)
 
 def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Export every finalist (safetensors, ONNX, int8) and measure torch and onnxruntime latency."""
-    from slimformer.supernet.export import export_folder, load_subnet
+    from slimformer.supernet.export import export_folder
+    from slimformer.supernet.load import load_subnet
 
     setting = ctx.latency_setting
     models, exports = [], []
@@ -190,7 +192,9 @@ def _measure_with_recheck(ctx: RunContext, models: list[Any]) -> tuple[list[floa
         (ms per model, the rechecked table or None when the job's runtime is not torch).
     """
     from slimformer.search_space.latency import LatencyTable
-    from slimformer.supernet.profile import ModelTimer, calibration_models, run_rounds
+    from slimformer.supernet.latency_build import calibration_models
+    from slimformer.supernet.model_timing import ModelTimer
+    from slimformer.supernet.timing import run_rounds
 
     setting = _torch_setting(ctx.latency_setting)
     if ctx.latency_setting.runtime != "torch":

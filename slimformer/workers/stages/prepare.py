@@ -8,7 +8,7 @@ import torch
 
 from slimformer.search_space import TeacherFacts
 from slimformer.search_space.space import space_for_teacher
-from slimformer.supernet.profile import measure_module
+from slimformer.supernet.timing import measure_module
 from slimformer.workers.context import RunContext, write_json
 
 

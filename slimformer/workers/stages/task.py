@@ -11,9 +11,9 @@ from typing import Any
 
 from slimformer.supernet.assemble import fewshot_regions
 from slimformer.supernet.device import ray_gpus_per_task
-from slimformer.supernet.profile import torch_threads
 from slimformer.supernet.task_score import predict_logits
 from slimformer.supernet.task_tune import train_task_supernet
+from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, save_tensors, write_json
 
 

@@ -1,0 +1,119 @@
+"""Write a model folder's README.md: architecture, parameters, metrics, files and how to load it.
+
+The card is the folder's self-description for people: it shows the arch as a block x slot table
+and carries a snippet that runs `model.onnx` with plain onnxruntime, tokenizers and numpy (no
+slimformer, no torch). `export` writes it once with the weights and again once the ONNX files and
+their sizes are known.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+CARD_FILE = "README.md"
+
+
+def json_default(value: Any) -> Any:
+    # Metrics often arrive as numpy or torch scalars; store their Python value.
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+_ONNX_SNIPPET = """```python
+import json
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+folder = "path/to/this/folder"
+config = json.load(open(f"{folder}/config.json"))
+tok = Tokenizer.from_file(f"{folder}/tokenizer.json")
+tok.enable_truncation(config["tokenizer"]["max_length"])
+tok.enable_padding(pad_id=config["pad_token_id"])
+enc = tok.encode_batch(["a first text", "another one"])
+feed = {
+    "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+    "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+    "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+}
+sess = ort.InferenceSession(f"{folder}/model.onnx", providers=["CPUExecutionProvider"])
+logits = sess.run(["logits"], feed)[0]
+print([config["labels"][i] for i in logits.argmax(-1)])
+```"""
+
+
+def _format_number(value: Any) -> str:
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_card(
+    folder: Path, config: dict[str, Any], metrics: dict[str, Any] | None, sizes: dict[str, int] | None = None
+) -> Path:
+    """Write README.md: architecture, parameters, metrics, files and how to load the model.
+
+    Args:
+        folder: the model folder.
+        config: its config.json document.
+        metrics: optional metrics; nested values are shown as JSON.
+        sizes: optional {file name: bytes} for a files table.
+
+    Returns:
+        The README path.
+    """
+    from slimformer.search_space import Arch
+
+    arch = Arch.from_dict(config["arch"])
+    lines = [
+        f"# slimformer student `{config['arch_hash']}`",
+        "",
+        "A compressed BERT-style text classifier found by slimformer's architecture search.",
+        "",
+        f"- parameters: {config['num_params']:,}",
+        f"- hidden size: {arch.hidden}, non-identity sub-layers: {arch.depth()}",
+        f"- labels: {', '.join(config['labels'])}",
+        f"- max tokens per text: {config['tokenizer']['max_length']}",
+        "",
+        "## Architecture",
+        "",
+        "| block | " + " | ".join(f"slot {s}" for s in range(len(arch.blocks[0]))) + " |",
+        "|---" * (len(arch.blocks[0]) + 1) + "|",
+    ]
+    lines += [f"| {b} | " + " | ".join(str(op) for op in block) + " |" for b, block in enumerate(arch.blocks)]
+    lines += ["", "```json", json.dumps(config["arch"]), "```", ""]
+    if metrics:
+        lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
+        for key, value in metrics.items():
+            nested = isinstance(value, dict | list)
+            shown = json.dumps(value, default=json_default) if nested else _format_number(value)
+            lines.append(f"| {key} | {shown} |")
+        lines.append("")
+    if sizes:
+        lines += ["## Files", "", "| file | bytes |", "|---|---|"]
+        lines += [f"| {name} | {size:,} |" for name, size in sizes.items()]
+        lines.append("")
+    lines += [
+        "## Use with slimformer",
+        "",
+        "```python",
+        "import slimformer",
+        'clf = slimformer.load("path/to/this/folder")            # torch',
+        'clf = slimformer.load("path/to/this/folder", backend="onnx")  # onnxruntime only',
+        'clf.predict(["a first text", "another one"])            # label names',
+        "```",
+        "",
+        "## Use with plain onnxruntime",
+        "",
+        "`model.onnx` (and the smaller, slightly less exact `model.int8.onnx`) take int64 `input_ids`,",
+        "`attention_mask` and `token_type_ids` of shape [batch, sequence] and return `logits`",
+        "[batch, labels]. Only onnxruntime, tokenizers and numpy are needed:",
+        "",
+        _ONNX_SNIPPET,
+        "",
+    ]
+    path = Path(folder) / CARD_FILE
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
