@@ -34,7 +34,7 @@ from slimformer.store import jobs, leases
 from slimformer.store.db import session_scope
 from slimformer.store.models import Job, JobEvent, LatencyTableRecord
 from slimformer.workers.stages.report import measured_front
-from slimformer.workers.worker import Worker
+from slimformer.workers.worker import Worker, study_name_for
 
 PG_URL = os.environ.get("SLIMFORMER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -185,6 +185,26 @@ def test_worker_runs_a_submitted_job_and_its_model_downloads(finished_job, clien
     model = slimformer.load(tmp_path / f"{best['id']}-onnx", backend="onnx")
     labels = model.predict(["the movie was great", "the food was awful"])
     assert len(labels) == 2 and set(labels) <= {"negative", "positive"}
+
+
+def test_a_job_s_optuna_study_lives_in_the_service_database(server, client, settings, job_spec):
+    import optuna
+
+    job_id = submit(client, {**job_spec, "name": "study", "search": {"strategy": "nsga2", "trials": 6,
+                                                                     "finalists": 1}})
+    worker = Worker(settings, owner="study", lease_seconds=10, use_ray=False)
+    try:
+        assert worker.run_once() == job_id
+    finally:
+        worker.close()
+    assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"
+    storage = optuna.storages.RDBStorage(settings.database_url)
+    try:
+        study = optuna.load_study(study_name=study_name_for(job_id), storage=storage)
+        assert len(study.trials) == 6  # every trial of the job, in the database the service uses
+    finally:
+        storage.engine.dispose()
+    assert not list(settings.home.rglob("study.db"))  # and no study file on the worker's disk
 
 
 def test_the_worker_records_its_latency_table_and_latency_budgets_are_then_checked_at_submission(

@@ -28,7 +28,7 @@ from typing import Any
 from slimformer.contracts.settings import Settings
 from slimformer.errors import SlimformerError
 from slimformer.store import events, jobs, leases
-from slimformer.store.db import make_engine, make_session_factory, session_scope
+from slimformer.store.db import make_engine, make_session_factory, normalise_url, session_scope
 from slimformer.store.errors import DatabaseUnavailable
 from slimformer.store.models import Job
 from slimformer.store.schema import check_schema, upgrade
@@ -39,6 +39,11 @@ from slimformer.workers.progress import JobCancelled
 log = logging.getLogger(__name__)
 
 MAX_TRACEBACK_CHARS = 8000
+
+
+def study_name_for(job_id: str) -> str:
+    """The name of a job's Optuna study in the service database."""
+    return f"slimformer-job-{job_id}"
 
 
 class Worker:
@@ -156,8 +161,13 @@ class Worker:
         try:
             with session_scope(self.factory) as session:  # a spec that no longer validates fails the job
                 spec, dataset_path = jobs.job_inputs(session, job, self.settings.artifacts)
+            # The job's Optuna study lives in the service database (Optuna's tables beside ours), so a
+            # job taken over on another machine finds its study without a shared disk, and
+            # `optuna-dashboard <database URL>` shows every job's study.
             run_job(spec, run_dir, reporter, use_ray=self.use_ray,
-                    dataset_path=str(dataset_path) if dataset_path else None, cache_dir=self.settings.home / "cache")
+                    dataset_path=str(dataset_path) if dataset_path else None, cache_dir=self.settings.home / "cache",
+                    optuna_storage_url=normalise_url(self.settings.database_url).render_as_string(hide_password=False),
+                    study_name=study_name_for(job_id))
             reporter.finish()
             log.info("job %s succeeded", job_id)
         except LeaseLost:
