@@ -6,27 +6,32 @@
     slimformer keys create --tenant NAME [--name LABEL] | keys revoke PREFIX
 
 All read the service settings from `SLIMFORMER_*` variables. With no configuration, `serve` is the
-embedded default: a SQLite file and artifacts under SLIMFORMER_HOME (~/.slimformer), migrated at
-start, one worker process beside the API, and a tenant `local` whose API key is stored with the
-server's URL in SLIMFORMER_HOME/credentials.json (mode 0600), where the client commands find it.
+embedded default (slimformer.cli.embedded): a SQLite file and artifacts under SLIMFORMER_HOME
+(~/.slimformer), migrated at start, one worker process beside the API, and a tenant `local` whose
+API key is stored with the server's URL in SLIMFORMER_HOME/credentials.json (mode 0600).
+Command bodies import the service and the store when they run, so the client commands never do.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
-import subprocess
 import sys
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from slimformer.cli.embedded import (
+    LOCAL_TENANT,
+    client_host,
+    ensure_credentials,
+    start_worker_process,
+    stop_worker_process,
+)
+from slimformer.cli.errors import UserError
 from slimformer.workers.arguments import add_worker_arguments
 
-CREDENTIALS_FILE = "credentials.json"
-LOCAL_TENANT = "local"
-WORKER_STOP_TIMEOUT_S = 30
+__all__ = ["add_server_commands"]
 
 
 def add_server_commands(sub: Any) -> None:
@@ -59,9 +64,6 @@ def add_server_commands(sub: Any) -> None:
     revoke.set_defaults(fn=cmd_keys_revoke)
 
 
-# --- serve -------------------------------------------------------------------------------------------
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -69,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from slimformer.service.app import create_app
 
     settings = Settings()
-    url = f"http://{_client_host(args.host)}:{args.port}"
+    url = f"http://{client_host(args.host)}:{args.port}"
     if settings.database_url.startswith("sqlite"):
         # The embedded default: make the schema now, so the credentials can be written before the
         # API answers and the worker starts.
@@ -99,98 +101,6 @@ def _exit_cleanly(signum: int, _frame: Any) -> None:
     raise SystemExit(0)
 
 
-def _client_host(host: str) -> str:
-    # A server bound to every interface is reached locally through loopback.
-    return {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
-
-
-def ensure_credentials(settings: Any, url: str) -> Path:
-    """Make sure SLIMFORMER_HOME/credentials.json holds a working key of tenant `local` and the URL.
-
-    A stored key is kept while the database still knows it; otherwise (first start, or a fresh
-    database) a new one is made.
-
-    Args:
-        settings: the service settings.
-        url: where clients reach this server.
-
-    Returns:
-        The credentials file (mode 0600).
-    """
-    from slimformer.service.auth import create_api_key, tenant_for_key
-    from slimformer.service.errors import Unauthorized
-    from slimformer.store.db import make_engine, make_session_factory, session_scope
-
-    path = settings.home / CREDENTIALS_FILE
-    key = None
-    if path.is_file():
-        try:
-            key = json.loads(path.read_text()).get("api_key")
-        except (OSError, ValueError, AttributeError):
-            key = None
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            if key:
-                try:
-                    tenant_for_key(session, key)
-                except Unauthorized:
-                    key = None
-            if not key:
-                key = create_api_key(session, LOCAL_TENANT, "slimformer serve")
-    finally:
-        engine.dispose()
-    write_private_json(path, {"url": url, "api_key": key, "tenant": LOCAL_TENANT})
-    return path
-
-
-def write_private_json(path: Path, doc: dict[str, Any]) -> None:
-    """Write JSON readable by this user only, atomically (never a moment with wider permissions)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2)
-    os.chmod(tmp, 0o600)  # O_CREAT's mode only applies to a new file
-    os.replace(tmp, path)
-
-
-def start_worker_process(no_ray: bool = False) -> subprocess.Popen[bytes]:
-    """The embedded worker: `python -m slimformer.workers.worker` in its own process.
-
-    A process, not a thread: training never competes with the API for the GIL, the worker gets
-    signals (SIGTERM hands its job back), and a crash in training cannot take the API down. It
-    dies with the API on Linux even if the API is killed.
-    """
-    command = [sys.executable, "-m", "slimformer.workers.worker"] + (["--no-ray"] if no_ray else [])
-    return subprocess.Popen(command, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1  # noqa: N806 (the name in <sys/prctl.h>)
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass  # no glibc: the worker then outlives a killed API until its own SIGTERM
-
-
-def stop_worker_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (the worker hands its job back), then SIGKILL if it does not end in time."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=WORKER_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-# --- worker, db, keys ----------------------------------------------------------------------------
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
     from slimformer.workers.worker import run_worker
 
@@ -203,39 +113,34 @@ def cmd_db(args: argparse.Namespace) -> int:
     return schema_main([args.action])
 
 
-def _keys_session():  # -> contextmanager of a Session on a current schema
-    from contextlib import contextmanager
-
+@contextmanager
+def _keys_session() -> Iterator[Any]:
+    """A session on the configured database, its schema upgraded (or checked) first."""
     from slimformer.contracts.settings import Settings
     from slimformer.store.db import make_engine, make_session_factory, session_scope
     from slimformer.store.schema import check_schema, upgrade
 
-    @contextmanager
-    def scope():
-        settings = Settings()
-        engine = make_engine(settings.database_url)
-        try:
-            if settings.auto_migrate:
-                upgrade(engine)
-            else:
-                check_schema(engine)
-            with session_scope(make_session_factory(engine)) as session:
-                yield session
-        finally:
-            engine.dispose()
-
-    return scope()
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    try:
+        if settings.auto_migrate:
+            upgrade(engine)
+        else:
+            check_schema(engine)
+        with session_scope(make_session_factory(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from slimformer.service.auth import create_api_key
 
-    try:
-        with _keys_session() as session:
+    with _keys_session() as session:
+        try:
             key = create_api_key(session, args.tenant, args.name)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        except ValueError as exc:  # a tenant or key name the store refuses
+            raise UserError(str(exc)) from None
     print(key)
     print(f"(API key of tenant '{args.tenant}': shown only this once, store it now)", file=sys.stderr)
     return 0

@@ -1,0 +1,209 @@
+"""The client commands: drive a slimformer server over HTTP (slimformer.client; no torch, no database).
+
+    slimformer submit --teacher DIR --dataset FILE|NAME|ID [--preset quick] [--latency-ms 5] ...
+    slimformer jobs | status ID [--watch] | pareto ID [--plot FILE] | cancel ID
+    slimformer download ID CANDIDATE --format hf|onnx|onnx-int8 -o DIR
+
+The server and key come from `--url`/`--key`, else SLIMFORMER_URL/SLIMFORMER_API_KEY, else the
+credentials.json that `slimformer serve` writes in SLIMFORMER_HOME (~/.slimformer). Failures are
+ClientErrors, reported by slimformer.cli.errors like every other user error (exit code 2); a job
+that ends failed or cancelled makes `status` exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from slimformer.cli.display import clock, eta, format_table, num, watch
+from slimformer.cli.errors import UserError, about
+from slimformer.client import DEFAULT_URL, SlimformerClient, resolve_connection
+
+__all__ = ["add_remote_commands", "build_spec"]
+
+UPLOAD_SUFFIXES = (".csv", ".jsonl", ".json")
+
+
+def build_spec(args: argparse.Namespace, client: SlimformerClient) -> dict[str, Any]:
+    """The job spec from --spec FILE and the flags (flags win); uploads a local data set file."""
+    spec: dict[str, Any] = {}
+    if args.spec:
+        with about(args.spec):
+            spec = json.loads(Path(args.spec).read_text())
+        if not isinstance(spec, dict):
+            raise UserError(f"{args.spec}: a job spec must be a JSON object")
+    for flag in ("name", "teacher", "preset", "seed", "corpus"):
+        if getattr(args, flag) is not None:
+            spec[flag] = getattr(args, flag)
+    if args.corpus == "none":
+        spec["corpus"] = None
+    groups = {
+        "budgets": {"latency_ms": args.latency_ms, "memory_mb": args.memory_mb, "params_m": args.params_m},
+        "latency": {"seq_len": args.seq_len, "batch": args.batch, "threads": args.threads},
+        "search": {"strategy": args.strategy, "trials": args.trials, "finalists": args.finalists},
+    }
+    for group, values in groups.items():
+        given = {k: v for k, v in values.items() if v is not None}
+        if given:
+            spec[group] = {**spec.get(group, {}), **given}
+    # A local teacher folder is named by its absolute path: the server does not share our cwd.
+    if isinstance(spec.get("teacher"), str) and Path(spec["teacher"]).expanduser().is_dir():
+        spec["teacher"] = str(Path(spec["teacher"]).expanduser().resolve())
+    dataset = args.dataset or spec.get("dataset")
+    if isinstance(dataset, str) and Path(dataset).expanduser().is_file() \
+            and Path(dataset).suffix.lower() in UPLOAD_SUFFIXES:
+        spec["dataset"] = upload_dataset(client, Path(dataset).expanduser())
+    elif dataset:
+        spec["dataset"] = dataset
+    return spec
+
+
+def upload_dataset(client: SlimformerClient, path: Path) -> str:
+    """Upload a CSV/JSONL file, or reuse the tenant's earlier upload of the same bytes; its id."""
+    with about(path):
+        dataset, reused = client.ensure_dataset(path)
+    if reused:
+        print(f"using dataset {dataset.id}, an earlier upload of {path.name}", file=sys.stderr)
+    else:
+        print(f"uploaded {path.name}: dataset {dataset.id} ({dataset.rows} rows, labels {', '.join(dataset.labels)})",
+              file=sys.stderr)
+    return dataset.id
+
+
+def cmd_submit(args: argparse.Namespace, client: SlimformerClient) -> int:
+    job = client.submit_job(build_spec(args, client), idempotency_key=args.idempotency_key)
+    if job.replayed:
+        print(f"(already submitted with this idempotency key: job {job.id}, {job.status})", file=sys.stderr)
+    print(job.id)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace, client: SlimformerClient) -> int:
+    page = client.list_jobs(status=args.status, limit=args.limit)
+    rows = [(j.id, j.name or "-", j.status, j.stage or "-", f"{100 * j.progress:.0f}%",
+             eta(j.eta_seconds) if j.status == "running" else "-",
+             j.created_at.strftime("%Y-%m-%d %H:%M:%S") if j.created_at else "-")
+            for j in page.items]
+    print(format_table(("id", "name", "status", "stage", "progress", "eta", "created"), rows))
+    if page.total > len(rows):
+        print(f"({len(rows)} of {page.total} jobs; --limit for more)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, client: SlimformerClient) -> int:
+    job = client.get_job(args.job_id)
+    if args.watch:
+        job = watch(client, job, args.interval, sys.stdout)
+    else:
+        print(f"{job.id}  {job.status}  stage {job.stage or '-'}  {100 * job.progress:.0f}%"
+              + (f"  eta {eta(job.eta_seconds)}" if job.status == "running" else ""))
+        for event in job.events[-5:]:
+            print(f"  {clock(event.at)}  {event.message}")
+    if job.status == "failed":
+        print(f"job {job.id} failed: {job.error or 'no message'}", file=sys.stderr)
+        return 1
+    if job.status == "cancelled":
+        print(f"job {job.id} was cancelled", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace, client: SlimformerClient) -> int:
+    plot = Path(args.plot) if args.plot else None
+    suffix = (plot.suffix.lower().lstrip(".") or "png") if plot else ""
+    if plot and suffix not in ("png", "svg"):
+        raise UserError(f"--plot {plot}: use a .png or .svg file name")
+    # The front is at most `finalists` (<= 20) candidates: one default page holds it.
+    page = client.candidates(args.job_id, pareto=True, sort="measured_latency_ms")
+    rows = [(c.id, c.arch_hash, num(c.params and c.params / 1e6, "{:.3f}M"), num(c.measured_latency_ms, "{:.2f}"),
+             num(c.dev_accuracy, "{:.3f}"), num(c.test_accuracy, "{:.3f}"), ",".join(c.formats) or "-")
+            for c in page.items]
+    if args.json:
+        print(json.dumps([c.raw for c in page.items], indent=2))
+    elif rows:
+        print(format_table(("candidate", "hash", "params", "latency ms", "dev acc", "test acc", "formats"), rows))
+        if page.total > len(rows):
+            print(f"({len(rows)} of {page.total} Pareto candidates shown)")
+    else:
+        print("no Pareto candidates yet (the front is set when the job's report stage is done)")
+    if plot:
+        image = client.pareto_plot(args.job_id, suffix)
+        with about(plot):
+            plot.write_bytes(image)
+        print(f"plot written to {plot}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_download(args: argparse.Namespace, client: SlimformerClient) -> int:
+    print(client.download(args.job_id, args.candidate_id, args.format, Path(args.out)))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, client: SlimformerClient) -> int:
+    job = client.cancel_job(args.job_id)
+    state = "cancel requested (the worker stops at its next check)" if job.status == "running" else job.status
+    print(f"{job.id}  {state}")
+    return 0
+
+
+def run_remote_command(args: argparse.Namespace) -> int:
+    """Run a client command with a client connected as the flags, environment or credentials say."""
+    with SlimformerClient(*resolve_connection(args.url, args.key)) as client:
+        return args.client_fn(args, client)
+
+
+def add_remote_commands(sub: Any) -> None:
+    """Register submit, jobs, status, pareto, download and cancel on the CLI's subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help="server URL (default: SLIMFORMER_URL, credentials.json, " + DEFAULT_URL + ")")
+    common.add_argument("--key", help="API key (default: SLIMFORMER_API_KEY or credentials.json)")
+
+    def command(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help, parents=[common])
+        parser.set_defaults(fn=run_remote_command, client_fn=fn)
+        return parser
+
+    submit = command("submit", cmd_submit, "submit a compression job; prints its id")
+    submit.add_argument("--spec", help="a JSON job spec; the flags below override its fields")
+    submit.add_argument("--name")
+    submit.add_argument("--teacher", help="built-in name (minilm-l6) or a BERT model folder on the server")
+    submit.add_argument("--dataset", help="built-in name, an uploaded data set id, or a local .csv/.jsonl to upload")
+    submit.add_argument("--corpus", help="unlabelled text for distillation (built-in name, or 'none')")
+    submit.add_argument("--preset", choices=["tiny", "quick", "standard"])
+    submit.add_argument("--seed", type=int)
+    submit.add_argument("--latency-ms", type=float, help="latency budget at the given shape")
+    submit.add_argument("--memory-mb", type=float, help="memory budget")
+    submit.add_argument("--params-m", type=float, help="parameter budget in millions")
+    submit.add_argument("--seq-len", type=int, help="sequence length latency is measured at")
+    submit.add_argument("--batch", type=int, help="batch size latency is measured at")
+    submit.add_argument("--threads", type=int, help="CPU threads latency is measured with")
+    submit.add_argument("--strategy", choices=["nsga2", "tpe", "random", "ctnas", "sample"])
+    submit.add_argument("--trials", type=int)
+    submit.add_argument("--finalists", type=int)
+    submit.add_argument("--idempotency-key", help="retrying with the same key never makes a second job")
+
+    jobs = command("jobs", cmd_jobs, "list your jobs, newest first")
+    jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    jobs.add_argument("--limit", type=int, default=20)
+
+    status = command("status", cmd_status, "a job's status; --watch draws a progress bar until it ends")
+    status.add_argument("job_id")
+    status.add_argument("--watch", action="store_true")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between polls with --watch")
+
+    pareto = command("pareto", cmd_pareto, "the job's Pareto-optimal candidates")
+    pareto.add_argument("job_id")
+    pareto.add_argument("--plot", help="also save the Pareto plot (.png or .svg)")
+    pareto.add_argument("--json", action="store_true", help="print the candidates as JSON (for scripts)")
+
+    download = command("download", cmd_download, "download a candidate's model and unzip it")
+    download.add_argument("job_id")
+    download.add_argument("candidate_id")
+    download.add_argument("--format", default="hf", choices=["hf", "onnx", "onnx-int8"])
+    download.add_argument("-o", "--out", required=True, help="folder to unzip the model into")
+
+    cancel = command("cancel", cmd_cancel, "cancel a queued or running job")
+    cancel.add_argument("job_id")
