@@ -158,19 +158,55 @@ def test_cancel_ends_a_job_cancelled(served, submit_flags, capsys):
     assert code == 1 and "cancelled" in out and "was cancelled" in err
 
 
+def assert_one_line_error(code: int, err: str, *expected: str) -> None:
+    """A user's error: exit code 2 and one `error: ...` line on stderr, no traceback."""
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error: "), err
+    for text in expected:
+        assert text in lines[0], lines[0]
+
+
 def test_errors_are_reported_with_the_api_s_detail(served, capsys, tmp_path):
     code, _, err = run(capsys, "jobs", "--url", served.url, "--key", "sf_not-a-real-key")
-    assert code == 1 and "HTTP 401" in err and "invalid API key" in err
+    assert_one_line_error(code, err, "HTTP 401", "invalid API key", "check --key")
 
     code, _, err = run(capsys, "status", *served.flags(), "01NOSUCHJOB0000000000000000")
-    assert code == 1 and "HTTP 404" in err and "not found" in err
+    assert_one_line_error(code, err, "HTTP 404", "not found")
 
     code, _, err = run(capsys, "submit", *served.flags(), "--teacher", str(tmp_path / "missing"), "--dataset",
                        "rotten-tomatoes")
-    assert code == 1 and "HTTP 422" in err and "teacher: unknown teacher" in err
+    assert_one_line_error(code, err, "HTTP 422", "teacher: unknown teacher")
 
-    code, _, err = run(capsys, "jobs", "--url", f"http://127.0.0.1:{free_port()}", "--key", served.key)
-    assert code == 1 and "is `slimformer serve` running?" in err
+    url = f"http://127.0.0.1:{free_port()}"
+    code, _, err = run(capsys, "jobs", "--url", url, "--key", served.key)
+    assert_one_line_error(code, err, f"error: cannot reach {url}: connection refused", "is `slimformer serve` running?")
+
+
+def test_a_missing_api_key_is_one_line(served, capsys, monkeypatch, tmp_path):
+    # No --key, no SLIMFORMER_API_KEY, and a SLIMFORMER_HOME without credentials.json.
+    monkeypatch.delenv("SLIMFORMER_API_KEY", raising=False)
+    monkeypatch.setenv("SLIMFORMER_HOME", str(tmp_path))
+    code, _, err = run(capsys, "jobs", "--url", served.url)
+    assert_one_line_error(code, err, "HTTP 401", "missing API key")
+
+
+def test_bad_budgets_are_one_line(served, tiny_teacher_dir, capsys):
+    common = [*served.flags(), "--teacher", str(tiny_teacher_dir), "--dataset", "rotten-tomatoes", "--corpus", "none"]
+    code, _, err = run(capsys, "submit", *common, "--latency-ms", "-1")
+    assert_one_line_error(code, err, "HTTP 422", "budgets.latency_ms: Input should be greater than 0")
+    # Well formed but below the smallest model the space holds: refused at submission, not at run time.
+    code, _, err = run(capsys, "submit", *common, "--params-m", "0.00001")
+    assert_one_line_error(code, err, "HTTP 422", "params_m", "smallest")
+
+
+def test_a_bad_key_through_the_script_prints_no_traceback(served, tmp_path):
+    script = Path(sys.executable).with_name("slimformer")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "slimformer.cli"]
+    env = {**os.environ, "SLIMFORMER_HOME": str(tmp_path)}
+    result = subprocess.run(command + ["jobs", "--url", served.url, "--key", "sf_wrong"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert_one_line_error(result.returncode, result.stderr, "HTTP 401")
 
 
 def test_keys_and_db_commands(served, capsys, monkeypatch):
@@ -183,9 +219,9 @@ def test_keys_and_db_commands(served, capsys, monkeypatch):
     code, out, _ = run(capsys, "keys", "revoke", key[:11])
     assert code == 0 and "revoked 1 key" in out
     code, _, err = run(capsys, "jobs", "--url", served.url, "--key", key)
-    assert code == 1 and "HTTP 401" in err
+    assert_one_line_error(code, err, "HTTP 401")
     code, _, err = run(capsys, "keys", "revoke", key[:11])
-    assert code == 2 and "no live API key" in err
+    assert_one_line_error(code, err, "no live API key")
 
     code, out, _ = run(capsys, "db", "current")
     assert code == 0 and out.strip() not in ("", "none")

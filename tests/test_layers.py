@@ -12,9 +12,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "slimformer"
 FORBIDDEN = {
-    "store": ("slimformer.service", "slimformer.workers", "slimformer.server_cli", "slimformer.cli"),
-    "contracts": ("slimformer.service", "slimformer.workers", "slimformer.store", "slimformer.server_cli"),
-    "workers": ("slimformer.service", "slimformer.server_cli"),
+    "store": ("slimformer.service", "slimformer.workers", "slimformer.cli", "slimformer.client"),
+    "contracts": ("slimformer.service", "slimformer.workers", "slimformer.store", "slimformer.cli"),
+    "workers": ("slimformer.service", "slimformer.cli", "slimformer.client"),
+    # The HTTP client library stands alone: no server side, no training stack, no commands.
+    # ("slimformer.cli." with its dot: names are matched as prefixes, and slimformer.client is its own.)
+    "client": ("slimformer.service", "slimformer.store", "slimformer.workers", "slimformer.cli.",
+               "slimformer.supernet", "slimformer.search"),
 }
 
 
