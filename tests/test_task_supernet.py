@@ -9,7 +9,13 @@ from slimformer.search_space.space import space_for_teacher
 from slimformer.supernet.assemble import assemble_supernet, warm_start_state
 from slimformer.supernet.init import hidden_permutation
 from slimformer.supernet.task_score import SharedWeightScorer, predict_logits
-from slimformer.supernet.task_tune import TaskTuneSettings, sandwich_paths, train_task_supernet
+from slimformer.supernet.task_tune import (
+    TaskTuneSettings,
+    sample_layered,
+    sandwich_paths,
+    shallowest_path,
+    train_task_supernet,
+)
 from slimformer.supernet.teacher import TeacherSettings, fine_tune_teacher, teacher_hidden_states
 
 MAX_LENGTH = 32
@@ -40,15 +46,26 @@ def test_sandwich_paths_are_largest_smallest_and_random_at_the_region_width(tune
     space = space_for_teacher(tuned_teacher.facts)
     import random
 
-    paths = sandwich_paths(space, random.Random(0), hidden=space.hidden_sizes[0], random_paths=2)
-    assert paths[0].blocks == space.largest().blocks and paths[1].blocks == space.smallest().blocks
-    assert len(paths) == 4 and {p.hidden for p in paths} == {space.hidden_sizes[0]}
+    h = space.hidden_sizes[0]
+    paths = sandwich_paths(space, random.Random(0), hidden=h, random_paths=2)
+    assert paths[0].blocks == space.largest().blocks and paths[1] == shallowest_path(space, h)
+    assert len(paths) == 4 and {p.hidden for p in paths} == {h}
+    # The smallest useful path: one teacher layer at the narrowest widths, not the layer-free arch.
+    assert [str(op) for op in paths[1].ops() if op.kind != "id"] == [f"mha:{min(space.heads)}",
+                                                                      f"ffn:{min(space.ffn_sizes)}"]
+    rng = random.Random(1)
+    layered = [sample_layered(space, rng, h) for _ in range(50)]
+    for arch in layered:  # teacher layers kept or dropped as MHA/FFN pairs
+        for block in arch.blocks:
+            pairs = [(block[i].kind, block[i + 1].kind) for i in range(0, len(block), 2)]
+            assert all(p in {("mha", "ffn"), ("id", "id")} for p in pairs) and arch.depth() >= 2
+    assert len({a.hash for a in layered}) > 40
 
 
 def test_sandwich_fine_tuning_lowers_the_smallest_paths_dev_loss(tuned_teacher, tiny_task, tmp_path):
     space, supernet = _warm_supernet(tuned_teacher, tiny_task)
     scorer = _scorer(tuned_teacher, tiny_task)
-    smallest = space.smallest()
+    smallest = shallowest_path(space, space.hidden_sizes[0])
     before = scorer.score(supernet, smallest)
     train_logits = predict_logits(tuned_teacher.model, tuned_teacher.tokenizer, [e.text for e in tiny_task.train],
                                   MAX_LENGTH)

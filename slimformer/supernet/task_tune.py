@@ -3,9 +3,9 @@
 Block-wise distillation (NAS-BERT) teaches every block to imitate the teacher's block, but it
 cannot express "fewer layers, then fine-tuned": a shallow student's blocks were never trained to
 feed a classifier. So after it, the whole supernet is fine-tuned on the task (whittle/plm_pruning,
-BigNAS): every step trains the largest path, the smallest path and `random_paths` random paths on
-one batch, accumulating their gradients before one optimiser step (sandwich rule), each with
-in-place distillation from the task teacher's logits:
+BigNAS): every step trains the largest path, the smallest useful path (`shallowest_path`) and
+`random_paths` random paths on one batch, accumulating their gradients before one optimiser step
+(sandwich rule), each with in-place distillation from the task teacher's logits:
 
     loss(path) = ce_weight * CE(path, labels) + kd_weight * T^2 * KL(teacher/T || path/T)
 
@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from slimformer.data.types import Example, batch_order, encode_batch
-from slimformer.search_space import Arch, SearchSpace
+from slimformer.errors import ArchError, SpaceError
+from slimformer.search_space import Arch, Op, SearchSpace
 from slimformer.supernet.device import to_device, training_device
 from slimformer.supernet.model import Supernet
 
@@ -64,12 +65,53 @@ class TaskTuneResult:
     resumed_from: int = 0
 
 
+def shallowest_path(space: SearchSpace, hidden: int) -> Arch:
+    """The sandwich's smallest path: one teacher layer at the narrowest heads and FFN, at `hidden`.
+
+    The space's `smallest()` has no layer at all (every slot identity), a path no front ever keeps;
+    training it would spend a quarter of every step on nothing a user can download. Falls back to
+    `smallest()` in spaces that do not map teacher layers onto slot pairs.
+    """
+    try:
+        arch = space.layers_arch([0], hidden)
+    except (SpaceError, ArchError):
+        return Arch(hidden, space.smallest().blocks)
+    blocks = [list(block) for block in arch.blocks]
+    b, s = space.teacher_layer_slots()[0]
+    blocks[b][s], blocks[b][s + 1] = Op("mha", min(space.heads)), Op("ffn", min(space.ffn_sizes))
+    return space.validate(Arch(hidden, tuple(tuple(block) for block in blocks)))
+
+
+def sample_layered(space: SearchSpace, rng: random.Random, hidden: int | None) -> Arch:
+    """A random layer-dropped, narrowed teacher: each teacher layer kept with probability 1/2 (at least
+    one), a kept layer's heads and FFN size drawn from the space. This is the part of the space fronts
+    are made of (truncations, dropped layers, narrower widths); uniform samples rarely land there.
+    """
+    try:
+        slots = space.teacher_layer_slots()
+    except SpaceError:
+        return space.sample(rng, hidden=hidden)
+    layers = [i for i in range(len(slots)) if rng.random() < 0.5] or [rng.randrange(len(slots))]
+    blocks = [[Op("id", 0)] * space.slots_per_block for _ in range(space.num_blocks)]
+    for layer in layers:
+        b, s = slots[layer]
+        blocks[b][s], blocks[b][s + 1] = Op("mha", rng.choice(space.heads)), Op("ffn", rng.choice(space.ffn_sizes))
+    h = hidden if hidden is not None else rng.choice(space.hidden_sizes)
+    return space.validate(Arch(h, tuple(tuple(block) for block in blocks)))
+
+
 def sandwich_paths(space: SearchSpace, step_rng: random.Random, hidden: int | None, random_paths: int) -> list[Arch]:
-    """[largest, smallest, random...] for one step; all at `hidden` when the region fixes it."""
-    largest, smallest = space.largest(), space.smallest()
-    if hidden is not None:
-        largest, smallest = Arch(hidden, largest.blocks), Arch(hidden, smallest.blocks)
-    return [largest, smallest] + [space.sample(step_rng, hidden=hidden) for _ in range(random_paths)]
+    """[largest, shallowest, random...] for one step; all at `hidden` when the region fixes it.
+
+    Random paths alternate between a layer-dropped narrowed teacher (`sample_layered`) and a
+    uniform sample of the whole space (every op, SepConv included), so the shared weights learn both
+    the region fronts are made of and the rest the search may visit.
+    """
+    largest = space.largest() if hidden is None else Arch(hidden, space.largest().blocks)
+    smallest = shallowest_path(space, hidden if hidden is not None else min(space.hidden_sizes))
+    randoms = [sample_layered(space, step_rng, hidden) if i % 2 == 0 else space.sample(step_rng, hidden=hidden)
+               for i in range(random_paths)]
+    return [largest, smallest] + randoms
 
 
 def path_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor,

@@ -30,12 +30,26 @@ from slimformer.workers.context import RunContext, write_json
 
 
 def spread_along_front(front: list[TrialRecord], k: int) -> list[TrialRecord]:
-    """k records of the front at evenly spaced ranks by predicted latency (all if k >= len)."""
+    """k records of the front spread evenly over its predicted latency range (all if k >= len).
+
+    For each of k latency targets evenly spaced from the front's fastest to its slowest point, the
+    unused front point nearest in latency is taken (ties: the better score). Even spacing in
+    latency, not in rank, because fronts are dense where many cheap archs score alike and sparse
+    near the teacher, and a user choosing a model for a latency budget needs choices at every
+    budget. One finalist is the best-scoring point.
+    """
     ordered = sorted(front, key=lambda r: (r.latency_ms, r.proxy))
     if len(ordered) <= k:
         return ordered
-    picks = sorted({round(i * (len(ordered) - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
-    return [ordered[i] for i in picks]
+    if k == 1:
+        return [min(ordered, key=lambda r: (r.proxy, r.latency_ms))]
+    lo, hi = ordered[0].latency_ms, ordered[-1].latency_ms
+    taken: list[int] = []
+    for i in range(k):
+        target = lo + (hi - lo) * i / (k - 1)
+        rest = [j for j in range(len(ordered)) if j not in taken]
+        taken.append(min(rest, key=lambda j: (abs(ordered[j].latency_ms - target), ordered[j].proxy)))
+    return [ordered[j] for j in sorted(taken)]
 
 
 def _files_tag(files) -> str:
@@ -113,7 +127,10 @@ def stage_search(ctx: RunContext) -> dict[str, Any]:
         )
         evaluations = evaluator.evaluations
         shared = {h: s.__dict__ for h, s in evaluator.scores.items()} if task_aware else {}
-    chosen = spread_along_front(result.pareto, ctx.plan.finalists)
+    # The teacher's own shape is the reference every result is shown against, not a compressed model.
+    teacher_hash = space.teacher_arch().hash if space.layer_dropped_archs() else None
+    chosen = spread_along_front([r for r in result.pareto if r.hash != teacher_hash] or result.pareto,
+                                ctx.plan.finalists)
     write_json(ctx.path("search.json"), {**result.to_dict(), "smallest_achievable": smallest,
                                          "scorer": "task" if task_aware else "blockwise",
                                          "evaluations": evaluations, "shared_scores": shared})
