@@ -38,6 +38,10 @@ class Settings(BaseSettings):
         teacher_roots: if set, teacher directories must lie under one of these folders; empty
             allows any directory the server can read (the single-user embedded default).
         ray_address: the Ray cluster the workers use; the API only reports it (/v1/health).
+        rate_limit_per_minute: job submissions plus data set uploads one API key may make per
+            minute (429 with `Retry-After` above it), with bursts up to the same number; 0 turns
+            the limit off. Counted in each API process's memory: N API processes behind a load
+            balancer allow up to N times this, and a restart forgets the counts.
     """
 
     model_config = SettingsConfigDict(env_prefix="SLIMFORMER_", extra="ignore")
@@ -52,6 +56,7 @@ class Settings(BaseSettings):
     max_page_size: int = Field(100, ge=1, le=1000)
     teacher_roots: list[Path] = Field(default_factory=list)
     ray_address: str | None = Field(None, validation_alias=AliasChoices("SLIMFORMER_RAY_ADDRESS", "RAY_ADDRESS"))
+    rate_limit_per_minute: int = Field(60, ge=0, le=1_000_000)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

@@ -19,6 +19,8 @@ from slimformer import __version__
 from slimformer.contracts.settings import Settings, get_settings
 from slimformer.service.exception_handlers import install_exception_handlers
 from slimformer.service.limits import BodySizeLimitMiddleware
+from slimformer.service.openapi import install_openapi
+from slimformer.service.rate_limit import TokenBucketLimiter
 from slimformer.service.routes import candidates, datasets, health, jobs
 from slimformer.store.db import make_engine, make_session_factory
 from slimformer.store.schema import check_schema, upgrade
@@ -53,7 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings: the configuration; None reads `SLIMFORMER_*` variables.
 
     Returns:
-        The FastAPI app, with `app.state.settings`, `.engine` and `.session_factory`.
+        The FastAPI app, with `app.state.settings`, `.engine`, `.session_factory` and `.rate_limiter`
+        (this process's counts of submissions and uploads per API key).
     """
     settings = settings or get_settings()
 
@@ -78,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.session_factory = make_session_factory(app.state.engine)
+    app.state.rate_limiter = TokenBucketLimiter(settings.rate_limit_per_minute)
     app.add_middleware(
         BodySizeLimitMiddleware,
         default_limit=settings.max_body_bytes,
@@ -86,4 +90,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_exception_handlers(app)
     for module in (jobs, candidates, datasets, health):
         app.include_router(module.router)
+    install_openapi(app, settings.max_page_size)
     return app

@@ -68,11 +68,11 @@ def tenant_for_key(session: Session, key: str | None) -> Tenant:
 
 # --- the FastAPI dependency ----------------------------------------------------------------------
 
-_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sf_...`")
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sf_...`")
 
 
 def get_current_tenant(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Tenant:
     """The tenant of the request's bearer key; `Unauthorized` (401) otherwise."""
     return tenant_for_key(session, credentials.credentials if credentials else None)

@@ -14,9 +14,8 @@ from sqlalchemy.orm import Session
 
 from slimformer.contracts.settings import Settings
 from slimformer.service.errors import InvalidRequest
+from slimformer.service.schemas import MAX_OFFSET, MAX_PAGE_SIZE
 from slimformer.store.db import session_scope
-
-MAX_OFFSET = 1_000_000
 
 
 def get_settings(request: Request) -> Settings:
@@ -47,7 +46,10 @@ class PageParams:
 
 def get_page(
     settings: SettingsDep,
-    limit: Annotated[int | None, Query(ge=1, description="items per page (capped by the server)")] = None,
+    # The schema's maximum is the app's own max_page_size (`slimformer.service.openapi`).
+    limit: Annotated[
+        int | None, Query(ge=1, le=MAX_PAGE_SIZE, description="items per page (at most the server's page size)")
+    ] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")] = 0,
 ) -> PageParams:
     """`limit`/`offset` query parameters; a `limit` over the server's cap is a 422, not silently cut."""

@@ -14,8 +14,8 @@ from slimformer.errors import SlimformerError
 from slimformer.store.errors import Conflict, DatabaseUnavailable, NotFound, SchemaOutOfDate
 
 __all__ = [
-    "Conflict", "DatabaseUnavailable", "InvalidRequest", "NotFound", "PayloadTooLarge", "SchemaOutOfDate",
-    "Unauthorized",
+    "Conflict", "DatabaseUnavailable", "InvalidRequest", "NotFound", "PayloadTooLarge", "RateLimited",
+    "SchemaOutOfDate", "Unauthorized",
 ]
 
 
@@ -25,6 +25,18 @@ class Unauthorized(SlimformerError):
 
 class PayloadTooLarge(SlimformerError):
     """A request body or upload over its size limit (413)."""
+
+
+class RateLimited(SlimformerError):
+    """An API key over its request rate (429).
+
+    Attributes:
+        retry_after: whole seconds until a request would be accepted again (`Retry-After`).
+    """
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class InvalidRequest(SlimformerError, ValueError):

@@ -1,7 +1,8 @@
 """How errors become HTTP answers: one table from error class to status, one handler.
 
-Bodies keep FastAPI's shape: `{"detail": "message"}`, or `{"detail": [{"loc", "msg", "type", "ctx"}]}`
-for request problems (422), the same list a schema validation error gives.
+Bodies keep FastAPI's shape: `{"detail": "message"}`, or for every 422 `{"detail": [{"loc", "msg",
+"type", "ctx"}]}`, the same list a schema validation error gives (the OpenAPI schema promises both:
+`schemas.ErrorOut` and FastAPI's `HTTPValidationError`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ import logging
 import math
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from slimformer.errors import ArchError, DataError, InfeasibleBudgetError, SlimformerError, TeacherError
 from slimformer.service.errors import (
@@ -23,6 +28,7 @@ from slimformer.service.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     SchemaOutOfDate,
     Unauthorized,
 )
@@ -36,6 +42,7 @@ STATUS_BY_ERROR: tuple[tuple[type[SlimformerError], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),
     (PayloadTooLarge, 413),
+    (RateLimited, 429),
     (InvalidRequest, 422),
     (InfeasibleBudgetError, 422),
     (DataError, 422),
@@ -64,6 +71,9 @@ def error_detail(exc: SlimformerError) -> Any:
                  "ctx": {"smallest": exc.smallest}}]
     if isinstance(exc, DataError):
         return [{"loc": ["body", "file"], "msg": str(exc), "type": "invalid_data"}]
+    if status_for(exc) == 422:
+        # Any other 422 (a teacher or architecture problem) keeps the list shape the schema documents.
+        return [{"loc": ["body"], "msg": str(exc), "type": type(exc).__name__}]
     return str(exc)
 
 
@@ -76,6 +86,9 @@ def slimformer_error_response(exc: SlimformerError) -> JSONResponse:
         headers["WWW-Authenticate"] = 'Bearer realm="slimformer"'
         if "invalid" in str(exc):
             headers["WWW-Authenticate"] += ', error="invalid_token"'
+    elif status == 429:
+        assert isinstance(exc, RateLimited)
+        headers["Retry-After"] = str(exc.retry_after)
     elif status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if status == 500:
@@ -103,6 +116,24 @@ async def _handle_validation_error(_request: Request, exc: Exception) -> JSONRes
     return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
 
 
+async def _handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        # Starlette's `Allow` names only the methods of the first route on the path, but GET and POST
+        # of one path are separate routes here (/v1/jobs, /v1/datasets): name those of every route.
+        allowed = sorted({method for route in _flat_routes(request.app)
+                          if route.matches(request.scope)[0] != Match.NONE for method in getattr(route, "methods", ())})
+        if allowed:
+            exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(allowed)})
+    return await http_exception_handler(request, exc)
+
+
+def _flat_routes(app: FastAPI) -> list[Any]:
+    # FastAPI >= 0.16x keeps included routers as nodes of their own; older ones list the routes flat.
+    iter_route_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    return list(iter_route_contexts(app.routes)) if iter_route_contexts else list(app.routes)
+
+
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
@@ -118,3 +149,4 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SlimformerError, _handle_slimformer_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(SQLAlchemyError, _handle_sqlalchemy_error)
+    app.add_exception_handler(StarletteHTTPException, _handle_http_exception)

@@ -8,18 +8,31 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
+
+# The most events a job's detail carries (`store.events.recent_events`' default).
+MAX_EVENTS = 20
+# Bounds the settings allow; the app's schema tightens `limit` and `items` to its own page size
+# (`slimformer.service.openapi`).
+MAX_PAGE_SIZE = 1000
+MAX_OFFSET = 1_000_000
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer except 422 (which carries a list, FastAPI's `HTTPValidationError`)."""
+
+    detail: str = Field(description="what went wrong, for people")
 
 
 class Page(BaseModel, Generic[T]):
     """One page of a list, newest first unless a sort says otherwise."""
 
-    items: list[T]
-    total: int
-    limit: int
-    offset: int
+    items: list[T] = Field(max_length=MAX_PAGE_SIZE)
+    total: int = Field(ge=0)
+    limit: int = Field(ge=1, le=MAX_PAGE_SIZE)
+    offset: int = Field(ge=0, le=MAX_OFFSET)
 
 
 class EventOut(BaseModel):
@@ -58,7 +71,7 @@ class JobOut(BaseModel):
 class JobDetail(JobOut):
     """A job with its last 20 events, oldest first."""
 
-    events: list[EventOut]
+    events: list[EventOut] = Field(max_length=MAX_EVENTS)
 
 
 class CandidateOut(BaseModel):

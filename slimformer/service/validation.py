@@ -12,11 +12,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from slimformer.contracts.spec import JobSpec, LatencyShape
@@ -99,6 +101,37 @@ def check_spec(session: Session, tenant_id: str, spec: JobSpec, teacher_roots: l
     return CheckedSpec(spec=spec, teacher_dir=folder, dataset_id=dataset_id, facts=facts, smallest=smallest)
 
 
+def booleans_as_numbers(model: type[BaseModel], data: Any, loc: list[str | int]) -> list[dict[str, Any]]:
+    """Where a JSON body gives `true`/`false` for a number of `model` (pydantic's lax mode reads 1/0).
+
+    The schema says integer or number, so a boolean there is a client's mistake to refuse, not a
+    value to guess at.
+
+    Args:
+        model: the request model (nested models are followed).
+        data: the parsed JSON body, or part of it.
+        loc: where `data` sits, e.g. ["body"].
+
+    Returns:
+        FastAPI-style error items, one per boolean found; empty when there is none.
+    """
+    if not isinstance(data, dict):
+        return []
+    errors: list[dict[str, Any]] = []
+    for name, field in model.model_fields.items():
+        if name not in data:
+            continue
+        types = typing.get_args(field.annotation) or (field.annotation,)
+        nested = [t for t in types if isinstance(t, type) and issubclass(t, BaseModel)]
+        if nested:
+            errors += booleans_as_numbers(nested[0], data[name], [*loc, name])
+        elif isinstance(data[name], bool) and bool not in types and {int, float} & set(types):
+            kind = "integer" if int in types else "number"
+            errors.append({"loc": [*loc, name], "msg": f"Input should be a valid {kind}, not a boolean",
+                           "type": "int_type" if int in types else "float_type", "input": data[name]})
+    return errors
+
+
 # --- teacher ---------------------------------------------------------------------------------------
 
 
@@ -125,17 +158,18 @@ def resolve_teacher_config(name: str, roots: list[Path]) -> tuple[Path, dict[str
             raise InvalidRequest([_error("teacher", f"built-in teacher {name!r} is not installed on this server",
                                          "teacher_unavailable", valid)])
     else:
-        folder = Path(name).expanduser().resolve()
-        if roots and not any(folder.is_relative_to(root) for root in roots):
+        resolved = _resolve_path(name)
+        if resolved is not None and roots and not any(resolved.is_relative_to(root) for root in roots):
             raise InvalidRequest([_error(
                 "teacher", f"teacher directory {name!r} is outside the folders this server allows "
                 f"({', '.join(str(r) for r in roots)})", "teacher_not_allowed", valid,
             )])
-        if not folder.is_dir():
+        if resolved is None or not _is_dir(resolved):
             raise InvalidRequest([_error(
                 "teacher", f"unknown teacher {name!r}: not a built-in teacher and not an existing directory",
                 "unknown_teacher", valid,
             )])
+        folder = resolved
     folder = _transformer_folder(folder)
     config_file = folder / "config.json"
     try:
@@ -152,6 +186,22 @@ def resolve_teacher_config(name: str, roots: list[Path]) -> tuple[Path, dict[str
             "invalid_teacher", valid,
         )])
     return folder, config
+
+
+def _resolve_path(name: str) -> Path | None:
+    """`name` as an absolute path; None for text no path can be (a NUL byte, `~user` of no such user)."""
+    try:
+        return Path(name).expanduser().resolve()
+    except (ValueError, RuntimeError, OSError):
+        return None
+
+
+def _is_dir(path: Path) -> bool:
+    # Path.is_dir lets some errors through (a name too long for the file system): none is a folder.
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def _transformer_folder(folder: Path) -> Path:

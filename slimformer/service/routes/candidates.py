@@ -14,11 +14,12 @@ from slimformer.plots import MEDIA_TYPES, ImageFormat, PlotPoint, render_pareto
 from slimformer.service.auth import CurrentTenant
 from slimformer.service.deps import PageDep, SessionDep, SettingsDep
 from slimformer.service.downloads import build_lock, build_zip, resolve_under, zip_cache_path
+from slimformer.service.openapi import PROTECTED, error_responses
 from slimformer.service.schemas import CandidateOut, Page
 from slimformer.store import artifacts, candidates, jobs
 from slimformer.store.models import Artifact, Candidate
 
-router = APIRouter(prefix="/v1/jobs", tags=["candidates"])
+router = APIRouter(prefix="/v1/jobs", tags=["candidates"], responses=PROTECTED)
 
 # "-x" sorts descending; the whitelist is the OpenAPI enum (the names of `candidates.SORT_COLUMNS`),
 # so no client text reaches ORDER BY.
@@ -28,7 +29,7 @@ CandidateSort = Literal[
     "dev_accuracy", "-dev_accuracy", "test_accuracy", "-test_accuracy",
 ]
 ArtifactFormat = Literal["hf", "onnx", "onnx-int8"]
-_NOT_FOUND = {404: {"description": "No such job or candidate (or not yours)"}}
+_NOT_FOUND = error_responses(described={404: "No such job or candidate (or not yours)"})
 
 
 @router.get("/{job_id}/candidates", responses=_NOT_FOUND)
@@ -61,7 +62,10 @@ def get_candidate(job_id: str, candidate_id: str, session: SessionDep, tenant: C
 @router.get(
     "/{job_id}/candidates/{candidate_id}/artifact",
     response_class=FileResponse,
-    responses={200: {"content": {"application/zip": {}}, "description": "The model as a zip"}, **_NOT_FOUND},
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "The model as a zip"},
+        **error_responses(described={404: "No such job or candidate (or not yours), or no artifact in this format"}),
+    },
 )
 def download_artifact(
     job_id: str,

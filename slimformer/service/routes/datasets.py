@@ -13,11 +13,13 @@ from slimformer.errors import DataError
 from slimformer.service.auth import CurrentTenant
 from slimformer.service.deps import PageDep, SessionDep, SettingsDep
 from slimformer.service.errors import PayloadTooLarge
+from slimformer.service.openapi import PROTECTED, error_responses
+from slimformer.service.rate_limit import RateLimit
 from slimformer.service.schemas import DatasetOut, Page
 from slimformer.store import datasets
 from slimformer.store.models import new_id
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=PROTECTED)
 
 UPLOAD_SUFFIXES = CSV_SUFFIXES + JSONL_SUFFIXES
 _CHUNK = 1024 * 1024
@@ -26,8 +28,10 @@ _CHUNK = 1024 * 1024
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={413: {"description": "File over the upload limit"},
-               422: {"description": "Not a usable data set; the message names the line"}},
+    dependencies=[RateLimit],
+    responses=error_responses(400, 429, described={
+        413: "File over the upload limit", 422: "Not a usable data set; the message names the line",
+    }),
 )
 def upload_dataset(
     file: UploadFile,
@@ -39,7 +43,8 @@ def upload_dataset(
     """Upload a labelled data set (`.csv`, `.jsonl` or `.json` lines; columns `text` and `label`).
 
     It is checked in full before it is kept: a problem answers 422 with a message that names the
-    line ("reviews.csv line 7: empty text"). Use the returned `id` as a job's `dataset`.
+    line ("reviews.csv line 7: empty text"). Use the returned `id` as a job's `dataset`. Counts
+    against the API key's rate limit (429 with `Retry-After` over it).
     """
     # The client's file name is only a label and a suffix: the stored name is ours.
     filename = PurePosixPath((file.filename or "").replace("\\", "/")).name or "upload"
@@ -84,7 +89,7 @@ def list_datasets(session: SessionDep, tenant: CurrentTenant, page: PageDep) -> 
                             offset=page.offset)
 
 
-@router.get("/{dataset_id}", responses={404: {"description": "No such data set (or not yours)"}})
+@router.get("/{dataset_id}", responses=error_responses(described={404: "No such data set (or not yours)"}))
 def get_dataset(dataset_id: str, session: SessionDep, tenant: CurrentTenant) -> DatasetOut:
     """One uploaded data set."""
     return DatasetOut.model_validate(datasets.get_dataset(session, tenant.id, dataset_id))

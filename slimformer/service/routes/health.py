@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from slimformer.service.deps import SettingsDep
 from slimformer.service.errors import DatabaseUnavailable
 from slimformer.service.exception_handlers import RETRY_AFTER_SECONDS
+from slimformer.service.openapi import RETRY_AFTER_HEADER
 from slimformer.service.schemas import HealthOut
 from slimformer.store.schema import current_revision, head_revision
 
@@ -20,7 +21,10 @@ router = APIRouter(prefix="/v1/health", tags=["health"])
 _RAY_PROBE_TIMEOUT_S = 0.5
 
 
-@router.get("", responses={503: {"model": HealthOut, "description": "The database is unreachable"}})
+_UNAVAILABLE = {"model": HealthOut, "description": "The database is unreachable", "headers": RETRY_AFTER_HEADER}
+
+
+@router.get("", responses={503: _UNAVAILABLE})
 def health(request: Request, response: Response, settings: SettingsDep) -> HealthOut:
     """200 when the database answers, 503 when it does not. Ray is reported, never started."""
     database: dict[str, Any] = {"ok": True}

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from slimformer.contracts.spec import JobSpec
 from slimformer.service.auth import CurrentTenant
 from slimformer.service.deps import PageDep, SessionDep, SettingsDep
+from slimformer.service.openapi import PROTECTED, error_responses
+from slimformer.service.rate_limit import RateLimit
 from slimformer.service.schemas import EventOut, JobDetail, JobOut, Page
-from slimformer.service.validation import check_spec
+from slimformer.service.validation import booleans_as_numbers, check_spec
 from slimformer.store import events, jobs
 from slimformer.store.models import Job
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=PROTECTED)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -23,16 +27,30 @@ IdempotencyKey = Annotated[
         description="Retries with the same key (and body) return the job the first request made.",
     ),
 ]
+async def no_booleans_as_numbers(request: Request) -> None:
+    """422 for `true`/`false` given where the spec wants a number (see `booleans_as_numbers`)."""
+    try:
+        data = json.loads(await request.body())  # the body FastAPI already read, cached on the request
+    except ValueError:
+        return  # not JSON: FastAPI's own parsing answers that
+    errors = booleans_as_numbers(JobSpec, data, ["body"])
+    if errors:
+        raise RequestValidationError(errors)
+
+
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
+    dependencies=[RateLimit, Depends(no_booleans_as_numbers)],
     responses={
         200: {"model": JobOut, "description": "A retry: the job an earlier request with this Idempotency-Key made"},
-        409: {"description": "The Idempotency-Key was used before for a different request"},
-        422: {"description": "Unknown teacher or data set, or a budget no architecture can meet"},
+        **error_responses(400, 413, 429, described={
+            409: "The Idempotency-Key was used before for a different request",
+            422: "Invalid request, unknown teacher or data set, or a budget no architecture can meet",
+        }),
     },
 )
 def submit_job(
@@ -43,7 +61,7 @@ def submit_job(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
-    """Queue a compression job.
+    """Queue a compression job. Counts against the API key's rate limit (429 with `Retry-After` over it).
 
     201 with the new job; with an `Idempotency-Key` that this tenant used before for the same body,
     200 with that earlier job and `Idempotent-Replayed: true` (no second job, even for concurrent
@@ -83,7 +101,7 @@ def list_jobs(
                         offset=page.offset)
 
 
-@router.get("/{job_id}", responses={404: {"description": "No such job (or not yours)"}})
+@router.get("/{job_id}", responses=error_responses(described={404: "No such job (or not yours)"}))
 def get_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobDetail:
     """A job's status, stage, progress, ETA, timestamps and its last 20 events."""
     job = jobs.get_job(session, tenant.id, job_id)
@@ -93,7 +111,7 @@ def get_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobDetai
 
 @router.post(
     "/{job_id}/cancel",
-    responses={404: {"description": "No such job (or not yours)"}, 409: {"description": "The job has finished"}},
+    responses=error_responses(413, described={404: "No such job (or not yours)", 409: "The job has finished"}),
 )
 def cancel_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobOut:
     """Cancel a job: a queued one is cancelled at once; a running one gets `cancel_requested` and its
