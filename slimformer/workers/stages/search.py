@@ -32,10 +32,12 @@ from slimformer.workers.context import RunContext, write_json
 def spread_along_front(front: list[TrialRecord], k: int) -> list[TrialRecord]:
     """k records of the front spread evenly over its predicted latency range (all if k >= len).
 
-    For each of k latency targets evenly spaced from the front's fastest to its slowest point, the
-    unused front point nearest in latency is taken (ties: the better score). Even spacing in
+    The fastest point is always one. The range is then cut into k - 1 more bands of equal width,
+    centred on evenly spaced latency targets up to the slowest point, and each band gives its
+    best-scoring unused point (the nearest unused point when a band is empty). Even spacing in
     latency, not in rank, because fronts are dense where many cheap archs score alike and sparse
     near the teacher, and a user choosing a model for a latency budget needs choices at every
+    budget; within a band the better score wins, because two points 0.4 ms apart serve the same
     budget. One finalist is the best-scoring point.
     """
     ordered = sorted(front, key=lambda r: (r.latency_ms, r.proxy))
@@ -44,11 +46,16 @@ def spread_along_front(front: list[TrialRecord], k: int) -> list[TrialRecord]:
     if k == 1:
         return [min(ordered, key=lambda r: (r.proxy, r.latency_ms))]
     lo, hi = ordered[0].latency_ms, ordered[-1].latency_ms
-    taken: list[int] = []
-    for i in range(k):
+    half = (hi - lo) / (k - 1) / 2
+    taken: list[int] = [0]
+    for i in range(1, k):
         target = lo + (hi - lo) * i / (k - 1)
         rest = [j for j in range(len(ordered)) if j not in taken]
-        taken.append(min(rest, key=lambda j: (abs(ordered[j].latency_ms - target), ordered[j].proxy)))
+        band = [j for j in rest if abs(ordered[j].latency_ms - target) <= half]
+        if band:
+            taken.append(min(band, key=lambda j: (ordered[j].proxy, ordered[j].latency_ms)))
+        else:
+            taken.append(min(rest, key=lambda j: (abs(ordered[j].latency_ms - target), ordered[j].proxy)))
     return [ordered[j] for j in sorted(taken)]
 
 
