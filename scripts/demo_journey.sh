@@ -90,8 +90,18 @@ WATCH_PID=$!
 wait "$WATCH_PID"
 WATCH_PID=""
 
-step "Pareto-optimal candidates"
+step "Pareto-optimal candidates, and the teacher they were compressed from"
 "$BIN/slimformer" pareto "$JOB_ID" --plot "$SLIMFORMER_HOME/pareto.png"
+# The embedded server's run folder is on this machine: its teacher.json has the teacher's figures.
+"$BIN/python" - "$SLIMFORMER_HOME/artifacts/runs/$JOB_ID/teacher.json" <<'PY'
+import json
+import sys
+
+t = json.load(open(sys.argv[1]))["teacher"]
+test = "-" if t.get("test_accuracy") is None else f"{t['test_accuracy']:.3f}"
+print(f"teacher {t['name']}: {t['params'] / 1e6:.3f}M params, {t['latency_ms']:.2f} ms, "
+      f"dev acc {t['dev_accuracy']:.3f}, test acc {test} (whole splits)")
+PY
 
 BEST_ID=$("$BIN/slimformer" pareto "$JOB_ID" --json | "$BIN/python" -c '
 import json, sys
