@@ -233,5 +233,5 @@ def plot(doc: dict) -> bytes:
     refs += [ReferencePoint("every other layer", r["latency_ms"], r["test_accuracy"], "D") for r in b["every_other"]]
     refs += [ReferencePoint("random search", r["latency_ms"], r["test_accuracy"], "^") for r in b["random"]]
     refs += [ReferencePoint("TF-IDF + LR", b["tfidf_lr"]["latency_ms"], b["tfidf_lr"]["test_accuracy"], "x")]
-    title = f"slimformer vs the alternatives ({doc['teacher_name']} on {doc['dataset']}, test split)"
+    title = f"slimformer vs alternatives: {doc['teacher_name']}, {doc['dataset']} (test)"
     return render_pareto(points, "png", title, "test accuracy", refs)
