@@ -32,7 +32,7 @@ from slimformer.data.types import Example, batch_order, encode_batch
 from slimformer.search_space import TeacherFacts
 from slimformer.supernet.device import to_device, training_device
 from slimformer.supernet.distill import relative_mse
-from slimformer.supernet.task_score import predict_logits
+from slimformer.supernet.task_score import logits_of, predict_logits
 
 
 @dataclass
@@ -61,10 +61,6 @@ class FinetuneResult:
     loss_history: list[float] = field(default_factory=list)
     dev_history: list[tuple[int, float]] = field(default_factory=list)  # (step, dev accuracy)
     best_step: int = 0
-
-
-def logits_of(output: Any) -> torch.Tensor:
-    return output["logits"] if isinstance(output, dict) else output.logits
 
 
 @torch.no_grad()

@@ -25,7 +25,8 @@ from slimformer.supernet.device import to_device
 SCORE_METRICS = ("kl", "error")
 
 
-def _logits(output: Any) -> torch.Tensor:
+def logits_of(output: Any) -> torch.Tensor:
+    """The logits of a model output: a dict (SubNet, Supernet) or an object with `.logits` (the teacher)."""
     return output["logits"] if isinstance(output, dict) else output.logits
 
 
@@ -41,7 +42,7 @@ def predict_logits(
     try:
         for idx in batch_order(len(texts), batch_size):
             batch = to_device(encode_batch(tokenizer, [texts[i] for i in idx], max_length=max_length), device)
-            out.append(_logits(model(**batch)).float().cpu())
+            out.append(logits_of(model(**batch)).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, 0)
@@ -97,7 +98,7 @@ class SharedWeightScorer:
             for batch, teacher in self.batches:
                 batch = to_device(dict(batch), device)
                 gold = batch.pop("labels")
-                logits = _logits(supernet(**batch)).float()
+                logits = logits_of(supernet(**batch)).float()
                 correct += int((logits.argmax(-1) == gold).sum())
                 log_p_student = F.log_softmax(logits, -1)
                 kl_sum += float(F.kl_div(log_p_student, F.log_softmax(teacher.to(device), -1), log_target=True,

@@ -32,7 +32,7 @@ class StagePlan:
     extra: dict = field(default_factory=dict)
 
 
-def DEFAULT_TEACHER(seed: int) -> TeacherSettings:  # noqa: N802 - reads as a constant
+def default_teacher_settings(seed: int) -> TeacherSettings:
     """The teacher every real preset shares (and so caches once per task): the whole training split,
     at most 3 epochs, stopped when dev accuracy stops improving, max_length picked from the data.
 
@@ -63,7 +63,7 @@ def plan_for(spec: JobSpec) -> StagePlan:
         )
     elif spec.preset == "quick":
         plan = StagePlan(
-            teacher=DEFAULT_TEACHER(seed),
+            teacher=default_teacher_settings(seed),
             distill_texts=1200, states_max_length=64,
             blocks=BlockTrainSettings(steps=120, batch_size=24, lr=5e-4, warmup_steps=10, checkpoint_every=20,
                                       seed=seed),
@@ -77,7 +77,7 @@ def plan_for(spec: JobSpec) -> StagePlan:
         )
     else:
         plan = StagePlan(
-            teacher=DEFAULT_TEACHER(seed),
+            teacher=default_teacher_settings(seed),
             distill_texts=12000, states_max_length=128,
             blocks=BlockTrainSettings(steps=2000, batch_size=32, lr=5e-4, warmup_steps=100, checkpoint_every=100,
                                       seed=seed),
