@@ -1,7 +1,7 @@
 """The client commands: drive a slimformer server over HTTP (slimformer.client; no torch, no database).
 
     slimformer submit --teacher DIR --dataset FILE|NAME|ID [--preset quick] [--latency-ms 5] ...
-    slimformer jobs | status ID [--watch] | pareto ID [--plot FILE] | cancel ID
+    slimformer jobs [--all] | status ID [--watch] | pareto ID [--plot FILE] | cancel ID
     slimformer download ID CANDIDATE --format hf|onnx|onnx-int8 -o DIR
 
 The server and key come from `--url`/`--key`, else SLIMFORMER_URL/SLIMFORMER_API_KEY, else the
@@ -82,14 +82,18 @@ def cmd_submit(args: argparse.Namespace, client: SlimformerClient) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace, client: SlimformerClient) -> int:
-    page = client.list_jobs(status=args.status, limit=args.limit)
+    if args.all:
+        listed, total = list(client.iter_jobs(status=args.status)), None
+    else:
+        page = client.list_jobs(status=args.status, limit=args.limit)
+        listed, total = page.items, page.total
     rows = [(j.id, j.name or "-", j.status, j.stage or "-", f"{100 * j.progress:.0f}%",
              eta(j.eta_seconds) if j.status == "running" else "-",
              j.created_at.strftime("%Y-%m-%d %H:%M:%S") if j.created_at else "-")
-            for j in page.items]
+            for j in listed]
     print(format_table(("id", "name", "status", "stage", "progress", "eta", "created"), rows))
-    if page.total > len(rows):
-        print(f"({len(rows)} of {page.total} jobs; --limit for more)")
+    if total is not None and total > len(rows):
+        print(f"({len(rows)} of {total} jobs; --all for every one)")
     return 0
 
 
@@ -116,17 +120,15 @@ def cmd_pareto(args: argparse.Namespace, client: SlimformerClient) -> int:
     suffix = (plot.suffix.lower().lstrip(".") or "png") if plot else ""
     if plot and suffix not in ("png", "svg"):
         raise UserError(f"--plot {plot}: use a .png or .svg file name")
-    # The front is at most `finalists` (<= 20) candidates: one default page holds it.
-    page = client.candidates(args.job_id, pareto=True, sort="measured_latency_ms")
+    # The front is at most `finalists` (<= 20) candidates, usually one page; every page is read anyway.
+    front = list(client.iter_candidates(args.job_id, pareto=True, sort="measured_latency_ms"))
     rows = [(c.id, c.arch_hash, num(c.params and c.params / 1e6, "{:.3f}M"), num(c.measured_latency_ms, "{:.2f}"),
              num(c.dev_accuracy, "{:.3f}"), num(c.test_accuracy, "{:.3f}"), ",".join(c.formats) or "-")
-            for c in page.items]
+            for c in front]
     if args.json:
-        print(json.dumps([c.raw for c in page.items], indent=2))
+        print(json.dumps([c.raw for c in front], indent=2))
     elif rows:
         print(format_table(("candidate", "hash", "params", "latency ms", "dev acc", "test acc", "formats"), rows))
-        if page.total > len(rows):
-            print(f"({len(rows)} of {page.total} Pareto candidates shown)")
     else:
         print("no Pareto candidates yet (the front is set when the job's report stage is done)")
     if plot:
@@ -187,7 +189,8 @@ def add_remote_commands(sub: Any) -> None:
 
     jobs = command("jobs", cmd_jobs, "list your jobs, newest first")
     jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
-    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--limit", type=int, default=20, help="jobs to show (default 20)")
+    jobs.add_argument("--all", action="store_true", help="every job, read page by page")
 
     status = command("status", cmd_status, "a job's status; --watch draws a progress bar until it ends")
     status.add_argument("job_id")

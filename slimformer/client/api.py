@@ -8,10 +8,10 @@ failure is a ClientError with a message fit to show a person.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -20,6 +20,8 @@ from slimformer.client.errors import ClientError, http_error_message, transport_
 from slimformer.client.models import Candidate, Dataset, Job, Page
 
 __all__ = ["SlimformerClient"]
+
+T = TypeVar("T")
 
 
 class SlimformerClient:
@@ -96,14 +98,24 @@ class SlimformerClient:
         """The job with its recent events."""
         return Job.from_dict(self.json("GET", f"/v1/jobs/{job_id}"))
 
-    def list_jobs(self, status: str | None = None, limit: int = 20, offset: int = 0) -> Page[Job]:
-        """The tenant's jobs, newest first."""
-        params: dict[str, Any] = {"limit": limit}
+    def list_jobs(self, status: str | None = None, limit: int | None = 20, offset: int = 0,
+                  cursor: str | None = None) -> Page[Job]:
+        """One page of the tenant's jobs, newest first; pass a page's `next_cursor` as `cursor` for the next.
+
+        `limit=None` asks for the server's default page size.
+        """
+        params: dict[str, Any] = {} if limit is None else {"limit": limit}
         if offset:
             params["offset"] = offset
+        if cursor:
+            params["cursor"] = cursor
         if status:
             params["status"] = status
         return _page(self.json("GET", "/v1/jobs", params=params), Job.from_dict)
+
+    def iter_jobs(self, status: str | None = None, page_size: int | None = None) -> Iterator[Job]:
+        """Every job of the tenant, newest first, page by page (by cursor: none twice, none skipped)."""
+        return _walk(lambda cursor: self.list_jobs(status=status, limit=page_size, cursor=cursor))
 
     def cancel_job(self, job_id: str) -> Job:
         """Cancel a queued job, or ask a running one to stop at its next check."""
@@ -112,8 +124,11 @@ class SlimformerClient:
     # --- candidates and artifacts ------------------------------------------------------------
 
     def candidates(self, job_id: str, pareto: bool | None = None, sort: str | None = None,
-                   limit: int | None = None, offset: int = 0) -> Page[Candidate]:
-        """The job's candidates; `pareto=True` only the front, `sort` by a field (e.g. measured_latency_ms)."""
+                   limit: int | None = None, offset: int = 0, cursor: str | None = None) -> Page[Candidate]:
+        """The job's candidates; `pareto=True` only the front, `sort` by a field (e.g. measured_latency_ms).
+
+        For the next page pass this page's `next_cursor` as `cursor`, with the same `pareto` and `sort`.
+        """
         params: dict[str, Any] = {}
         if pareto is not None:
             params["pareto"] = "true" if pareto else "false"
@@ -123,7 +138,14 @@ class SlimformerClient:
             params["limit"] = limit
         if offset:
             params["offset"] = offset
+        if cursor:
+            params["cursor"] = cursor
         return _page(self.json("GET", f"/v1/jobs/{job_id}/candidates", params=params), Candidate.from_dict)
+
+    def iter_candidates(self, job_id: str, pareto: bool | None = None, sort: str | None = None,
+                        page_size: int | None = None) -> Iterator[Candidate]:
+        """Every candidate of the job (filtered and sorted as in `candidates`), page by page."""
+        return _walk(lambda cursor: self.candidates(job_id, pareto, sort, limit=page_size, cursor=cursor))
 
     def pareto_plot(self, job_id: str, format: str = "png") -> bytes:
         """The Pareto plot as PNG or SVG bytes."""
@@ -143,9 +165,18 @@ class SlimformerClient:
 
     # --- data sets ---------------------------------------------------------------------------
 
-    def list_datasets(self) -> Page[Dataset]:
-        """The tenant's newest uploads (the server's default page)."""
-        return _page(self.json("GET", "/v1/datasets"), Dataset.from_dict)
+    def list_datasets(self, limit: int | None = None, cursor: str | None = None) -> Page[Dataset]:
+        """One page of the tenant's uploads, newest first (the server's default page size unless `limit`)."""
+        params: dict[str, Any] = {}
+        if limit is not None:
+            params["limit"] = limit
+        if cursor:
+            params["cursor"] = cursor
+        return _page(self.json("GET", "/v1/datasets", params=params), Dataset.from_dict)
+
+    def iter_datasets(self, page_size: int | None = None) -> Iterator[Dataset]:
+        """Every upload of the tenant, newest first, page by page."""
+        return _walk(lambda cursor: self.list_datasets(limit=page_size, cursor=cursor))
 
     def upload_dataset(self, path: Path | str, name: str | None = None) -> Dataset:
         """Upload a CSV/JSONL file of labelled text."""
@@ -164,7 +195,7 @@ class SlimformerClient:
             The data set and whether it was an earlier upload.
         """
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        for dataset in self.list_datasets().items:
+        for dataset in self.iter_datasets():
             if dataset.sha256 == digest:
                 return dataset, True
         return self.upload_dataset(path), False
@@ -172,4 +203,19 @@ class SlimformerClient:
 
 def _page(doc: dict[str, Any], parse: Any) -> Page[Any]:
     return Page(items=[parse(item) for item in doc["items"]], total=doc["total"], limit=doc.get("limit", 0),
-                offset=doc.get("offset", 0))
+                offset=doc.get("offset", 0), next_cursor=doc.get("next_cursor"))
+
+
+def _walk(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
+    """The items of every page, following `next_cursor` until a page has none.
+
+    Pages are fetched as the iteration reaches them; a server too old to return cursors ends the
+    walk after its first page.
+    """
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        yield from page.items
+        if not page.next_cursor:
+            return
+        cursor = page.next_cursor

@@ -143,9 +143,11 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    """One page of a listing: `items`, and `total` across all pages."""
+    """One page of a listing: `items`, `total` across all pages, and `next_cursor` for the next page
+    (None on the last; the client's `iter_*` methods follow it for you)."""
 
     items: list[T]
     total: int
     limit: int
     offset: int = 0
+    next_cursor: str | None = None

@@ -16,6 +16,7 @@ from slimformer.contracts.settings import Settings
 from slimformer.service.errors import InvalidRequest
 from slimformer.service.schemas import MAX_OFFSET, MAX_PAGE_SIZE
 from slimformer.store.db import session_scope
+from slimformer.store.pages import CURSOR_PATTERN, MAX_CURSOR_LENGTH
 
 
 def get_settings(request: Request) -> Settings:
@@ -42,6 +43,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 class PageParams:
     limit: int
     offset: int
+    cursor: str | None = None
 
 
 def get_page(
@@ -50,9 +52,17 @@ def get_page(
     limit: Annotated[
         int | None, Query(ge=1, le=MAX_PAGE_SIZE, description="items per page (at most the server's page size)")
     ] = None,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip (not with `cursor`)")] = 0,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1, max_length=MAX_CURSOR_LENGTH, pattern=CURSOR_PATTERN,
+            description="the `next_cursor` of the page before, from this same list (same filters and sort); "
+            "a malformed or foreign cursor is a 422",
+        ),
+    ] = None,
 ) -> PageParams:
-    """`limit`/`offset` query parameters; a `limit` over the server's cap is a 422, not silently cut."""
+    """`limit`, `offset` and `cursor` query parameters; a `limit` over the server's cap is a 422, not silently cut."""
     if limit is None:
         limit = settings.default_page_size
     if limit > settings.max_page_size:
@@ -62,7 +72,12 @@ def get_page(
             "less_than_equal",
             le=settings.max_page_size,
         )
-    return PageParams(limit=limit, offset=offset)
+    if cursor is not None and offset:
+        raise InvalidRequest.at(
+            ["query", "offset"], "give a cursor or an offset, not both (a cursor already says where the page starts)",
+            "cursor_with_offset",
+        )
+    return PageParams(limit=limit, offset=offset, cursor=cursor)
 
 
 PageDep = Annotated[PageParams, Depends(get_page)]

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from slimformer.errors import SlimformerError
-from slimformer.store.errors import Conflict, DatabaseUnavailable, NotFound, SchemaOutOfDate
+from slimformer.store.errors import BadCursor, Conflict, DatabaseUnavailable, NotFound, SchemaOutOfDate
 
 __all__ = [
-    "Conflict", "DatabaseUnavailable", "InvalidRequest", "NotFound", "PayloadTooLarge", "RateLimited",
+    "BadCursor", "Conflict", "DatabaseUnavailable", "InvalidRequest", "NotFound", "PayloadTooLarge", "RateLimited",
     "SchemaOutOfDate", "Unauthorized",
 ]
 

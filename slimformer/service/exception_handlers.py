@@ -23,6 +23,7 @@ from starlette.routing import Match
 
 from slimformer.errors import ArchError, DataError, InfeasibleBudgetError, SlimformerError, TeacherError
 from slimformer.service.errors import (
+    BadCursor,
     Conflict,
     DatabaseUnavailable,
     InvalidRequest,
@@ -44,6 +45,7 @@ STATUS_BY_ERROR: tuple[tuple[type[SlimformerError], int], ...] = (
     (PayloadTooLarge, 413),
     (RateLimited, 429),
     (InvalidRequest, 422),
+    (BadCursor, 422),
     (InfeasibleBudgetError, 422),
     (DataError, 422),
     (TeacherError, 422),
@@ -69,6 +71,8 @@ def error_detail(exc: SlimformerError) -> Any:
     if isinstance(exc, InfeasibleBudgetError):
         return [{"loc": ["body", "budgets"], "msg": str(exc), "type": "budget_infeasible",
                  "ctx": {"smallest": exc.smallest}}]
+    if isinstance(exc, BadCursor):
+        return [{"loc": ["query", "cursor"], "msg": str(exc), "type": "invalid_cursor"}]
     if isinstance(exc, DataError):
         return [{"loc": ["body", "file"], "msg": str(exc), "type": "invalid_data"}]
     if status_for(exc) == 422:

@@ -10,6 +10,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from slimformer.store.pages import CURSOR_PATTERN, MAX_CURSOR_LENGTH
+
 T = TypeVar("T")
 
 # The most events a job's detail carries (`store.events.recent_events`' default).
@@ -27,12 +29,20 @@ class ErrorOut(BaseModel):
 
 
 class Page(BaseModel, Generic[T]):
-    """One page of a list, newest first unless a sort says otherwise."""
+    """One page of a list, newest first unless a sort says otherwise.
+
+    Pass `next_cursor` back as `cursor` for the next page; it is null on the last page. Walking by
+    cursor sees every row that exists throughout the walk exactly once, whatever is added meanwhile.
+    """
 
     items: list[T] = Field(max_length=MAX_PAGE_SIZE)
-    total: int = Field(ge=0)
+    total: int = Field(ge=0, description="items in the whole list (not only after the cursor)")
     limit: int = Field(ge=1, le=MAX_PAGE_SIZE)
-    offset: int = Field(ge=0, le=MAX_OFFSET)
+    offset: int = Field(ge=0, le=MAX_OFFSET, description="items skipped (0 when paging by cursor)")
+    next_cursor: str | None = Field(
+        default=None, max_length=MAX_CURSOR_LENGTH, pattern=CURSOR_PATTERN,
+        description="the `cursor` of the next page; null on the last page",
+    )
 
 
 class EventOut(BaseModel):

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from slimformer.store.errors import NotFound
 from slimformer.store.models import CANDIDATE_STATES, Candidate, new_id, utcnow
+from slimformer.store.pages import Slice, SortKey, fetch_page
 from slimformer.store.sql import NO_SYNC, dialect_insert
 
 CANDIDATE_FIELDS = frozenset(
@@ -102,36 +103,39 @@ def get_candidate(session: Session, job_id: str, candidate_id: str) -> Candidate
 
 
 def list_candidates(
-    session: Session, job_id: str, pareto: bool | None, sort: str, limit: int, offset: int
-) -> tuple[list[Candidate], int]:
+    session: Session, job_id: str, pareto: bool | None, sort: str, limit: int, offset: int = 0,
+    cursor: str | None = None,
+) -> Slice[Candidate]:
     """One page of a job's candidates.
 
     Args:
         session: an open session.
         job_id: the job (check first that it is the tenant's).
         pareto: True for only the Pareto front, False for only the rest, None for all.
-        sort: a `SORT_COLUMNS` name, "-" prefixed for descending; missing values sort last.
+        sort: a `SORT_COLUMNS` name, "-" prefixed for descending; missing values sort last; the id
+            breaks ties.
         limit: page size.
-        offset: candidates to skip.
+        offset: candidates to skip (without a cursor).
+        cursor: the `next_cursor` of the page before. Sorted by `created_at` (the default) a walk
+            sees every candidate once; sorted by a measurement, a candidate the worker measures
+            during the walk can move past the cursor.
 
     Returns:
-        (the page, how many candidates match in all).
+        The page, how many candidates match in all, and the next page's cursor (None on the last page).
 
     Raises:
         ValueError: an unknown sort column.
+        BadCursor: a malformed cursor, or one of another job, filter or sort.
     """
     column = SORT_COLUMNS.get(sort.lstrip("-"))
     if column is None:
         raise ValueError(f"cannot sort candidates by {sort!r}; known: {sorted(SORT_COLUMNS)}")
-    where = [Candidate.job_id == job_id]
+    query = select(Candidate).where(Candidate.job_id == job_id)
     if pareto is not None:
-        where.append(Candidate.pareto == pareto)
-    order = (column.desc() if sort.startswith("-") else column.asc()).nulls_last()
-    total = session.scalar(select(func.count()).select_from(Candidate).where(*where)) or 0
-    rows = session.scalars(
-        select(Candidate).where(*where).order_by(order, Candidate.id).limit(limit).offset(offset)
-    ).all()
-    return list(rows), total
+        query = query.where(Candidate.pareto == pareto)
+    keys = (SortKey(column, descending=sort.startswith("-"), nullable=column is not Candidate.created_at),
+            SortKey(Candidate.id))
+    return fetch_page(session, query, keys, f"candidates|{job_id}|{pareto}|{sort}", limit, offset, cursor)
 
 
 def measured_points(session: Session, job_id: str) -> list[Row[Any]]:

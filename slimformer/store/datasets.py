@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slimformer.store.errors import NotFound
 from slimformer.store.models import Dataset
+from slimformer.store.pages import Slice, SortKey, fetch_page
+
+DATASET_ORDER = (SortKey(Dataset.created_at, descending=True), SortKey(Dataset.id, descending=True))
 
 
 def add_dataset(session: Session, **columns: Any) -> Dataset:
@@ -48,18 +51,20 @@ def find_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset |
     return session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id))
 
 
-def list_datasets(session: Session, tenant_id: str, limit: int, offset: int) -> tuple[list[Dataset], int]:
-    """One page of the tenant's data sets, newest first.
+def list_datasets(
+    session: Session, tenant_id: str, limit: int, offset: int = 0, cursor: str | None = None
+) -> Slice[Dataset]:
+    """One page of the tenant's data sets, newest first (by upload time, then id).
 
     Returns:
-        (the page, how many data sets the tenant has in all).
+        The page, how many data sets the tenant has in all, and the next page's cursor (None on the
+        last page).
+
+    Raises:
+        BadCursor: a malformed cursor, or one of another list.
     """
-    where = Dataset.tenant_id == tenant_id
-    total = session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0
-    rows = session.scalars(
-        select(Dataset).where(where).order_by(Dataset.created_at.desc(), Dataset.id.desc()).limit(limit).offset(offset)
-    ).all()
-    return list(rows), total
+    query = select(Dataset).where(Dataset.tenant_id == tenant_id)
+    return fetch_page(session, query, DATASET_ORDER, f"datasets|{tenant_id}", limit, offset, cursor)
 
 
 def recent_ids(session: Session, tenant_id: str, limit: int) -> list[str]:

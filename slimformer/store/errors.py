@@ -27,3 +27,7 @@ class NotFound(SlimformerError, LookupError):
 
 class Conflict(SlimformerError):
     """The change does not fit the row's current state (409), e.g. cancelling a finished job."""
+
+
+class BadCursor(SlimformerError, ValueError):
+    """A page cursor that is malformed or belongs to another list (422)."""

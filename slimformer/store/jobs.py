@@ -9,7 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,7 +18,11 @@ from slimformer.store import datasets
 from slimformer.store.errors import Conflict, NotFound
 from slimformer.store.events import add_event
 from slimformer.store.models import Job, JobEvent, new_id, utcnow
+from slimformer.store.pages import Slice, SortKey, fetch_page
 from slimformer.store.sql import NO_SYNC
+
+# Newest first; the id breaks ties, so the order is total and cursors are exact.
+JOB_ORDER = (SortKey(Job.created_at, descending=True), SortKey(Job.id, descending=True))
 
 
 def spec_digest(spec: JobSpec) -> str:
@@ -110,28 +114,28 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
 
 
 def list_jobs(
-    session: Session, tenant_id: str, status: str | None, limit: int, offset: int
-) -> tuple[list[Job], int]:
-    """One page of the tenant's jobs, newest first.
+    session: Session, tenant_id: str, status: str | None, limit: int, offset: int = 0, cursor: str | None = None
+) -> Slice[Job]:
+    """One page of the tenant's jobs, newest first (by creation time, then id).
 
     Args:
         session: an open session.
         tenant_id: whose jobs.
         status: only jobs in this status; None for all.
         limit: page size.
-        offset: jobs to skip.
+        offset: jobs to skip (without a cursor).
+        cursor: the `next_cursor` of the page before (see `slimformer.store.pages`).
 
     Returns:
-        (the page, how many jobs match in all).
+        The page, how many jobs match in all, and the next page's cursor (None on the last page).
+
+    Raises:
+        BadCursor: a malformed cursor, or one of another tenant's or another status's list.
     """
-    where = [Job.tenant_id == tenant_id]
+    query = select(Job).where(Job.tenant_id == tenant_id)
     if status is not None:
-        where.append(Job.status == status)
-    total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
-    jobs = session.scalars(
-        select(Job).where(*where).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
-    ).all()
-    return list(jobs), total
+        query = query.where(Job.status == status)
+    return fetch_page(session, query, JOB_ORDER, f"jobs|{tenant_id}|{status or ''}", limit, offset, cursor)
 
 
 def request_cancel(session: Session, tenant_id: str, job_id: str) -> Job:

@@ -79,6 +79,26 @@ def test_candidates_ask_for_the_front():
     assert seen[-1].url.path == "/v1/jobs/01JOB/candidates"
 
 
+def test_iterators_follow_next_cursor_to_the_last_page():
+    pages = {None: (["j1", "j2"], "c1"), "c1": (["j3", "j4"], "c2"), "c2": (["j5"], None)}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        ids, after = pages[request.url.params.get("cursor")]
+        return httpx.Response(200, json={"items": [{**JOB, "id": i} for i in ids], "total": 5, "limit": 2,
+                                         "offset": 0, "next_cursor": after})
+
+    client, seen = client_for(handler)
+    assert [j.id for j in client.iter_jobs(status="queued", page_size=2)] == ["j1", "j2", "j3", "j4", "j5"]
+    assert [dict(r.url.params) for r in seen] == [
+        {"limit": "2", "status": "queued"}, {"limit": "2", "status": "queued", "cursor": "c1"},
+        {"limit": "2", "status": "queued", "cursor": "c2"},
+    ]
+    assert client.list_jobs(limit=2).next_cursor == "c1"
+    # A server without cursors (no `next_cursor` in its pages) ends the walk after one page.
+    old, _ = client_for(lambda r: httpx.Response(200, json={"items": [JOB], "total": 9, "limit": 1}))
+    assert [j.id for j in old.iter_jobs()] == ["01JOB"]
+
+
 def test_an_http_error_is_a_client_error_with_the_api_s_detail():
     client, _ = client_for(lambda r: httpx.Response(401, json={"detail": "invalid API key"}))
     with pytest.raises(ClientError, match=r"HTTP 401 Unauthorized \(check --key.*\): invalid API key") as info:

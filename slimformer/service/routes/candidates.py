@@ -32,7 +32,10 @@ ArtifactFormat = Literal["hf", "onnx", "onnx-int8"]
 _NOT_FOUND = error_responses(described={404: "No such job or candidate (or not yours)"})
 
 
-@router.get("/{job_id}/candidates", responses=_NOT_FOUND)
+@router.get("/{job_id}/candidates", responses=error_responses(described={
+    404: "No such job (or not yours)",
+    422: "Invalid query; also a malformed cursor, one of another job, filter or sort, or a cursor with an offset",
+}))
 def list_candidates(
     job_id: str,
     session: SessionDep,
@@ -43,12 +46,14 @@ def list_candidates(
         "created_at"
     ),
 ) -> Page[CandidateOut]:
-    """The job's candidates with their scores and measurements."""
+    """The job's candidates with their scores and measurements. Page with `cursor` (each page's
+    `next_cursor`, for the same `pareto` and `sort`), or `offset`."""
     job = jobs.get_job(session, tenant.id, job_id)
-    rows, total = candidates.list_candidates(session, job.id, pareto, sort, page.limit, page.offset)
-    formats = artifacts.formats_by_candidate(session, [c.id for c in rows])
-    items = [CandidateOut.model_validate(c).model_copy(update={"formats": formats.get(c.id, [])}) for c in rows]
-    return Page[CandidateOut](items=items, total=total, limit=page.limit, offset=page.offset)
+    found = candidates.list_candidates(session, job.id, pareto, sort, page.limit, page.offset, page.cursor)
+    formats = artifacts.formats_by_candidate(session, [c.id for c in found.rows])
+    items = [CandidateOut.model_validate(c).model_copy(update={"formats": formats.get(c.id, [])}) for c in found.rows]
+    return Page[CandidateOut](items=items, total=found.total, limit=page.limit, offset=page.offset,
+                              next_cursor=found.next_cursor)
 
 
 @router.get("/{job_id}/candidates/{candidate_id}", responses=_NOT_FOUND)

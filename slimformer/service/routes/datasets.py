@@ -81,12 +81,14 @@ def _save_limited(source: BinaryIO, target: Path, limit: int) -> int:
     return written
 
 
-@router.get("")
+@router.get("", responses=error_responses(described={
+    422: "Invalid query; also a malformed cursor, one of another list, or a cursor with an offset",
+}))
 def list_datasets(session: SessionDep, tenant: CurrentTenant, page: PageDep) -> Page[DatasetOut]:
-    """The tenant's uploaded data sets, newest first."""
-    rows, total = datasets.list_datasets(session, tenant.id, page.limit, page.offset)
-    return Page[DatasetOut](items=[DatasetOut.model_validate(d) for d in rows], total=total, limit=page.limit,
-                            offset=page.offset)
+    """The tenant's uploaded data sets, newest first. Page with `cursor` (each page's `next_cursor`), or `offset`."""
+    found = datasets.list_datasets(session, tenant.id, page.limit, page.offset, page.cursor)
+    return Page[DatasetOut](items=[DatasetOut.model_validate(d) for d in found.rows], total=found.total,
+                            limit=page.limit, offset=page.offset, next_cursor=found.next_cursor)
 
 
 @router.get("/{dataset_id}", responses=error_responses(described={404: "No such data set (or not yours)"}))

@@ -38,6 +38,7 @@ async def no_booleans_as_numbers(request: Request) -> None:
         raise RequestValidationError(errors)
 
 
+_LIST_422 = "Invalid query; also a malformed cursor, one of another list, or a cursor with an offset"
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -88,17 +89,17 @@ def _replayed(response: Response, job: Job) -> JobOut:
     return JobOut.model_validate(job)
 
 
-@router.get("")
+@router.get("", responses=error_responses(described={422: _LIST_422}))
 def list_jobs(
     session: SessionDep,
     tenant: CurrentTenant,
     page: PageDep,
     status_: Annotated[JobStatus | None, Query(alias="status", description="only jobs in this status")] = None,
 ) -> Page[JobOut]:
-    """The tenant's jobs, newest first."""
-    rows, total = jobs.list_jobs(session, tenant.id, status_, page.limit, page.offset)
-    return Page[JobOut](items=[JobOut.model_validate(j) for j in rows], total=total, limit=page.limit,
-                        offset=page.offset)
+    """The tenant's jobs, newest first. Page with `cursor` (each page's `next_cursor`), or `offset`."""
+    found = jobs.list_jobs(session, tenant.id, status_, page.limit, page.offset, page.cursor)
+    return Page[JobOut](items=[JobOut.model_validate(j) for j in found.rows], total=found.total, limit=page.limit,
+                        offset=page.offset, next_cursor=found.next_cursor)
 
 
 @router.get("/{job_id}", responses=error_responses(described={404: "No such job (or not yours)"}))
