@@ -1,7 +1,9 @@
 """What a job asks for: teacher, data, budgets, latency shape, search settings.
 
 A JobSpec is what a user writes (a JSON file for `slimformer run`, a request body for the API).
-Every field is bounded so a spec can never ask for unbounded work. Torch-free, so the API can
+Every field is bounded so a spec can never ask for unbounded work; numbers refuse `true`/`false`
+and texts refuse NUL, here, so the API (422) and `slimformer run` (`error: ...`, exit 2) refuse
+them alike. Torch-free, so the API can
 validate specs without importing the training stack; `workers.plan` turns a spec into settings.
 A contract between the service (which validates and stores specs) and the workers (which run
 them), so neither side imports the other for it.
@@ -12,20 +14,55 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
-__all__ = ["Budgets", "JobSpec", "LatencyShape", "SearchSettings"]
+__all__ = [
+    "Budgets", "Integer", "JobSpec", "LatencyShape", "OptionalInteger", "OptionalNumber", "SearchSettings", "Text",
+]
+
+
+def _not_boolean(kind: str, error_type: str) -> BeforeValidator:
+    """Refuse `true`/`false` where a number is wanted: pydantic's lax mode would read them as 1 and 0.
+
+    The schema says integer or number, so a boolean there is the caller's mistake, not a value to
+    guess at. Strict mode would also refuse `5.0` for an integer and `"1.5"` for a number; only
+    booleans are refused here.
+    """
+    message = f"Input should be a valid {kind}, not a boolean"
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError(error_type, message)
+        return value
+
+    return BeforeValidator(check)
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL cannot store NUL in text, and no name, path or id has one.
+    if "\x00" in value:
+        raise PydanticCustomError("string_nul", "Input should not contain NUL (\\x00) characters")
+    return value
+
+
+# Numbers and texts of a spec: `true` is not 1, and text has no NUL (the schema says so too). The
+# optional kinds wrap `X | None` whole, so the fields' bounds still reach the JSON schema.
+OptionalNumber = Annotated[float | None, _not_boolean("number", "float_type")]
+Integer = Annotated[int, _not_boolean("integer", "int_type")]
+OptionalInteger = Annotated[int | None, _not_boolean("integer", "int_type")]
+Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": "^[^\\x00]*$"})]
 
 
 class Budgets(BaseModel):
     """Hard limits a returned model must meet. None: no limit on that axis."""
 
     model_config = ConfigDict(extra="forbid")
-    latency_ms: float | None = Field(None, gt=0, le=1e6)
-    memory_mb: float | None = Field(None, gt=0, le=1e6)
-    params_m: float | None = Field(None, gt=0, le=1e5)
+    latency_ms: OptionalNumber = Field(None, gt=0, le=1e6)
+    memory_mb: OptionalNumber = Field(None, gt=0, le=1e6)
+    params_m: OptionalNumber = Field(None, gt=0, le=1e5)
 
     @field_validator("latency_ms", "memory_mb", "params_m")
     @classmethod
@@ -39,20 +76,20 @@ class LatencyShape(BaseModel):
     """The input shape and runtime latency is measured and predicted at."""
 
     model_config = ConfigDict(extra="forbid")
-    batch: int = Field(1, ge=1, le=256)
-    seq_len: int = Field(128, ge=8, le=512)
-    threads: int = Field(1, ge=1, le=64)
+    batch: Integer = Field(1, ge=1, le=256)
+    seq_len: Integer = Field(128, ge=8, le=512)
+    threads: Integer = Field(1, ge=1, le=64)
     runtime: Literal["torch", "onnxruntime"] = "torch"
 
 
 class SearchSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     strategy: Literal["nsga2", "tpe", "random", "ctnas", "sample"] = "nsga2"
-    trials: int | None = Field(None, ge=1, le=5000)
+    trials: OptionalInteger = Field(None, ge=1, le=5000)
     fewshot_splits: bool = True
     # Start from teacher-shaped archs at every hidden size (`SearchSpace.anchors`), see run_search.
     anchors: bool = True
-    finalists: int | None = Field(None, ge=1, le=20)
+    finalists: OptionalInteger = Field(None, ge=1, le=20)
     objectives: list[Literal["proxy", "latency", "memory"]] = Field(
         default_factory=lambda: ["proxy", "latency"], min_length=2, max_length=3
     )
@@ -62,11 +99,11 @@ class JobSpec(BaseModel):
     """A compression job. Unknown fields are errors, so a typo never silently does nothing."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field("", max_length=200)
-    teacher: str = Field("minilm-l6", min_length=1, max_length=1000)
-    dataset: str = Field("rotten-tomatoes", min_length=1, max_length=1000)
-    corpus: str | None = Field("news", max_length=100)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    name: Text = Field("", max_length=200)
+    teacher: Text = Field("minilm-l6", min_length=1, max_length=1000)
+    dataset: Text = Field("rotten-tomatoes", min_length=1, max_length=1000)
+    corpus: Text | None = Field("news", max_length=100)
+    seed: Integer = Field(0, ge=0, le=2**31 - 1)
     preset: Literal["tiny", "quick", "standard"] = "quick"
     budgets: Budgets = Field(default_factory=Budgets)
     latency: LatencyShape = Field(default_factory=LatencyShape)

@@ -12,13 +12,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from slimformer.contracts.spec import JobSpec, LatencyShape
@@ -99,37 +97,6 @@ def check_spec(session: Session, tenant_id: str, spec: JobSpec, teacher_roots: l
     smallest = smallest_costs(facts, spec.latency, session)
     check_budgets(spec, smallest)
     return CheckedSpec(spec=spec, teacher_dir=folder, dataset_id=dataset_id, facts=facts, smallest=smallest)
-
-
-def booleans_as_numbers(model: type[BaseModel], data: Any, loc: list[str | int]) -> list[dict[str, Any]]:
-    """Where a JSON body gives `true`/`false` for a number of `model` (pydantic's lax mode reads 1/0).
-
-    The schema says integer or number, so a boolean there is a client's mistake to refuse, not a
-    value to guess at.
-
-    Args:
-        model: the request model (nested models are followed).
-        data: the parsed JSON body, or part of it.
-        loc: where `data` sits, e.g. ["body"].
-
-    Returns:
-        FastAPI-style error items, one per boolean found; empty when there is none.
-    """
-    if not isinstance(data, dict):
-        return []
-    errors: list[dict[str, Any]] = []
-    for name, field in model.model_fields.items():
-        if name not in data:
-            continue
-        types = typing.get_args(field.annotation) or (field.annotation,)
-        nested = [t for t in types if isinstance(t, type) and issubclass(t, BaseModel)]
-        if nested:
-            errors += booleans_as_numbers(nested[0], data[name], [*loc, name])
-        elif isinstance(data[name], bool) and bool not in types and {int, float} & set(types):
-            kind = "integer" if int in types else "number"
-            errors.append({"loc": [*loc, name], "msg": f"Input should be a valid {kind}, not a boolean",
-                           "type": "int_type" if int in types else "float_type", "input": data[name]})
-    return errors
 
 
 # --- teacher ---------------------------------------------------------------------------------------

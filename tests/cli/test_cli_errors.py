@@ -86,6 +86,13 @@ def test_bad_budgets_in_a_spec_are_named_together(cli, tmp_path):
                           "budgets.params_m: Input should be greater than 0")
 
 
+def test_booleans_for_numbers_in_a_spec_are_named(cli, tmp_path):
+    (tmp_path / "bools.json").write_text(json.dumps({"budgets": {"latency_ms": True}, "search": {"trials": False}}))
+    code, _, err = cli("run", "bools.json")
+    assert_one_line_error(code, err, "bools.json: budgets.latency_ms: Input should be a valid number, not a boolean",
+                          "search.trials: Input should be a valid integer, not a boolean")
+
+
 def test_an_unknown_field_in_a_spec_is_named(cli, tmp_path):
     (tmp_path / "typo.json").write_text(json.dumps({"budgets": {"latency": 5}}))
     code, _, err = cli("run", "typo.json")

@@ -219,6 +219,22 @@ def test_non_finite_budget_is_422(api):
 
 
 @sqlite_only
+@pytest.mark.parametrize(("body", "loc", "kind"), [
+    ({"budgets": {"latency_ms": True}}, ["body", "budgets", "latency_ms"], "number"),
+    ({"budgets": {"params_m": False}}, ["body", "budgets", "params_m"], "number"),
+    ({"seed": True}, ["body", "seed"], "integer"),
+    ({"latency": {"batch": True}}, ["body", "latency", "batch"], "integer"),
+    ({"search": {"trials": True}}, ["body", "search", "trials"], "integer"),
+])
+def test_booleans_for_numbers_are_422(api, body, loc, kind):
+    # Lax pydantic would read true as 1: the contract (JobSpec) refuses it, so does the API.
+    r = api.tenant_client().post("/v1/jobs", json=body)
+    assert r.status_code == 422, r.text
+    error = r.json()["detail"][0]
+    assert error["loc"] == loc and error["msg"] == f"Input should be a valid {kind}, not a boolean"
+
+
+@sqlite_only
 def test_body_over_the_limit_is_413(api):
     client = api.tenant_client()
     limit = api.settings.max_body_bytes

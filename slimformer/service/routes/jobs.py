@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Header, Query, Response, status
 
 from slimformer.contracts.spec import JobSpec
 from slimformer.service.auth import CurrentTenant
@@ -14,7 +12,7 @@ from slimformer.service.deps import PageDep, SessionDep, SettingsDep
 from slimformer.service.openapi import PROTECTED, error_responses
 from slimformer.service.rate_limit import RateLimit
 from slimformer.service.schemas import EventOut, JobDetail, JobOut, Page
-from slimformer.service.validation import booleans_as_numbers, check_spec
+from slimformer.service.validation import check_spec
 from slimformer.store import events, jobs
 from slimformer.store.models import Job
 
@@ -27,17 +25,6 @@ IdempotencyKey = Annotated[
         description="Retries with the same key (and body) return the job the first request made.",
     ),
 ]
-async def no_booleans_as_numbers(request: Request) -> None:
-    """422 for `true`/`false` given where the spec wants a number (see `booleans_as_numbers`)."""
-    try:
-        data = json.loads(await request.body())  # the body FastAPI already read, cached on the request
-    except ValueError:
-        return  # not JSON: FastAPI's own parsing answers that
-    errors = booleans_as_numbers(JobSpec, data, ["body"])
-    if errors:
-        raise RequestValidationError(errors)
-
-
 _LIST_422 = "Invalid query; also a malformed cursor, one of another list, or a cursor with an offset"
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -45,7 +32,7 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[RateLimit, Depends(no_booleans_as_numbers)],
+    dependencies=[RateLimit],
     responses={
         200: {"model": JobOut, "description": "A retry: the job an earlier request with this Idempotency-Key made"},
         **error_responses(400, 413, 429, described={
