@@ -17,6 +17,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -109,6 +110,12 @@ async def _handle_sqlalchemy_error(_request: Request, exc: Exception) -> JSONRes
     # Safety net for a driver error raised outside `session_scope` (which maps them itself).
     if is_unavailable(exc):
         return slimformer_error_response(unavailable_error(exc))
+    if isinstance(exc, sa_exc.DataError) and "NUL" in str(exc.orig):
+        # PostgreSQL refuses NUL in text. Requests are checked for it (the spec's texts, ids looked
+        # up, upload names); should a value slip past, it is still the request's fault, not ours.
+        log.warning("a request value with NUL reached PostgreSQL: %s", exc.statement)
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": "text should not contain NUL (\\x00) characters",
+                                         "type": "string_nul"}]}, status_code=422)
     log.error("database error", exc_info=exc)
     return JSONResponse({"detail": "internal database error"}, status_code=500)
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from slimformer.store.errors import NotFound
 from slimformer.store.models import CANDIDATE_STATES, Candidate, new_id, utcnow
 from slimformer.store.pages import Slice, SortKey, fetch_page
-from slimformer.store.sql import NO_SYNC, dialect_insert
+from slimformer.store.sql import NO_SYNC, dialect_insert, names_nothing
 
 CANDIDATE_FIELDS = frozenset(
     {
@@ -96,7 +96,9 @@ def get_candidate(session: Session, job_id: str, candidate_id: str) -> Candidate
     Raises:
         NotFound: no such candidate in this job.
     """
-    candidate = session.scalar(select(Candidate).where(Candidate.id == candidate_id, Candidate.job_id == job_id))
+    candidate = None if names_nothing(candidate_id) else session.scalar(
+        select(Candidate).where(Candidate.id == candidate_id, Candidate.job_id == job_id)
+    )
     if candidate is None:
         raise NotFound(f"candidate {candidate_id} not found in job {job_id}")
     return candidate

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from slimformer.store.errors import NotFound
 from slimformer.store.models import Dataset
 from slimformer.store.pages import Slice, SortKey, fetch_page
+from slimformer.store.sql import names_nothing
 
 DATASET_ORDER = (SortKey(Dataset.created_at, descending=True), SortKey(Dataset.id, descending=True))
 
@@ -47,7 +48,9 @@ def get_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset:
 
 
 def find_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset | None:
-    """The tenant's data set, or None (another tenant's reads as missing)."""
+    """The tenant's data set, or None (another tenant's reads as missing, and so does an id with NUL)."""
+    if names_nothing(dataset_id):
+        return None
     return session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id))
 
 

@@ -19,7 +19,7 @@ from slimformer.store.errors import Conflict, NotFound
 from slimformer.store.events import add_event
 from slimformer.store.models import Job, JobEvent, new_id, utcnow
 from slimformer.store.pages import Slice, SortKey, fetch_page
-from slimformer.store.sql import NO_SYNC
+from slimformer.store.sql import NO_SYNC, names_nothing
 
 # Newest first; the id breaks ties, so the order is total and cursors are exact.
 JOB_ORDER = (SortKey(Job.created_at, descending=True), SortKey(Job.id, descending=True))
@@ -107,7 +107,9 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
     Raises:
         NotFound: no such job, or another tenant's (the same answer, so ids leak nothing).
     """
-    job = session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
+    job = None if names_nothing(job_id) else session.scalar(
+        select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)
+    )
     if job is None:
         raise NotFound(f"job {job_id} not found")
     return job

@@ -1,4 +1,4 @@
-"""Statement helpers the repositories share: ORM-free bulk updates and the dialect's upsert."""
+"""Statement helpers the repositories share: ORM-free bulk updates, the dialect's upsert, ids that name nothing."""
 
 from __future__ import annotations
 
@@ -26,3 +26,13 @@ def dialect_insert(session: Session) -> Any:
     else:
         from sqlalchemy.dialects.postgresql import insert
     return insert
+
+
+def names_nothing(key: str) -> bool:
+    """Whether a looked-up id or name cannot be in any row, so the lookup can answer "none" unasked.
+
+    PostgreSQL refuses text with a NUL character outright (the query fails), while SQLite just
+    finds nothing; ids are made by the server and names are checked on the way in, so none holds
+    a NUL. Lookups answer "not found" for such keys on both databases alike.
+    """
+    return "\x00" in key

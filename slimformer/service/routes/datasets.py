@@ -12,7 +12,7 @@ from slimformer.data.registry import load_task
 from slimformer.errors import DataError
 from slimformer.service.auth import CurrentTenant
 from slimformer.service.deps import PageDep, SessionDep, SettingsDep
-from slimformer.service.errors import PayloadTooLarge
+from slimformer.service.errors import InvalidRequest, PayloadTooLarge
 from slimformer.service.openapi import PROTECTED, error_responses
 from slimformer.service.rate_limit import RateLimit
 from slimformer.service.schemas import DatasetOut, Page
@@ -22,6 +22,7 @@ from slimformer.store.models import new_id
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=PROTECTED)
 
 UPLOAD_SUFFIXES = CSV_SUFFIXES + JSONL_SUFFIXES
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store NUL in text
 _CHUNK = 1024 * 1024
 
 
@@ -38,7 +39,8 @@ def upload_dataset(
     session: SessionDep,
     tenant: CurrentTenant,
     settings: SettingsDep,
-    name: Annotated[str | None, Form(max_length=200, description="defaults to the file's name")] = None,
+    name: Annotated[str | None, Form(max_length=200, description="defaults to the file's name",
+                                     json_schema_extra={"pattern": NO_NUL})] = None,
 ) -> DatasetOut:
     """Upload a labelled data set (`.csv`, `.jsonl` or `.json` lines; columns `text` and `label`).
 
@@ -46,8 +48,10 @@ def upload_dataset(
     line ("reviews.csv line 7: empty text"). Use the returned `id` as a job's `dataset`. Counts
     against the API key's rate limit (429 with `Retry-After` over it).
     """
+    if name is not None and "\x00" in name:
+        raise InvalidRequest.at(["body", "name"], "name should not contain NUL (\\x00) characters", "string_nul")
     # The client's file name is only a label and a suffix: the stored name is ours.
-    filename = PurePosixPath((file.filename or "").replace("\\", "/")).name or "upload"
+    filename = PurePosixPath((file.filename or "").replace("\\", "/").replace("\x00", "")).name or "upload"
     suffix = PurePosixPath(filename).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
         raise DataError(f"{filename}: unknown extension '{suffix}' (expected one of {', '.join(UPLOAD_SUFFIXES)})")
