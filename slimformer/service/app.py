@@ -17,12 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from slimformer import __version__
 from slimformer.contracts.settings import Settings, get_settings
+from slimformer.service.concurrency import ConcurrencyLimitMiddleware
 from slimformer.service.exception_handlers import install_exception_handlers
 from slimformer.service.limits import BodySizeLimitMiddleware
 from slimformer.service.openapi import install_openapi
 from slimformer.service.rate_limit import TokenBucketLimiter
 from slimformer.service.routes import candidates, datasets, health, jobs
-from slimformer.store.db import make_engine, make_session_factory
+from slimformer.store.db import make_engine, make_session_factory, pool_capacity
 from slimformer.store.schema import check_schema, upgrade
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_limit=settings.max_body_bytes,
         path_limits={datasets.router.prefix: settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES},
     )
+    # Added last, so it is outermost: a request waits for its turn before anything reads its body.
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=pool_capacity(app.state.engine))
     install_exception_handlers(app)
     for module in (jobs, candidates, datasets, health):
         app.include_router(module.router)

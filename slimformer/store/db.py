@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from slimformer.store.errors import DatabaseUnavailable
 
@@ -112,6 +113,14 @@ def _ensure_wal(cursor: Any) -> None:
                 raise
         time.sleep(delay * (1 + random.random()))
         delay = min(delay * 2, 0.5)
+
+
+def pool_capacity(engine: Engine) -> int | None:
+    """How many connections the engine's pool can hand out at once; None when it has no bound."""
+    pool = engine.pool
+    if not isinstance(pool, QueuePool) or pool._max_overflow < 0:  # a negative overflow is unbounded
+        return None
+    return pool.size() + pool._max_overflow
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
