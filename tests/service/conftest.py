@@ -113,6 +113,20 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 # --- live servers ----------------------------------------------------------------------------------
 
 
+class _SignallingServer(uvicorn.Server):
+    """uvicorn's server, setting `settled` once its start-up has finished (served or failed)."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.settled = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.settled.set()
+
+
 class LiveServer:
     """uvicorn serving an app in a background thread on 127.0.0.1 and a free port."""
 
@@ -122,7 +136,7 @@ class LiveServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.server = _SignallingServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
         self.exit_code: int | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -131,21 +145,18 @@ class LiveServer:
             self.server.run(sockets=[self.sock])
         except SystemExit as exc:  # uvicorn exits with 3 when the app's startup fails
             self.exit_code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            self.server.settled.set()  # also when it stopped before its start-up ran
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> bool:
-        """Start and wait until it serves. Returns False if the app refused to start."""
+        """Start and wait until it serves (no polling: uvicorn's start-up signals it). False if the app refused."""
         self.thread.start()
-        ready = threading.Event()
-        while not ready.wait(0.02):
-            if self.server.started or not self.thread.is_alive():
-                break
-            timeout -= 0.02
-            if timeout <= 0:
-                raise TimeoutError("uvicorn did not start")
+        if not self.server.settled.wait(timeout):
+            raise TimeoutError("uvicorn did not start")
         return self.server.started
 
     def stop(self) -> None:
