@@ -12,6 +12,8 @@ from threading import Barrier
 import httpx
 from sqlalchemy import func, select
 
+from slimformer.service.auth import create_api_key
+from slimformer.store.db import session_scope
 from slimformer.store.models import Job, JobEvent
 
 SUBMISSIONS = 100
@@ -19,9 +21,6 @@ SUBMISSIONS = 100
 
 def test_100_concurrent_submissions_make_exactly_100_jobs(tmp_path, pg_database_url, make_settings, start_server):
     server = start_server(make_settings(tmp_path, pg_database_url, rate_limit_per_minute=2 * SUBMISSIONS))
-    from slimformer.service.auth import create_api_key
-    from slimformer.store.db import session_scope
-
     with session_scope(server.app.state.session_factory) as session:
         key = create_api_key(session, "burst")
     start = Barrier(SUBMISSIONS)  # every thread sends at the same moment, not as the pool warms up

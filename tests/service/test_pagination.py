@@ -191,6 +191,22 @@ def test_no_cursor_keeps_offset_pages_and_says_where_the_next_page_starts(api):
     assert set(client.get("/v1/jobs").json()) == {"items", "total", "limit", "offset", "next_cursor"}
 
 
+def test_the_jobs_command_lists_every_page_with_all(api, capsys, monkeypatch):
+    from slimformer.cli import main
+
+    for name in ("SLIMFORMER_URL", "SLIMFORMER_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    key = api.new_key()
+    client = api.client(key)
+    ids = [submit(client, f"cli-{i}") for i in range(api.settings.default_page_size + 2)]
+    assert main(["jobs", "--url", api.server.url, "--key", key, "--limit", "3"]) == 0
+    shown = capsys.readouterr().out
+    assert sum(job_id in shown for job_id in ids) == 3 and f"(3 of {len(ids)} jobs; --all for every one)" in shown
+    assert main(["jobs", "--all", "--url", api.server.url, "--key", key]) == 0
+    shown = capsys.readouterr().out
+    assert all(shown.count(job_id) == 1 for job_id in ids) and "--all for every one" not in shown
+
+
 def test_encoded_cursors_hold_no_server_paths_or_secrets():
     cursor = encode_cursor("jobs|tenant|", ["2025-01-01T00:00:00+00:00", "01ABC"])
     doc = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
