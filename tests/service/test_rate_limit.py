@@ -180,4 +180,11 @@ def test_openapi_documents_every_status_and_bound(tmp_path, make_settings):
         assert limited["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
         assert {"400", "422"} <= set(schema["paths"][path]["post"]["responses"])
     assert schema["components"]["schemas"]["Page_JobOut_"]["properties"]["items"]["maxItems"] == 37
+    for path in ("/v1/jobs", "/v1/datasets", "/v1/jobs/{job_id}/candidates"):
+        listing = schema["paths"][path]["get"]
+        cursor = next(p for p in listing["parameters"] if p["name"] == "cursor")["schema"]["anyOf"][0]
+        assert (cursor["maxLength"], cursor["pattern"]) == (512, "^[A-Za-z0-9_-]+$"), path
+        assert "cursor" in listing["responses"]["422"]["description"], path
+        page = listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+        assert "next_cursor" in schema["components"]["schemas"][page]["properties"], path
     assert schema["components"]["schemas"]["JobDetail"]["properties"]["events"]["maxItems"] == 20
