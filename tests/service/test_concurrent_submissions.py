@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from slimformer.service.auth import create_api_key
@@ -19,6 +20,7 @@ from slimformer.store.models import Job, JobEvent
 SUBMISSIONS = 100
 
 
+@pytest.mark.postgres
 def test_100_concurrent_submissions_make_exactly_100_jobs(tmp_path, pg_database_url, make_settings, start_server):
     server = start_server(make_settings(tmp_path, pg_database_url, rate_limit_per_minute=2 * SUBMISSIONS))
     with session_scope(server.app.state.session_factory) as session:
