@@ -95,15 +95,27 @@ def test_artifact_download_is_a_verified_cached_zip(api, seed_job):
     assert client.get(other).status_code == 404
 
 
-def test_concurrent_first_downloads_agree(api, seed_job):
+def test_concurrent_first_downloads_agree(api, seed_job, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
+    from slimformer.service.routes import candidates as route
+
+    builds = []
+
+    def counted(*args, **kwargs):
+        builds.append(args[0])
+        return build_zip(*args, **kwargs)
+
+    build_zip = route.build_zip
+    monkeypatch.setattr(route, "build_zip", counted)  # the live server runs in this process
     client = api.tenant_client()
     seeded = seed_job(api, client)
     path = f"/v1/jobs/{seeded.job_id}/candidates/{seeded.candidate_ids[0]}/artifact"
     with ThreadPoolExecutor(4) as pool:
         digests = {d for _, d in pool.map(lambda _: _download(client, path, "hf"), range(4))}
-    assert len(digests) == 1
+    # One zip, built once: the others waited for it instead of building their own (agreeing digests
+    # alone would pass too if each request zipped the folder itself).
+    assert len(digests) == 1 and len(builds) == 1
 
 
 @sqlite_only
