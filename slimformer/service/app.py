@@ -21,7 +21,7 @@ from slimformer.service.exception_handlers import install_exception_handlers
 from slimformer.service.limits import BodySizeLimitMiddleware
 from slimformer.service.openapi import install_openapi
 from slimformer.service.rate_limit import TokenBucketLimiter
-from slimformer.service.routes import candidates, datasets, health, jobs
+from slimformer.service.routes import candidates, datasets, health, jobs, teachers
 from slimformer.store.db import make_engine, make_session_factory
 from slimformer.store.schema import check_schema, upgrade
 
@@ -85,10 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodySizeLimitMiddleware,
         default_limit=settings.max_body_bytes,
-        path_limits={datasets.router.prefix: settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES},
+        path_limits={
+            datasets.router.prefix: settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+            teachers.router.prefix: settings.max_teacher_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        },
     )
     install_exception_handlers(app)
-    for module in (jobs, candidates, datasets, health):
+    for module in (jobs, candidates, datasets, teachers, health):
         app.include_router(module.router)
     install_openapi(app, settings.max_page_size)
     return app

@@ -275,6 +275,50 @@ def write_teacher() -> Callable[..., Path]:
     return _write_teacher
 
 
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer, hidden-32 `BertForSequenceClassification` (3 labels) saved with `save_pretrained`,
+    with the tiny WordPiece tokenizer: what a user's own fine-tuned model folder looks like. Read-only."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from slimformer.supernet.tiny import make_tiny_teacher
+
+    folder = make_tiny_teacher(tmp_path_factory.mktemp("tiny-classifier"), hidden=32, layers=2, heads=2,
+                               intermediate=64)
+    config = BertConfig.from_pretrained(folder)
+    config.num_labels, config.architectures = 3, ["BertForSequenceClassification"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def _archive(folder: Path, kind: str = "zip", prefix: str = "", skip: tuple[str, ...] = ()) -> bytes:
+    """The files of `folder` as a zip, tar or tar.gz, under `prefix` ("" or "name/"), leaving out `skip`."""
+    import io
+    import tarfile
+    import zipfile
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in skip)
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in files:
+                archive.write(file, prefix + file.name)
+    else:
+        with tarfile.open(fileobj=buffer, mode="w:gz" if kind == "tar.gz" else "w") as archive:
+            for file in files:
+                archive.add(file, prefix + file.name)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def archive_of() -> Callable[..., bytes]:
+    """`archive_of(folder, kind="zip"|"tar"|"tar.gz", prefix="", skip=())`: a model folder as archive bytes."""
+    return _archive
+
+
 @pytest.fixture
 def make_csv() -> Callable[..., bytes]:
     """`make_csv(rows=40, labels=("neg", "pos"))`: a valid CSV data set."""
