@@ -244,6 +244,21 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             server.stop()
 
 
+@pytest.fixture
+def api_of() -> Iterator[Callable[[LiveServer], Api]]:
+    """`api_of(server)`: the `Api` helpers for a server a test started itself; its clients are closed after."""
+    made: list[Api] = []
+
+    def wrap(server: LiveServer) -> Api:
+        made.append(Api(server=server, backend="own"))
+        return made[-1]
+
+    yield wrap
+    for api in made:
+        for client in api.clients:
+            client.close()
+
+
 # --- files -----------------------------------------------------------------------------------------
 
 

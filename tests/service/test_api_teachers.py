@@ -14,36 +14,11 @@ import uuid
 import zipfile
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from slimformer.contracts.teacher_files import folder_digest
-from slimformer.service.auth import create_api_key
-from slimformer.store.db import session_scope
 from slimformer.store.models import Teacher, Tenant
-
-
-class Live:
-    """The parts of conftest's `Api` these tests use, for a server started with settings of its own."""
-
-    def __init__(self, server):
-        self.server, self.settings, self.clients = server, server.app.state.settings, []
-
-    def session(self):
-        return session_scope(self.server.app.state.session_factory)
-
-    def new_key(self, tenant: str) -> str:
-        with self.session() as session:
-            return create_api_key(session, tenant)
-
-    def client(self, key: str) -> httpx.Client:
-        client = httpx.Client(base_url=self.server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
-        self.clients.append(client)
-        return client
-
-    def tenant_client(self) -> httpx.Client:
-        return self.client(self.new_key(f"tenant-{uuid.uuid4().hex[:10]}"))
 
 
 def _tenant(api):
@@ -200,35 +175,31 @@ def test_refused_archives_leave_nothing_behind(api, tiny_classifier_dir, case):
     assert client.get("/v1/teachers").json()["total"] == 0
 
 
-def test_limits_on_bytes_and_members(database_url, tmp_path, make_settings, start_server, tiny_classifier_dir,
-                                     archive_of):
+def test_limits_on_bytes_and_members(database_url, tmp_path, make_settings, start_server, api_of,
+                                     tiny_classifier_dir, archive_of):
     model = archive_of(tiny_classifier_dir)
     limit = len(model) + 4096
     unpacked = sum(p.stat().st_size for p in tiny_classifier_dir.iterdir()) + 4096
     server = start_server(make_settings(tmp_path, database_url, max_teacher_upload_bytes=limit,
                                         max_teacher_unpacked_bytes=unpacked, max_teacher_files=12))
-    api = Live(server)
-    try:
-        client, tenant_id = _tenant(api)
-        assert _upload(client, model).status_code == 201  # the folder itself fits
+    api = api_of(server)
+    client, tenant_id = _tenant(api)
+    assert _upload(client, model).status_code == 201  # the folder itself fits
 
-        other, other_id = _tenant(api)
-        too_big = _zip({**_files(tiny_classifier_dir), "pad.bin": os.urandom(limit)})
-        r = _upload(other, too_big)
-        assert r.status_code == 413 and "limit" in r.json()["detail"]
-        # A gzip bomb: a small archive whose one member unpacks past the limit.
-        bomb = io.BytesIO()
-        with tarfile.open(fileobj=bomb, mode="w:gz") as archive:
-            info = tarfile.TarInfo("zeros.bin")
-            info.size = 50 * unpacked
-            archive.addfile(info, io.BytesIO(b"\0" * info.size))
-        assert len(bomb.getvalue()) < limit
-        r = _upload(other, bomb.getvalue(), "bomb.tar.gz")
-        assert r.status_code == 413 and "unpacks to more than the limit" in r.json()["detail"]
-        many = _zip({f"extra/{i}.txt": b"x" for i in range(13)})
-        r = _upload(other, many)
-        assert r.status_code == 413 and "more than 12 members" in r.json()["detail"]
-        assert _left_behind(api, other_id) == (0, [])
-    finally:
-        for c in api.clients:
-            c.close()
+    other, other_id = _tenant(api)
+    too_big = _zip({**_files(tiny_classifier_dir), "pad.bin": os.urandom(limit)})
+    r = _upload(other, too_big)
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+    # A gzip bomb: a small archive whose one member unpacks past the limit.
+    bomb = io.BytesIO()
+    with tarfile.open(fileobj=bomb, mode="w:gz") as archive:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = 50 * unpacked
+        archive.addfile(info, io.BytesIO(b"\0" * info.size))
+    assert len(bomb.getvalue()) < limit
+    r = _upload(other, bomb.getvalue(), "bomb.tar.gz")
+    assert r.status_code == 413 and "unpacks to more than the limit" in r.json()["detail"]
+    many = _zip({f"extra/{i}.txt": b"x" for i in range(13)})
+    r = _upload(other, many)
+    assert r.status_code == 413 and "more than 12 members" in r.json()["detail"]
+    assert _left_behind(api, other_id) == (0, [])
