@@ -1,7 +1,8 @@
 """The worker loop against a live API: run to success, SIGKILL takeover, cancel, lost lease, Ray.
 
-Jobs are the tiny preset on the tiny teacher (a few seconds of training each); the task teacher
-is fine-tuned once per module and cached under the shared SLIMFORMER_HOME.
+Jobs are the tiny preset on the tiny teacher (a few seconds of training each), uploaded over HTTP
+(`POST /v1/teachers`) and named by its id, so the worker runs from the stored folder; the task
+teacher is fine-tuned once per module and cached under the shared SLIMFORMER_HOME.
 """
 
 from __future__ import annotations
@@ -119,13 +120,25 @@ def client(server) -> Iterator[httpx.Client]:
         yield c
 
 
+def upload_teacher(client: httpx.Client, folder: Path) -> str:
+    """Upload a model folder as a zip; its teacher id."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in sorted(folder.iterdir()):
+            archive.write(file, file.name)
+    response = client.post("/v1/teachers", files={"file": ("tiny-teacher.zip", buffer.getvalue())})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
 @pytest.fixture(scope="module")
 def job_spec(client, task_csv, tiny_teacher_dir) -> dict:
     with task_csv.open("rb") as f:
         dataset = client.post("/v1/datasets", files={"file": ("tiny.csv", f)})
     assert dataset.status_code == 201, dataset.text
-    return {"name": "tiny", "teacher": str(tiny_teacher_dir), "dataset": dataset.json()["id"], "corpus": None,
-            "preset": "tiny", "search": {"strategy": "sample", "finalists": 2}, "latency": {"seq_len": 32}}
+    return {"name": "tiny", "teacher": upload_teacher(client, tiny_teacher_dir), "dataset": dataset.json()["id"],
+            "corpus": None, "preset": "tiny", "search": {"strategy": "sample", "finalists": 2},
+            "latency": {"seq_len": 32}}
 
 
 def submit(client: httpx.Client, spec: dict) -> str:
@@ -328,14 +341,16 @@ def wait_until(predicate, timeout: float = 300, what: str = "condition") -> None
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def test_cancelling_a_running_job_ends_it_cancelled(backend, finished_job, job_spec, task_csv, home, tmp_path):
+def test_cancelling_a_running_job_ends_it_cancelled(backend, finished_job, job_spec, task_csv, tiny_teacher_dir, home,
+                                                     tmp_path):
     with pg_schema() if backend == "postgresql" else nullcontext(f"sqlite:///{tmp_path / 'c.db'}") as url:
         # Its own database (and artifacts), the module's home: the task teacher is already cached.
         settings = Settings(home=home, database_url=url, auto_migrate=True, artifact_dir=tmp_path / "artifacts")
         with LiveServer(settings) as server, server.client() as client:
             with task_csv.open("rb") as f:
                 dataset = client.post("/v1/datasets", files={"file": ("tiny.csv", f)}).json()["id"]
-            job_id = submit(client, {**job_spec, "dataset": dataset})
+            teacher = upload_teacher(client, tiny_teacher_dir)  # its own database: its own upload
+            job_id = submit(client, {**job_spec, "dataset": dataset, "teacher": teacher})
             worker = Worker(settings, owner="w", lease_seconds=10, use_ray=False)
             thread, result = run_in_thread(worker)
             try:
