@@ -111,7 +111,7 @@ def test_submit_watch_pareto_and_download_a_model(served, submit_flags, task_csv
     code, out, err = run(capsys, "submit", *served.flags(), *submit_flags, "--name", "cli", "--idempotency-key", "k1")
     assert code == 0, err
     job_id = out.strip()
-    assert f"uploaded {task_csv.name}" in err
+    assert f"uploaded {task_csv.name}" in err and "teacher" in err
     # A retry with the same key and request gives the same job, not a second one.
     code, out, err = run(capsys, "submit", *served.flags(), *submit_flags, "--name", "cli", "--idempotency-key", "k1")
     assert code == 0 and out.strip() == job_id and "already submitted" in err
@@ -192,7 +192,11 @@ def test_a_missing_api_key_is_one_line(served, capsys, monkeypatch, tmp_path):
 
 
 def test_bad_budgets_are_one_line(served, tiny_teacher_dir, capsys):
-    common = [*served.flags(), "--teacher", str(tiny_teacher_dir), "--dataset", "rotten-tomatoes", "--corpus", "none"]
+    from slimformer.client import SlimformerClient
+
+    with SlimformerClient(served.url, served.key) as client:  # uploaded first, so stderr holds only the error
+        teacher, _ = client.ensure_teacher(tiny_teacher_dir)
+    common = [*served.flags(), "--teacher", teacher.id, "--dataset", "rotten-tomatoes", "--corpus", "none"]
     code, _, err = run(capsys, "submit", *common, "--latency-ms", "-1")
     assert_one_line_error(code, err, "HTTP 422", "budgets.latency_ms: Input should be greater than 0")
     # Well formed but below the smallest model the space holds: refused at submission, not at run time.

@@ -1,7 +1,8 @@
 """The worker loop against a live API: run to success, SIGKILL takeover, cancel, lost lease, Ray.
 
-Jobs are the tiny preset on the tiny teacher (a few seconds of training each); the task teacher
-is fine-tuned once per module and cached under the shared SLIMFORMER_HOME.
+Jobs are the tiny preset on the tiny teacher (a few seconds of training each), uploaded over HTTP
+(`POST /v1/teachers`) and named by its id, so the worker runs from the stored folder; the task
+teacher is fine-tuned once per module and cached under the shared SLIMFORMER_HOME.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sqlalchemy.engine import make_url
 from slimformer.contracts.settings import Settings
 from slimformer.service.app import create_app
 from slimformer.service.auth import create_api_key
-from slimformer.store import jobs, leases
+from slimformer.store import leases
 from slimformer.store.db import session_scope
 from slimformer.store.models import Job, JobEvent, LatencyTableRecord
 from slimformer.workers.stages.report import measured_front
@@ -119,13 +120,25 @@ def client(server) -> Iterator[httpx.Client]:
         yield c
 
 
+def upload_teacher(client: httpx.Client, folder: Path) -> str:
+    """Upload a model folder as a zip; its teacher id."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in sorted(folder.iterdir()):
+            archive.write(file, file.name)
+    response = client.post("/v1/teachers", files={"file": ("tiny-teacher.zip", buffer.getvalue())})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
 @pytest.fixture(scope="module")
 def job_spec(client, task_csv, tiny_teacher_dir) -> dict:
     with task_csv.open("rb") as f:
         dataset = client.post("/v1/datasets", files={"file": ("tiny.csv", f)})
     assert dataset.status_code == 201, dataset.text
-    return {"name": "tiny", "teacher": str(tiny_teacher_dir), "dataset": dataset.json()["id"], "corpus": None,
-            "preset": "tiny", "search": {"strategy": "sample", "finalists": 2}, "latency": {"seq_len": 32}}
+    return {"name": "tiny", "teacher": upload_teacher(client, tiny_teacher_dir), "dataset": dataset.json()["id"],
+            "corpus": None, "preset": "tiny", "search": {"strategy": "sample", "finalists": 2},
+            "latency": {"seq_len": 32}}
 
 
 def submit(client: httpx.Client, spec: dict) -> str:
@@ -328,14 +341,16 @@ def wait_until(predicate, timeout: float = 300, what: str = "condition") -> None
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def test_cancelling_a_running_job_ends_it_cancelled(backend, finished_job, job_spec, task_csv, home, tmp_path):
+def test_cancelling_a_running_job_ends_it_cancelled(backend, finished_job, job_spec, task_csv, tiny_teacher_dir, home,
+                                                     tmp_path):
     with pg_schema() if backend == "postgresql" else nullcontext(f"sqlite:///{tmp_path / 'c.db'}") as url:
         # Its own database (and artifacts), the module's home: the task teacher is already cached.
         settings = Settings(home=home, database_url=url, auto_migrate=True, artifact_dir=tmp_path / "artifacts")
         with LiveServer(settings) as server, server.client() as client:
             with task_csv.open("rb") as f:
                 dataset = client.post("/v1/datasets", files={"file": ("tiny.csv", f)}).json()["id"]
-            job_id = submit(client, {**job_spec, "dataset": dataset})
+            teacher = upload_teacher(client, tiny_teacher_dir)  # its own database: its own upload
+            job_id = submit(client, {**job_spec, "dataset": dataset, "teacher": teacher})
             worker = Worker(settings, owner="w", lease_seconds=10, use_ray=False)
             thread, result = run_in_thread(worker)
             try:
@@ -378,100 +393,3 @@ def test_a_worker_that_lost_its_lease_stops_without_writing(server, client, sett
     with server.session() as session:
         assert session.get(Job, job_id).lease_owner == "thief"
         leases.fail_job(session, job_id, "thief", "test over")  # keep the queue empty for later tests
-
-
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def test_reporter_throttles_progress_registers_artifacts_and_stops_when_the_lease_is_lost(backend, tmp_path):
-    """DatabaseReporter alone, on a fake clock: what it writes, when, and when it refuses to."""
-    from slimformer.store.schema import upgrade
-
-    with pg_schema() if backend == "postgresql" else nullcontext(f"sqlite:///{tmp_path / 'r.db'}") as url:
-        upgrade(url)
-        _exercise_reporter(url, tmp_path)
-
-
-def _exercise_reporter(url: str, tmp_path: Path) -> None:
-    from slimformer.contracts.spec import JobSpec
-    from slimformer.store.api_keys import get_or_create_tenant
-    from slimformer.store.db import make_engine, make_session_factory
-    from slimformer.store.models import Artifact, Candidate
-    from slimformer.workers.context import write_json
-    from slimformer.workers.db_reporter import DatabaseReporter, LeaseLost
-    from slimformer.workers.progress import JobCancelled
-
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    with session_scope(factory) as session:
-        tenant = get_or_create_tenant(session, "t").id
-    with session_scope(factory) as session:
-        job_id = jobs.create_job(session, tenant, JobSpec(name="r"))[0].id
-    with session_scope(factory) as session:
-        assert leases.claim_next_job(session, "w", 30).id == job_id
-
-    artifacts, now = tmp_path / "artifacts", [0.0]
-    run_dir = artifacts / "runs" / job_id
-    reporter = DatabaseReporter(factory, job_id, "w", artifacts, run_dir, lease_seconds=30, clock=lambda: now[0])
-
-    def job() -> Job:
-        with session_scope(factory) as session:
-            return session.get(Job, job_id)
-
-    reporter.stage_started("blocks", 2, 7)
-    assert (job().stage, job().progress, job().eta_seconds) == ("blocks", 2 / 7, None)
-    now[0] = 0.5
-    reporter.progress("blocks", 0.5)
-    assert job().progress == 2 / 7  # under a second since the last write: not written
-    now[0] = 1.5
-    reporter.progress("blocks", 0.5)
-    assert job().progress == pytest.approx(2.5 / 7) and job().eta_seconds == pytest.approx(1.5 * 9)
-    now[0] = 3.0
-    reporter.progress("prepare", 0.9)  # an earlier stage's lazy resource: the bar does not move back
-    assert job().progress == pytest.approx(2.5 / 7)
-    reporter.stage_done("blocks", {"seconds": 3.0})
-    assert job().progress == pytest.approx(3 / 7)
-
-    folder = run_dir / "candidates" / "h2" / "model"
-    folder.mkdir(parents=True)
-    for name in ("model.safetensors", "model.onnx", "config.json", "tokenizer.json"):
-        (folder / name).write_text(name)
-    reporter.candidate({"hash": "h1", "arch": {"hidden": 16}, "proxy": 0.3, "predicted_latency_ms": 2.0,
-                        "params": 10, "memory_mb": 1.0, "state": "scored"})
-    reporter.candidate({"hash": "h2", "arch": {"hidden": 32}, "latency_ms": 3.0, "dev_accuracy": 0.8,
-                        "test_accuracy": 0.7, "params": 20, "state": "exported", "folder": str(folder)})
-    reporter.candidate({"hash": "h2", "arch": {"hidden": 32}, "latency_ms": 2.5, "folder": str(folder)})  # again
-    with session_scope(factory) as session:
-        rows = {c.arch_hash: c for c in session.scalars(select(Candidate).where(Candidate.job_id == job_id))}
-        formats = {a.format: a.path for a in session.scalars(select(Artifact))}
-        assert all(a.sha256 is None and a.size_bytes > 0 for a in session.scalars(select(Artifact)))
-    assert set(rows) == {"h1", "h2"}
-    assert (rows["h1"].proxy, rows["h1"].measured_latency_ms, rows["h1"].state) == (0.3, None, "scored")
-    assert (rows["h2"].measured_latency_ms, rows["h2"].dev_accuracy, rows["h2"].state) == (2.5, 0.8, "exported")
-    assert "folder" not in rows["h2"].metrics and rows["h2"].metrics["latency_ms"] == 2.5
-    assert set(formats) == {"hf", "onnx"}  # no model.int8.onnx was written
-    assert sorted(p.name for p in (artifacts / formats["hf"]).iterdir()) == [
-        "config.json", "model.safetensors", "tokenizer.json"]
-    assert sorted(p.name for p in (artifacts / formats["onnx"]).iterdir()) == [
-        "config.json", "model.onnx", "tokenizer.json"]
-
-    write_json(run_dir / "finalists.json", [{"hash": "h2", "pareto": True}, {"hash": "h1", "pareto": False}])
-    reporter.stage_done("report", {"seconds": 0.1})
-    with session_scope(factory) as session:
-        assert set(session.scalars(select(Candidate.arch_hash).where(Candidate.pareto.is_(True)))) == {"h2"}
-
-    with session_scope(factory) as session:
-        jobs.request_cancel(session, tenant, job_id)
-    now[0] = 10.0
-    with pytest.raises(JobCancelled):
-        reporter.check_cancelled()
-
-    with session_scope(factory) as session:  # another worker takes the job over
-        session.execute(update(Job).where(Job.id == job_id).values(lease_owner="thief"))
-    now[0] = 20.0
-    with pytest.raises(LeaseLost):
-        reporter.stage_started("report", 6, 7)
-    with pytest.raises(LeaseLost):  # from now on without asking the database
-        reporter.event("anything")
-    with pytest.raises(LeaseLost):
-        reporter.finish()
-    assert job().status == "running" and job().lease_owner == "thief"
-    engine.dispose()

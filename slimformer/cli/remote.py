@@ -1,6 +1,6 @@
 """The client commands: drive a slimformer server over HTTP (slimformer.client; no torch, no database).
 
-    slimformer submit --teacher DIR --dataset FILE|NAME|ID [--preset quick] [--latency-ms 5] ...
+    slimformer submit --teacher DIR|NAME|ID --dataset FILE|NAME|ID [--preset quick] [--latency-ms 5] ...
     slimformer jobs [--all] | status ID [--watch] | pareto ID [--plot FILE] | cancel ID
     slimformer download ID CANDIDATE --format hf|onnx|onnx-int8 -o DIR
 
@@ -21,6 +21,7 @@ from typing import Any
 from slimformer.cli.display import clock, eta, format_table, num, watch
 from slimformer.cli.errors import UserError, about
 from slimformer.client import DEFAULT_URL, SlimformerClient, resolve_connection
+from slimformer.contracts.teacher_files import ARCHIVE_SUFFIXES
 
 __all__ = ["add_remote_commands", "build_spec"]
 
@@ -28,7 +29,7 @@ UPLOAD_SUFFIXES = (".csv", ".jsonl", ".json")
 
 
 def build_spec(args: argparse.Namespace, client: SlimformerClient) -> dict[str, Any]:
-    """The job spec from --spec FILE and the flags (flags win); uploads a local data set file."""
+    """The job spec from --spec FILE and the flags (flags win); uploads a local teacher and data set."""
     spec: dict[str, Any] = {}
     if args.spec:
         with about(args.spec):
@@ -49,9 +50,11 @@ def build_spec(args: argparse.Namespace, client: SlimformerClient) -> dict[str, 
         given = {k: v for k, v in values.items() if v is not None}
         if given:
             spec[group] = {**spec.get(group, {}), **given}
-    # A local teacher folder is named by its absolute path: the server does not share our cwd.
-    if isinstance(spec.get("teacher"), str) and Path(spec["teacher"]).expanduser().is_dir():
-        spec["teacher"] = str(Path(spec["teacher"]).expanduser().resolve())
+    # A local teacher folder or archive is uploaded: over HTTP a job names a teacher by its upload id.
+    teacher = spec.get("teacher")
+    if isinstance(teacher, str) and (Path(teacher).expanduser().is_dir() or (
+            Path(teacher).expanduser().is_file() and teacher.lower().endswith(ARCHIVE_SUFFIXES))):
+        spec["teacher"] = upload_teacher(client, Path(teacher).expanduser())
     dataset = args.dataset or spec.get("dataset")
     if isinstance(dataset, str) and Path(dataset).expanduser().is_file() \
             and Path(dataset).suffix.lower() in UPLOAD_SUFFIXES:
@@ -71,6 +74,21 @@ def upload_dataset(client: SlimformerClient, path: Path) -> str:
         print(f"uploaded {path.name}: dataset {dataset.id} ({dataset.rows} rows, labels {', '.join(dataset.labels)})",
               file=sys.stderr)
     return dataset.id
+
+
+def upload_teacher(client: SlimformerClient, path: Path) -> str:
+    """Upload a local model folder or archive, or reuse the tenant's earlier upload of the same folder; its id."""
+    with about(path):
+        if path.is_dir():
+            teacher, reused = client.ensure_teacher(path)
+        else:
+            teacher, reused = client.upload_teacher(path), False
+    if reused:
+        print(f"using teacher {teacher.id}, an earlier upload of {path.name}", file=sys.stderr)
+    else:
+        print(f"uploaded {path.name}: teacher {teacher.id} ({teacher.model_type}, {teacher.size_bytes} bytes)",
+              file=sys.stderr)
+    return teacher.id
 
 
 def cmd_submit(args: argparse.Namespace, client: SlimformerClient) -> int:
@@ -171,7 +189,8 @@ def add_remote_commands(sub: Any) -> None:
     submit = command("submit", cmd_submit, "submit a compression job; prints its id")
     submit.add_argument("--spec", help="a JSON job spec; the flags below override its fields")
     submit.add_argument("--name")
-    submit.add_argument("--teacher", help="built-in name (minilm-l6) or a BERT model folder on the server")
+    submit.add_argument("--teacher", help="built-in name (minilm-l6), an uploaded teacher id, or a local model "
+                        "folder or .zip/.tar/.tar.gz of one (uploaded first)")
     submit.add_argument("--dataset", help="built-in name, an uploaded data set id, or a local .csv/.jsonl to upload")
     submit.add_argument("--corpus", help="unlabelled text for distillation (built-in name, or 'none')")
     submit.add_argument("--preset", choices=["tiny", "quick", "standard"])

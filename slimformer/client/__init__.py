@@ -15,7 +15,7 @@ submitted from. The `slimformer submit | jobs | status | ...` commands live in s
 from slimformer.client.api import SlimformerClient
 from slimformer.client.connection import DEFAULT_URL, credentials_path, resolve_connection
 from slimformer.client.errors import ClientError
-from slimformer.client.models import FINAL_STATUSES, Candidate, Dataset, Job, JobEvent, Page
+from slimformer.client.models import FINAL_STATUSES, Candidate, Dataset, Job, JobEvent, Page, Teacher
 
 __all__ = [
     "DEFAULT_URL",
@@ -27,6 +27,7 @@ __all__ = [
     "JobEvent",
     "Page",
     "SlimformerClient",
+    "Teacher",
     "credentials_path",
     "resolve_connection",
 ]

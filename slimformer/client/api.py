@@ -8,6 +8,8 @@ failure is a ClientError with a message fit to show a person.
 from __future__ import annotations
 
 import hashlib
+import tarfile
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +19,8 @@ import httpx
 
 from slimformer.client.artifacts import save_model_zip
 from slimformer.client.errors import ClientError, http_error_message, transport_error_message
-from slimformer.client.models import Candidate, Dataset, Job, Page
+from slimformer.client.models import Candidate, Dataset, Job, Page, Teacher
+from slimformer.contracts.teacher_files import folder_digest, upload_files
 
 __all__ = ["SlimformerClient"]
 
@@ -199,6 +202,72 @@ class SlimformerClient:
             if dataset.sha256 == digest:
                 return dataset, True
         return self.upload_dataset(path), False
+
+    # --- teachers ----------------------------------------------------------------------------
+
+    def list_teachers(self, limit: int | None = None) -> Page[Teacher]:
+        """The tenant's newest uploaded teachers (the server's default page, or `limit`)."""
+        params = {"limit": limit} if limit else {}
+        return _page(self.json("GET", "/v1/teachers", params=params), Teacher.from_dict)
+
+    def get_teacher(self, teacher_id: str) -> Teacher:
+        return Teacher.from_dict(self.json("GET", f"/v1/teachers/{teacher_id}"))
+
+    def delete_teacher(self, teacher_id: str) -> None:
+        """Delete an uploaded teacher (409 while a queued or running job uses it)."""
+        self.request("DELETE", f"/v1/teachers/{teacher_id}")
+
+    def upload_teacher(self, path: Path | str, name: str | None = None) -> Teacher:
+        """Upload a teacher: a local Hugging Face model folder (sent as a tar of `upload_files`) or
+        a .zip/.tar/.tar.gz of one. Use the returned id as a job's `teacher`.
+
+        Raises:
+            ClientError: the folder has no config.json, or the server refused the upload (its reason).
+        """
+        path = Path(path)
+        if not path.is_dir():
+            with path.open("rb") as f:
+                doc = self.json("POST", "/v1/teachers", files={"file": (path.name, f)},
+                                data={"name": name or _archive_stem(path.name)})
+            return Teacher.from_dict(doc)
+        files = _folder_files(path)
+        with tempfile.TemporaryFile() as archive:
+            # dereference: a linked file (a Hugging Face cache folder) goes as the file it points to.
+            with tarfile.open(fileobj=archive, mode="w", dereference=True) as tar:
+                for file in files:
+                    tar.add(file, arcname=file.name, recursive=False)
+            archive.seek(0)
+            doc = self.json("POST", "/v1/teachers", files={"file": (f"{path.name}.tar", archive)},
+                            data={"name": name or path.name})
+        return Teacher.from_dict(doc)
+
+    def ensure_teacher(self, folder: Path | str) -> tuple[Teacher, bool]:
+        """The tenant's earlier upload of the same model folder (same files), else a new upload.
+
+        Reusing keeps a retried submission idempotent, as `ensure_dataset` does for data sets.
+
+        Returns:
+            The teacher and whether it was an earlier upload.
+        """
+        folder = Path(folder)
+        digest = folder_digest((f.name, f) for f in _folder_files(folder))
+        for teacher in self.list_teachers().items:
+            if teacher.sha256 == digest:
+                return teacher, True
+        return self.upload_teacher(folder), False
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    if not (folder / "config.json").is_file():
+        raise ClientError(f"{folder}: no config.json; point at the Hugging Face model folder that holds it")
+    return upload_files(folder)
+
+
+def _archive_stem(name: str) -> str:
+    for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _page(doc: dict[str, Any], parse: Any) -> Page[Any]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-__all__ = ["FINAL_STATUSES", "Candidate", "Dataset", "Job", "JobEvent", "Page"]
+__all__ = ["FINAL_STATUSES", "Candidate", "Dataset", "Job", "JobEvent", "Page", "Teacher"]
 
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 T = TypeVar("T")
@@ -57,6 +57,7 @@ class Job:
     cancel_requested: bool = False
     attempts: int = 0
     dataset_id: str | None = None
+    teacher_id: str | None = None
     spec: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -77,7 +78,8 @@ class Job:
             id=doc["id"], status=doc["status"], name=doc.get("name") or "", stage=doc.get("stage"),
             progress=float(doc.get("progress") or 0.0), eta_seconds=doc.get("eta_seconds"), error=doc.get("error"),
             cancel_requested=bool(doc.get("cancel_requested")), attempts=int(doc.get("attempts") or 0),
-            dataset_id=doc.get("dataset_id"), spec=doc.get("spec") or {}, created_at=_time(doc.get("created_at")),
+            dataset_id=doc.get("dataset_id"), teacher_id=doc.get("teacher_id"), spec=doc.get("spec") or {},
+            created_at=_time(doc.get("created_at")),
             updated_at=_time(doc.get("updated_at")), started_at=_time(doc.get("started_at")),
             finished_at=_time(doc.get("finished_at")),
             events=tuple(JobEvent.from_dict(e) for e in doc.get("events") or ()), replayed=replayed, raw=doc,
@@ -138,6 +140,30 @@ class Dataset:
             id=doc["id"], name=doc.get("name") or "", rows=int(doc.get("rows") or 0),
             labels=tuple(doc.get("labels") or ()), format=doc.get("format") or "", sha256=doc.get("sha256") or "",
             size_bytes=int(doc.get("size_bytes") or 0), created_at=_time(doc.get("created_at")), raw=doc,
+        )
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """An uploaded teacher model folder; its id goes in a job spec's `teacher`."""
+
+    id: str
+    name: str
+    model_type: str = ""
+    architectures: tuple[str, ...] = ()
+    files: int = 0
+    sha256: str = ""
+    size_bytes: int = 0
+    created_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Teacher:
+        return cls(
+            id=doc["id"], name=doc.get("name") or "", model_type=doc.get("model_type") or "",
+            architectures=tuple(doc.get("architectures") or ()), files=int(doc.get("files") or 0),
+            sha256=doc.get("sha256") or "", size_bytes=int(doc.get("size_bytes") or 0),
+            created_at=_time(doc.get("created_at")), raw=doc,
         )
 
 

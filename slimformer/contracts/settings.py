@@ -19,6 +19,7 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 class Settings(BaseSettings):
@@ -35,8 +36,14 @@ class Settings(BaseSettings):
             Unset: on for SQLite, off for any other database.
         default_page_size: items per page when a list request names no `limit`.
         max_page_size: the largest `limit` a list request may ask for (422 above it).
-        teacher_roots: if set, teacher directories must lie under one of these folders; empty
-            allows any directory the server can read (the single-user embedded default).
+        max_teacher_upload_bytes: limit of an uploaded teacher archive (413 above it).
+        max_teacher_unpacked_bytes: limit of what a teacher archive unpacks to, declared or
+            actual (413 above it): the archive-bomb bound.
+        max_teacher_files: the most members a teacher archive may hold (413 above it).
+        teacher_roots: server folders a job's `teacher` may name over HTTP (a model folder under
+            one of them). Empty (the default): none; over HTTP a job names a built-in teacher or
+            one of the tenant's uploaded teachers (`POST /v1/teachers`). The artifact directory
+            and the worker cache are never allowed, even under a listed folder.
         ray_address: the Ray cluster the workers use; the API only reports it (/v1/health).
         rate_limit_per_minute: job submissions plus data set uploads one API key may make per
             minute (429 with `Retry-After` above it), with bursts up to the same number; 0 turns
@@ -54,6 +61,9 @@ class Settings(BaseSettings):
     auto_migrate: bool | None = None
     default_page_size: int = Field(20, ge=1, le=1000)
     max_page_size: int = Field(100, ge=1, le=1000)
+    max_teacher_upload_bytes: int = Field(2 * GIB, ge=1024)
+    max_teacher_unpacked_bytes: int = Field(2 * GIB, ge=1024)
+    max_teacher_files: int = Field(200, ge=1, le=100_000)
     teacher_roots: list[Path] = Field(default_factory=list)
     ray_address: str | None = Field(None, validation_alias=AliasChoices("SLIMFORMER_RAY_ADDRESS", "RAY_ADDRESS"))
     rate_limit_per_minute: int = Field(60, ge=0, le=1_000_000)

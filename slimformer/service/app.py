@@ -22,7 +22,7 @@ from slimformer.service.exception_handlers import install_exception_handlers
 from slimformer.service.limits import BodySizeLimitMiddleware
 from slimformer.service.openapi import install_openapi
 from slimformer.service.rate_limit import TokenBucketLimiter
-from slimformer.service.routes import candidates, datasets, health, jobs
+from slimformer.service.routes import candidates, datasets, health, jobs, teachers
 from slimformer.store.db import make_engine, make_session_factory, pool_capacity
 from slimformer.store.schema import check_schema, upgrade
 
@@ -86,12 +86,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodySizeLimitMiddleware,
         default_limit=settings.max_body_bytes,
-        path_limits={datasets.router.prefix: settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES},
+        path_limits={
+            datasets.router.prefix: settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+            teachers.router.prefix: settings.max_teacher_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        },
     )
     # Added last, so it is outermost: a request waits for its turn before anything reads its body.
     app.add_middleware(ConcurrencyLimitMiddleware, limit=pool_capacity(app.state.engine))
     install_exception_handlers(app)
-    for module in (jobs, candidates, datasets, health):
+    for module in (jobs, candidates, datasets, teachers, health):
         app.include_router(module.router)
     install_openapi(app, settings.max_page_size)
     return app

@@ -71,6 +71,7 @@ class JobOut(BaseModel):
     attempts: int
     error: str | None
     dataset_id: str | None
+    teacher_id: str | None = Field(description="the uploaded teacher the spec names, if any")
     spec: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -118,6 +119,21 @@ class DatasetOut(BaseModel):
     format: str
     rows: int
     labels: list[str]
+    sha256: str
+    size_bytes: int
+    created_at: datetime
+
+
+class TeacherOut(BaseModel):
+    """An uploaded teacher; use its `id` as a job's `teacher`. `sha256`: digest of its files."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    model_type: str
+    architectures: list[str]
+    files: int
     sha256: str
     size_bytes: int
     created_at: datetime

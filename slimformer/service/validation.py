@@ -1,6 +1,11 @@
 """What a job request must pass before it is queued: a known teacher, a known data set, budgets the
 cheapest architecture can meet.
 
+Over HTTP a job's `teacher` is a built-in name, one of the tenant's uploaded teachers (its id), or
+a model folder under a directory the operator lists (`Settings.teacher_roots`, none by default).
+Anything else, a server path outside those directories or another tenant's teacher id included,
+gets the very same 422 as a name nobody knows: the answer says nothing about the server's disk.
+
 Cheap enough for the request path: the teacher is judged by its config.json alone (no torch, no
 weights read; the worker checks the weights when it loads them), and the smallest architecture's
 cost is counted exactly by the torch-free search space; its latency is predicted with the
@@ -19,6 +24,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from slimformer.contracts.settings import Settings
 from slimformer.contracts.spec import JobSpec, LatencyShape
 from slimformer.data.builtins import ROTTEN_TOMATOES_LABELS
 from slimformer.data.registry import BUILTIN_CORPORA, BUILTIN_TASKS
@@ -28,7 +34,7 @@ from slimformer.search_space import SearchSpace, TeacherFacts, count_params, est
 from slimformer.search_space.latency import LatencySetting
 from slimformer.search_space.space import space_for_teacher
 from slimformer.service.errors import InvalidRequest
-from slimformer.store import datasets, latency_tables
+from slimformer.store import datasets, latency_tables, teachers
 
 # Mirrors slimformer.supernet.teacher.BUILTIN_TEACHERS (module, model subfolder), which cannot be
 # imported here because that module imports torch; a test keeps the two in step.
@@ -36,6 +42,7 @@ BUILTIN_TEACHER_MODULES: dict[str, tuple[str, str]] = {"minilm-l6": ("gt_all_min
 BUILTIN_TASK_LABELS: dict[str, tuple[str, ...]] = {"rotten-tomatoes": ROTTEN_TOMATOES_LABELS}
 SUPPORTED_MODEL_TYPES = ("bert",)
 _LISTED_DATASETS = 20  # how many of a tenant's uploads an "unknown dataset" error lists
+_LISTED_TEACHERS = 20
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class CheckedSpec:
     Attributes:
         spec: the request.
         teacher_dir: the folder holding the teacher's config.json.
+        teacher_id: the uploaded teacher's id, or None for a built-in teacher or a server folder.
         dataset_id: the uploaded data set's id, or None for a built-in one.
         facts: the teacher facts the search space is derived from (num_labels from the data set).
         smallest: the smallest achievable value of each budget axis that can be known now.
@@ -52,19 +60,20 @@ class CheckedSpec:
 
     spec: JobSpec
     teacher_dir: Path
+    teacher_id: str | None
     dataset_id: str | None
     facts: TeacherFacts
     smallest: dict[str, float]
 
 
-def check_spec(session: Session, tenant_id: str, spec: JobSpec, teacher_roots: list[Path]) -> CheckedSpec:
+def check_spec(session: Session, tenant_id: str, spec: JobSpec, settings: Settings) -> CheckedSpec:
     """Validate everything about a job request that the request schema alone cannot.
 
     Args:
         session: an open session (to look up the tenant's uploads).
         tenant_id: who asks.
         spec: the schema-valid request.
-        teacher_roots: folders teacher directories must lie under; empty allows any.
+        settings: where uploads live and which server folders a teacher may be in.
 
     Returns:
         The resolved teacher, data set and smallest achievable budgets.
@@ -76,11 +85,11 @@ def check_spec(session: Session, tenant_id: str, spec: JobSpec, teacher_roots: l
             smallest achievable value of each axis.
     """
     errors: list[dict[str, Any]] = []
-    teacher: tuple[Path, dict[str, Any]] | None = None
+    teacher: tuple[Path, dict[str, Any], str | None] | None = None
     labels: int | None = None
     dataset_id: str | None = None
     try:
-        teacher = resolve_teacher_config(spec.teacher, teacher_roots)
+        teacher = resolve_teacher_config(session, tenant_id, spec.teacher, settings)
     except InvalidRequest as exc:
         errors += exc.errors
     try:
@@ -92,11 +101,12 @@ def check_spec(session: Session, tenant_id: str, spec: JobSpec, teacher_roots: l
     if errors:
         raise InvalidRequest(errors)
     assert teacher is not None and labels is not None
-    folder, config = teacher
+    folder, config, teacher_id = teacher
     facts = teacher_facts(folder, config, labels)
     smallest = smallest_costs(facts, spec.latency, session)
     check_budgets(spec, smallest)
-    return CheckedSpec(spec=spec, teacher_dir=folder, dataset_id=dataset_id, facts=facts, smallest=smallest)
+    return CheckedSpec(spec=spec, teacher_dir=folder, teacher_id=teacher_id, dataset_id=dataset_id, facts=facts,
+                       smallest=smallest)
 
 
 # --- teacher ---------------------------------------------------------------------------------------
@@ -111,33 +121,45 @@ def builtin_teacher_folder(name: str) -> Path | None:
     return Path(next(iter(found.submodule_search_locations))) / subdir
 
 
-def resolve_teacher_config(name: str, roots: list[Path]) -> tuple[Path, dict[str, Any]]:
-    """The folder and parsed config.json of a built-in teacher name or a local BERT directory.
+def resolve_teacher_config(
+    session: Session, tenant_id: str, name: str, settings: Settings
+) -> tuple[Path, dict[str, Any], str | None]:
+    """The folder, parsed config.json and upload id of the teacher a job names over HTTP.
+
+    Args:
+        session: an open session (to look up the tenant's uploads).
+        tenant_id: who asks.
+        name: a built-in name, one of the tenant's uploaded teacher ids, or a folder under
+            `settings.teacher_roots`.
+        settings: the artifact directory and the allowed teacher roots.
+
+    Returns:
+        (model folder, its config, the upload's id or None).
 
     Raises:
-        InvalidRequest: not a built-in name and no such directory, a directory outside the
-            allowed roots, or no BERT config.json in it.
+        InvalidRequest: `unknown_teacher` for anything that is none of those (the same answer for
+            a server path elsewhere, another tenant's id and a name nobody knows), or
+            `invalid_teacher` for an allowed folder whose config.json is missing or not BERT.
     """
-    valid = sorted(BUILTIN_TEACHER_MODULES) + ["an existing directory holding a BERT model (config.json)"]
+    valid = sorted(BUILTIN_TEACHER_MODULES) + teachers.recent_ids(session, tenant_id, _LISTED_TEACHERS)
+    if settings.teacher_roots:
+        valid.append("a model folder under the server's teacher directories")
+    teacher_id: str | None = None
     if name in BUILTIN_TEACHER_MODULES:
         folder = builtin_teacher_folder(name)
         if folder is None or not folder.is_dir():
             raise InvalidRequest([_error("teacher", f"built-in teacher {name!r} is not installed on this server",
                                          "teacher_unavailable", valid)])
+    elif (upload := teachers.find_teacher(session, tenant_id, name)) is not None:
+        folder, teacher_id = settings.artifacts / upload.path, upload.id
     else:
-        resolved = _resolve_path(name)
-        if resolved is not None and roots and not any(resolved.is_relative_to(root) for root in roots):
+        folder = _allowed_folder(name, settings)
+        if folder is None:
             raise InvalidRequest([_error(
-                "teacher", f"teacher directory {name!r} is outside the folders this server allows "
-                f"({', '.join(str(r) for r in roots)})", "teacher_not_allowed", valid,
+                "teacher", f"unknown teacher {name!r}: not a built-in teacher and not one of your uploaded "
+                "teachers (upload one with POST /v1/teachers)", "unknown_teacher", valid,
             )])
-        if resolved is None or not _is_dir(resolved):
-            raise InvalidRequest([_error(
-                "teacher", f"unknown teacher {name!r}: not a built-in teacher and not an existing directory",
-                "unknown_teacher", valid,
-            )])
-        folder = resolved
-    folder = _transformer_folder(folder)
+        folder = _transformer_folder(folder)
     config_file = folder / "config.json"
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
@@ -152,7 +174,24 @@ def resolve_teacher_config(name: str, roots: list[Path]) -> tuple[Path, dict[str
             "teacher", f"teacher {name!r}: model_type {model_type!r} is not supported (BERT-family encoders only)",
             "invalid_teacher", valid,
         )])
-    return folder, config
+    return folder, config, teacher_id
+
+
+def _allowed_folder(name: str, settings: Settings) -> Path | None:
+    """`name` as an existing folder under one of the teacher roots; None for anything else.
+
+    Never a folder inside the artifact directory (other tenants' uploads) or the worker cache
+    (fine-tuned teachers), even where a root holds them.
+    """
+    if not settings.teacher_roots:
+        return None
+    resolved = _resolve_path(name)
+    if resolved is None or not any(resolved.is_relative_to(root) for root in settings.teacher_roots):
+        return None
+    private = [_resolve_path(str(settings.artifacts)), _resolve_path(str(settings.home / "cache"))]
+    if any(p is not None and resolved.is_relative_to(p) for p in private):
+        return None
+    return resolved if _is_dir(resolved) else None
 
 
 def _resolve_path(name: str) -> Path | None:

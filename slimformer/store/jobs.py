@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from slimformer.contracts.spec import JobSpec
-from slimformer.store import datasets
+from slimformer.store import datasets, teachers
 from slimformer.store.errors import Conflict, NotFound
 from slimformer.store.events import add_event
 from slimformer.store.models import Job, JobEvent, new_id, utcnow
@@ -37,6 +37,7 @@ def create_job(
     spec: JobSpec,
     idempotency_key: str | None = None,
     dataset_id: str | None = None,
+    teacher_id: str | None = None,
 ) -> tuple[Job, bool]:
     """Queue a job, or return the job an earlier request with the same idempotency key made.
 
@@ -50,6 +51,7 @@ def create_job(
         spec: the validated request.
         idempotency_key: the client's `Idempotency-Key`, or None.
         dataset_id: the uploaded data set the spec names, if any.
+        teacher_id: the uploaded teacher the spec names, if any.
 
     Returns:
         (job, created): created is False when an earlier request with this key made the job.
@@ -64,7 +66,7 @@ def create_job(
             return earlier, False
     job = Job(
         id=new_id(), tenant_id=tenant_id, name=spec.name, spec=spec.model_dump(mode="json"), spec_sha256=digest,
-        dataset_id=dataset_id, idempotency_key=idempotency_key,
+        dataset_id=dataset_id, teacher_id=teacher_id, idempotency_key=idempotency_key,
     )
     session.add(job)
     # Not `add_event`: its flush would raise a lost race on the key before the commit below catches it.
@@ -189,10 +191,17 @@ def job_inputs(session: Session, job: Job, artifact_dir: Path) -> tuple[JobSpec,
         artifact_dir: the artifact directory (`Settings.artifact_dir`).
 
     Returns:
-        The job's spec, and the file of its uploaded data set (None for a built-in data set; pass
-        it as `JobContext.dataset_path`).
+        The job's spec, its `teacher` replaced by the stored model folder when it names an
+        uploaded teacher (`teachers.teacher_folder`), and the file of its uploaded data set (None
+        for a built-in data set; pass it as `JobContext.dataset_path`).
+
+    Raises:
+        NotFound: the job's uploaded teacher was deleted meanwhile.
     """
     spec = JobSpec.model_validate(job.spec)
+    folder = teachers.teacher_folder(session, job, artifact_dir)
+    if folder is not None:
+        spec = spec.model_copy(update={"teacher": str(folder)})
     if job.dataset_id is None:
         return spec, None
     relative = datasets.dataset_path(session, job.dataset_id)

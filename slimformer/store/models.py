@@ -1,5 +1,5 @@
 """Database tables: tenants and their API keys, jobs and their events, candidates, artifacts, data sets,
-and the latency tables workers measured.
+uploaded teachers, and the latency tables workers measured.
 
 Ids are server-generated ULIDs (time-ordered, so "newest first" is an index scan and ids never
 come from a client). Timestamps are UTC and come back timezone-aware on every database.
@@ -143,6 +143,29 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Teacher(Base):
+    """An uploaded teacher model folder, checked at upload and unpacked under the artifact directory.
+
+    `path` is the model folder (the one holding config.json) relative to the artifact directory;
+    `sha256` is the content digest of its files (`contracts.teacher_files.folder_digest`), which
+    lets a client find an earlier upload of the same folder.
+    """
+
+    __tablename__ = "teachers"
+    __table_args__ = (Index("ix_teachers_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(String(1000))  # relative to the artifact directory
+    model_type: Mapped[str] = mapped_column(String(40))
+    architectures: Mapped[list[Any]] = mapped_column()
+    files: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Job(Base):
     """A compression job and the state of its one run.
 
@@ -166,6 +189,10 @@ class Job(Base):
     spec: Mapped[dict[str, Any]] = mapped_column()
     spec_sha256: Mapped[str] = mapped_column(String(64))  # tells an idempotent retry from a key reuse
     dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id", ondelete="RESTRICT"), default=None)
+    # The uploaded teacher the spec names. Not a foreign key: adding one to an existing SQLite jobs
+    # table means rebuilding it, and dropping the old table would cascade to events and candidates.
+    # `store.teachers` refuses to delete a teacher an unfinished job names.
+    teacher_id: Mapped[str | None] = mapped_column(String(26), index=True, default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     stage: Mapped[str | None] = mapped_column(String(40), default=None)

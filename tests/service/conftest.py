@@ -255,6 +255,21 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             server.stop()
 
 
+@pytest.fixture
+def api_of() -> Iterator[Callable[[LiveServer], Api]]:
+    """`api_of(server)`: the `Api` helpers for a server a test started itself; its clients are closed after."""
+    made: list[Api] = []
+
+    def wrap(server: LiveServer) -> Api:
+        made.append(Api(server=server, backend="own"))
+        return made[-1]
+
+    yield wrap
+    for api in made:
+        for client in api.clients:
+            client.close()
+
+
 # --- files -----------------------------------------------------------------------------------------
 
 
@@ -284,6 +299,50 @@ def _csv_bytes(rows: int = 40, labels: tuple[str, ...] = ("neg", "pos")) -> byte
 def write_teacher() -> Callable[..., Path]:
     """`write_teacher(folder, model_type="bert", **config)`: a teacher folder the API accepts."""
     return _write_teacher
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer, hidden-32 `BertForSequenceClassification` (3 labels) saved with `save_pretrained`,
+    with the tiny WordPiece tokenizer: what a user's own fine-tuned model folder looks like. Read-only."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from slimformer.supernet.tiny import make_tiny_teacher
+
+    folder = make_tiny_teacher(tmp_path_factory.mktemp("tiny-classifier"), hidden=32, layers=2, heads=2,
+                               intermediate=64)
+    config = BertConfig.from_pretrained(folder)
+    config.num_labels, config.architectures = 3, ["BertForSequenceClassification"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def _archive(folder: Path, kind: str = "zip", prefix: str = "", skip: tuple[str, ...] = ()) -> bytes:
+    """The files of `folder` as a zip, tar or tar.gz, under `prefix` ("" or "name/"), leaving out `skip`."""
+    import io
+    import tarfile
+    import zipfile
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in skip)
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in files:
+                archive.write(file, prefix + file.name)
+    else:
+        with tarfile.open(fileobj=buffer, mode="w:gz" if kind == "tar.gz" else "w") as archive:
+            for file in files:
+                archive.add(file, prefix + file.name)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def archive_of() -> Callable[..., bytes]:
+    """`archive_of(folder, kind="zip"|"tar"|"tar.gz", prefix="", skip=())`: a model folder as archive bytes."""
+    return _archive
 
 
 @pytest.fixture

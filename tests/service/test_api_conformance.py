@@ -7,12 +7,13 @@ calls along the links it infers) and runs all its checks on each answer: no 500;
 header and body documented; invalid requests refused and valid ones accepted; auth not ignored;
 405 with a correct `Allow`. `SLIMFORMER_CONFORMANCE_EXAMPLES` sets the examples per operation.
 
-Five operations accept a schema-valid request and still answer 422, by design: a job names a
+Six operations accept a schema-valid request and still answer 422, by design: a job names a
 teacher and a data set that must exist and budgets the teacher's smallest architecture must fit,
-and an upload must be a readable data set; the three lists (jobs, candidates, data sets) take a
-`cursor` that must be one the server issued for that same list. No schema can say that (it depends
-on the server's files, the tenant's uploads and earlier answers), so for those five
-`positive_data_acceptance` also expects 422.
+a data set upload must be a readable data set, and a teacher upload a safe archive of a model
+folder; the three lists (jobs, candidates, data sets) take a `cursor` that must be one the server
+issued for that same list. No schema can say that (it depends on the server's files, the tenant's
+uploads, the bytes of a file and earlier answers), so for those six `positive_data_acceptance`
+also expects 422.
 The same run against a server of your own (it reports those 422s, having no such exception):
 
     st run http://127.0.0.1:8000/v1/openapi.json --checks all -H "Authorization: Bearer $KEY"
@@ -20,6 +21,7 @@ The same run against a server of your own (it reports those 422s, having no such
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -42,11 +44,12 @@ from slimformer.store.api_keys import add_api_key
 from slimformer.store.artifacts import upsert_artifact
 from slimformer.store.candidates import upsert_candidate
 from slimformer.store.db import session_scope
-from slimformer.store.models import Artifact, Candidate, Dataset, Job, JobEvent
+from slimformer.store.models import Artifact, Candidate, Dataset, Job, JobEvent, Teacher
+from slimformer.store.teachers import TEACHERS_DIR
 
 # Per operation and phase; 40 keeps the whole module near a minute on two shared cores.
 MAX_EXAMPLES = int(os.environ.get("SLIMFORMER_CONFORMANCE_EXAMPLES", "40"))
-# Statuses a schema-valid request may get from the five operations whose 422 no schema can predict
+# Statuses a schema-valid request may get from the six operations whose 422 no schema can predict
 # (schemathesis' default for `positive_data_acceptance`, plus 422).
 SEMANTIC_422 = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 # Made here, not by `create_api_key`, so the config can name it: given as the schema's `HTTPBearer`
@@ -58,7 +61,7 @@ CONFIG = schemathesis.Config.from_dict({
     "operations": [
         {
             "include-method": "POST",
-            "include-path": ["/v1/jobs", "/v1/datasets"],
+            "include-path": ["/v1/jobs", "/v1/datasets", "/v1/teachers"],
             "checks": {"positive_data_acceptance": {"expected-statuses": SEMANTIC_422}},
         },
         {
@@ -89,10 +92,29 @@ SCHEMA = schemathesis.openapi.from_dict(APP.openapi(), config=CONFIG)
 SCHEMA.app = APP  # what `from_asgi` does: requests go to the app in process
 
 
+@functools.cache
+def _teacher_zip() -> bytes:
+    """A tiny random BERT folder (2 layers, hidden 32) as a zip (made once: every call chain reseeds)."""
+    import io
+    import zipfile
+
+    from slimformer.supernet.tiny import make_tiny_teacher
+
+    folder = make_tiny_teacher(HOME / "tiny-teacher", hidden=32, layers=2, heads=2, intermediate=64)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in folder.iterdir():
+            archive.write(file, file.name)
+    shutil.rmtree(folder)
+    return buffer.getvalue()
+
+
 def _seed(app: FastAPI, key: str) -> None:
-    """A data set, and a job with candidates and an artifact, so reads answer 200 with real rows too."""
+    """A data set, a teacher, and a job with candidates and an artifact, so reads answer 200 with real rows too."""
     with TestClient(app) as client:
         auth = {"Authorization": f"Bearer {key}"}
+        teacher = client.post("/v1/teachers", headers=auth, files={"file": ("tiny.zip", _teacher_zip())})
+        assert teacher.status_code == 201, teacher.text
         upload = client.post("/v1/datasets", headers=auth,
                              files={"file": ("seed.csv", b"text,label\n" + b"".join(
                                  f"sentence {i} here,{'pos' if i % 2 else 'neg'}\n".encode() for i in range(20)))})
@@ -137,8 +159,9 @@ def test_every_answer_conforms(case: schemathesis.Case, live_api: None) -> None:
 def _reset(app: FastAPI) -> None:
     """Back to the seeded rows (the API key stays): the same starting state for every call chain."""
     with session_scope(app.state.session_factory) as session:
-        for model in (Artifact, Candidate, JobEvent, Job, Dataset):
+        for model in (Artifact, Candidate, JobEvent, Job, Dataset, Teacher):  # jobs before the teachers they name
             session.execute(delete(model))
+    shutil.rmtree(app.state.settings.artifacts / TEACHERS_DIR, ignore_errors=True)
     _seed(app, API_KEY)
 
 

@@ -51,22 +51,6 @@ def test_unknown_teacher_is_422_listing_valid_ones(api):
     assert "minilm-l6" in error["ctx"]["valid"]
 
 
-@sqlite_only
-def test_teacher_directory_is_checked(api, tmp_path, write_teacher):
-    client = api.tenant_client()
-    good = write_teacher(tmp_path / "good")
-    assert client.post("/v1/jobs", json={"teacher": str(good)}).status_code == 201
-
-    roberta = write_teacher(tmp_path / "roberta", model_type="roberta")
-    r = client.post("/v1/jobs", json={"teacher": str(roberta)})
-    assert r.status_code == 422 and "model_type 'roberta'" in r.json()["detail"][0]["msg"]
-
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    r = client.post("/v1/jobs", json={"teacher": str(empty)})
-    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "invalid_teacher"
-
-
 def test_unknown_dataset_is_422_listing_builtins_and_own_uploads(api, make_csv):
     mine, theirs = api.tenant_client(), api.tenant_client()
     own = mine.post("/v1/datasets", files={"file": ("mine.csv", make_csv())}).json()["id"]

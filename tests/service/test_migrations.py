@@ -6,6 +6,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -16,9 +17,11 @@ from slimformer.service.app import create_app
 from slimformer.store.db import make_engine
 from slimformer.store.errors import SchemaOutOfDate
 from slimformer.store.models import Base
-from slimformer.store.schema import check_schema, current_revision, head_revision, upgrade
+from slimformer.store.schema import alembic_config, check_schema, current_revision, head_revision, upgrade
 
-TABLES = {"tenants", "api_keys", "datasets", "jobs", "job_events", "candidates", "artifacts", "latency_tables"}
+TABLES = {
+    "tenants", "api_keys", "datasets", "jobs", "job_events", "candidates", "artifacts", "latency_tables", "teachers",
+}
 
 
 def test_upgrade_from_empty_creates_everything(database_url):
@@ -37,6 +40,34 @@ def test_upgrade_from_empty_creates_everything(database_url):
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE, "compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+def test_0003_keeps_existing_jobs_and_goes_back_down(database_url):
+    """Adding `jobs.teacher_id` keeps every job and its events (no table rebuild), and 0003 downgrades."""
+    engine = make_engine(database_url)
+    upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO tenants (id, name, created_at) VALUES ('t1', 'a', CURRENT_TIMESTAMP)"))
+        conn.execute(text(
+            "INSERT INTO jobs (id, tenant_id, name, spec, spec_sha256, status, progress, cancel_requested, attempts, "
+            "created_at, updated_at) VALUES ('j1', 't1', 'old', '{}', 'x', 'queued', 0, false, 0, "
+            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ))
+        conn.execute(text("INSERT INTO job_events (job_id, at, level, message) VALUES "
+                          "('j1', CURRENT_TIMESTAMP, 'info', 'job queued')"))
+    assert upgrade(engine) == head_revision()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, teacher_id FROM jobs")).all() == [("j1", None)]
+        assert conn.execute(text("SELECT count(*) FROM job_events")).scalar() == 1
+    with engine.begin() as conn:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+    assert current_revision(engine) == "0002"
+    assert "teachers" not in inspect(engine).get_table_names()
+    assert "teacher_id" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+    assert upgrade(engine) == head_revision()
     engine.dispose()
 
 
@@ -84,7 +115,8 @@ def test_app_refuses_an_old_schema_unless_it_may_migrate(database_url, tmp_path,
         asyncio.run(_start(create_app(settings)))
     with engine.begin() as conn:
         conn.execute(text(f"DELETE FROM {VERSION_TABLE}"))
-        tables = ("artifacts", "candidates", "job_events", "jobs", "datasets", "api_keys", "tenants", "latency_tables")
+        tables = ("artifacts", "candidates", "job_events", "jobs", "datasets", "teachers", "api_keys", "tenants",
+                  "latency_tables")
         for table in tables:
             conn.execute(text(f"DROP TABLE {table}"))
     engine.dispose()

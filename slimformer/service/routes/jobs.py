@@ -61,8 +61,8 @@ def submit_job(
         earlier = jobs.find_idempotent(session, tenant.id, idempotency_key, digest)
         if earlier is not None:
             return _replayed(response, earlier)
-    checked = check_spec(session, tenant.id, spec, settings.teacher_roots)
-    job, created = jobs.create_job(session, tenant.id, spec, idempotency_key, checked.dataset_id)
+    checked = check_spec(session, tenant.id, spec, settings)
+    job, created = jobs.create_job(session, tenant.id, spec, idempotency_key, checked.dataset_id, checked.teacher_id)
     if not created:
         return _replayed(response, job)
     response.headers["Location"] = f"{router.prefix}/{job.id}"
