@@ -46,6 +46,9 @@ def no_browser_reason() -> str | None:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         return "playwright is not installed (pip install -e '.[dev]')"
+    named = os.environ.get("SLIMFORMER_BROWSER")
+    if named and not Path(named).is_file():
+        return f"SLIMFORMER_BROWSER={named} is not a file"
     if find_browser() is None:
         return ("no Chromium found (looked for SLIMFORMER_BROWSER, then " + ", ".join(BROWSER_NAMES)
                 + " on PATH); install one with `apt-get install chromium`")
@@ -109,7 +112,7 @@ class Service:
 
 
 @pytest.fixture(scope="module")
-def service(browser, tmp_path_factory: pytest.TempPathFactory, tiny_teacher_dir: Path) -> Iterator[Service]:
+def service(tmp_path_factory: pytest.TempPathFactory, tiny_teacher_dir: Path) -> Iterator[Service]:
     """The API and one in-process worker (no Ray) on a fresh SQLite database.
 
     The tiny teacher's folder lies under `teacher_roots`, the operator's list of folders a job may
