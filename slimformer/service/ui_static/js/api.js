@@ -56,14 +56,22 @@ export async function request(path, { method = "GET", json, form, headers = {}, 
 
 export const get = (path) => request(path);
 
-// Every item of a paged list (the server caps `limit`, so this walks `offset`).
+// Every item of a paged list (the server caps `limit`): by `next_cursor` where the server pages by
+// cursor (each row once, even while rows are added), else by `offset`.
 export async function getAll(path, max = 2000) {
   const items = [];
+  let next = "";
   for (;;) {
-    const sep = path.includes("?") ? "&" : "?";
-    const page = await get(`${path}${sep}offset=${items.length}`);
+    const page = await get(next ? `${path}${path.includes("?") ? "&" : "?"}${next}` : path);
     items.push(...page.items);
-    if (!page.items.length || items.length >= page.total || items.length >= max) return items;
+    if (!page.items.length || items.length >= max) return items;
+    if ("next_cursor" in page) {
+      if (!page.next_cursor) return items;
+      next = `cursor=${encodeURIComponent(page.next_cursor)}`;
+    } else {
+      if (items.length >= page.total) return items;
+      next = `offset=${items.length}`;
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 // The submit form: teacher, data set (upload or pick), preset, budgets, and the usual advanced settings.
 // An uploaded file goes to POST /v1/datasets first; the job then names its id.
 
-import { get, getAll, request } from "./api.js";
+import { getAll, request } from "./api.js";
 import { errorBox, h } from "./dom.js";
 
 const BUILTIN_TEACHERS = ["minilm-l6"];
@@ -47,7 +47,7 @@ export function submitPage(root) {
     h("h1", {}, "New compression job"),
     field("Name", h("input", { id: "job-name", maxlength: 200, placeholder: "e.g. reviews-small" })),
     field("Teacher", h("input", { id: "teacher", list: "teacher-names", required: true, value: BUILTIN_TEACHERS[0],
-      maxlength: 1000 }), "a built-in teacher, or one the server allows"), teachers,
+      maxlength: 1000 }), "a built-in teacher, the id of one you uploaded, or a folder the server allows"), teachers,
     h("fieldset", {}, h("legend", {}, "Data set"),
       field("Use", datasets, "a built-in set, or one you uploaded before"),
       field("or upload", file, "CSV or JSON lines with `text` and `label` columns; it is checked before it is kept")),
@@ -104,8 +104,11 @@ export function submitPage(root) {
   getAll("/v1/datasets", 200).then((items) => {
     for (const d of items) datasets.append(h("option", { value: d.id }, `${d.name} (${d.rows} rows, uploaded)`));
   }).catch(() => {});
-  get("/v1/teachers").then((page) => {
-    for (const t of page.items || page) teachers.append(h("option", { value: t.id }, t.name || t.id));
+  getAll("/v1/teachers", 200).then((items) => {
+    for (const t of items) {
+      const kind = t.model_type ? ` (${t.model_type})` : "";
+      teachers.append(h("option", { value: t.id }, `${t.name || t.id}${kind}, uploaded`));
+    }
   }).catch(() => {});
   return () => { stopped = true; };
 }
