@@ -23,6 +23,7 @@ from slimformer.service.limits import BodySizeLimitMiddleware
 from slimformer.service.openapi import install_openapi
 from slimformer.service.rate_limit import TokenBucketLimiter
 from slimformer.service.routes import candidates, datasets, health, jobs, teachers
+from slimformer.service.ui import install_dashboard
 from slimformer.store.db import make_engine, make_session_factory, pool_capacity
 from slimformer.store.schema import check_schema, upgrade
 
@@ -97,4 +98,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (jobs, candidates, datasets, teachers, health):
         app.include_router(module.router)
     install_openapi(app, settings.max_page_size)
+    install_dashboard(app)
     return app

@@ -1,0 +1,162 @@
+"""The dashboard in a real headless browser against a live API and worker: log in with a key,
+submit a tiny job with an uploaded data set, watch it finish, read the chart, download a model.
+
+SLIMFORMER_UI_SCREENSHOTS=docs/screenshots also saves the screenshots the docs show there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+JOB_TIMEOUT_MS = 180_000
+
+
+def screenshot(target, name: str, tmp_path: Path, **options: object) -> None:
+    """Into the test's folder, and into SLIMFORMER_UI_SCREENSHOTS when set."""
+    folders = [tmp_path] + ([Path(os.environ["SLIMFORMER_UI_SCREENSHOTS"])]
+                           if os.environ.get("SLIMFORMER_UI_SCREENSHOTS") else [])
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        target.screenshot(path=str(folder / f"{name}.png"), **options)
+
+
+def expected_failure(status: int, url: str) -> bool:
+    """The wrong key the test logs in with (401), and the teachers list of a server without one (404)."""
+    return (status, url.split("/v1/", 1)[-1]) in {(401, "jobs?limit=1"), (404, "teachers")}
+
+
+@pytest.fixture
+def page(browser, service):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    # Failed requests are judged by their responses below, not by the console's line about them.
+    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
+    page.on("response", lambda r: problems.append(f"{r.status} from {r.request.method} {r.url}")
+            if r.status >= 400 and not expected_failure(r.status, r.url) else None)
+    # Nothing but this server: no CDN, no fonts, no analytics.
+    page.on("request", lambda req: problems.append(f"request off the server: {req.url}")
+            if not req.url.startswith((service.url, "blob:", "data:")) else None)
+    yield page
+    context.close()
+    assert problems == []
+
+
+def test_log_in_submit_watch_chart_and_download(page, service, tiny_teacher_dir, task_csv, tmp_path):
+    key = service.server.new_key()
+    page.goto(f"{service.url}/ui")
+    assert page.url == f"{service.url}/ui/"
+
+    # A wrong key is refused and not kept; the right one opens the (empty) jobs list.
+    page.fill("#api-key", "sf_not-a-real-key")
+    page.click("#login-form button[type=submit]")
+    page.get_by_role("alert").filter(has_text="That key was refused").wait_for()
+    assert page.evaluate("sessionStorage.getItem('slimformer.apiKey')") is None
+    page.fill("#api-key", key)
+    page.click("#login-form button[type=submit]")
+    page.get_by_text("No jobs yet").wait_for()
+    assert page.evaluate("sessionStorage.getItem('slimformer.apiKey')") == key
+
+    # Submit: the tiny preset on the tiny teacher, the data set uploaded from the form.
+    page.click("#nav-submit")
+    page.fill("#job-name", "dashboard tiny")
+    page.fill("#teacher", str(tiny_teacher_dir))
+    page.set_input_files("#dataset-file", str(task_csv))
+    page.select_option("#preset", "tiny")
+    page.click("details > summary")
+    page.fill("#seq-len", "32")
+    page.select_option("#strategy", "sample")
+    page.fill("#finalists", "2")
+    page.fill("#corpus", "")
+    page.click("#submit-job")
+    page.wait_for_url(re.compile(r".*#/jobs/[0-9A-Z]+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+
+    # Live: a stage, progress and events show while it runs; then it succeeds.
+    page.locator("#job-events li").first.wait_for()
+    page.locator('.badge[data-status="succeeded"]').wait_for(timeout=JOB_TIMEOUT_MS)
+    assert page.inner_text("#job-progress") == "100%"
+    assert page.inner_text("#job-stage") == "report"
+    assert "job succeeded" in page.inner_text("#job-events")
+
+    # The chart: both finalists measured on every runtime, the job's own front marked.
+    chart = page.locator("#pareto-chart")
+    chart.locator("circle.pt").nth(1).wait_for()
+    assert chart.locator("circle.pt").count() == 2
+    assert chart.locator("circle.pt.front").count() >= 1
+    assert "The front is the one the job chose" in page.inner_text("#chart-note")
+    front_dot = chart.locator("circle.pt.front").first
+    front_dot.hover()
+    tooltip = page.locator("#chart-tooltip")
+    tooltip.wait_for(state="visible")
+    text = tooltip.inner_text()
+    assert "on the front" in text and "dev accuracy" in text and "latency onnxruntime" in text
+    assert re.search(r"H\d+ \|", text), text  # the architecture
+    page.mouse.move(0, 0)
+    tooltip.wait_for(state="hidden")
+    front_dot.focus()  # keyboard focus shows the same figures, and holds still for the screenshot
+    tooltip.wait_for(state="visible")
+    screenshot(page.locator("#pareto"), "chart", tmp_path)
+
+    for runtime in ("onnxruntime", "int8", "torch"):
+        page.click(f'button[data-runtime="{runtime}"]')
+        assert page.get_attribute(f'button[data-runtime="{runtime}"]', "aria-pressed") == "true"
+        assert chart.locator("circle.pt").count() == 2
+        assert runtime.replace("int8", "int8 (onnxruntime)") in chart.text_content()
+    page.select_option("#metric-select", "test_accuracy")
+    assert "test accuracy" in chart.text_content()
+    page.select_option("#metric-select", "dev_accuracy")
+
+    # The table: a row per candidate; clicking a dot selects its row.
+    rows = page.locator("#candidate-table tbody tr")
+    assert rows.count() == 2
+    front_id = front_dot.get_attribute("data-candidate-id")
+    front_dot.click()
+    row = page.locator(f'#candidate-table tr[data-candidate-id="{front_id}"]')
+    assert "selected" in (row.get_attribute("class") or "")
+    page.mouse.move(0, 0)
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot(page, "job", tmp_path, full_page=True)
+
+    # Download the ONNX model of a front candidate: the same bytes the API serves, a loadable folder.
+    with page.expect_download() as info:
+        row.locator('button[data-format="onnx"]').click()
+    saved = tmp_path / info.value.suggested_filename
+    info.value.save_as(saved)
+    row.locator(".download-status", has_text="SHA-256 ✓").wait_for()
+    api = httpx.get(f"{service.url}/v1/jobs/{job_id}/candidates/{front_id}/artifact", params={"format": "onnx"},
+                    headers={"Authorization": f"Bearer {key}"})
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == api.headers["X-Content-SHA256"]
+    with zipfile.ZipFile(saved) as zf:
+        assert {"model.onnx", "config.json", "tokenizer.json"} <= {Path(n).name for n in zf.namelist()}
+
+    # The jobs list shows it finished; logging out forgets the key.
+    page.click("nav >> text=Jobs")
+    job_row = page.locator(f'tr[data-job-id="{job_id}"]')
+    job_row.locator('.badge[data-status="succeeded"]').wait_for()
+    assert "dashboard tiny" in job_row.inner_text()
+    screenshot(page, "jobs", tmp_path)
+    page.click("#logout")
+    page.locator("#login-form").wait_for()
+    assert page.evaluate("sessionStorage.getItem('slimformer.apiKey')") is None
+
+
+def test_the_dashboard_ships_in_the_package_with_a_strict_policy(service):
+    index = httpx.get(f"{service.url}/ui/")
+    assert index.status_code == 200 and "js/app.js" in index.text
+    policy = index.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "connect-src 'self'" in policy
+    for asset in ("app.css", "js/app.js", "js/chart.js"):
+        assert httpx.get(f"{service.url}/ui/{asset}").status_code == 200
+    assert httpx.get(f"{service.url}/ui/../pyproject.toml").status_code == 404
+    assert "/ui" not in httpx.get(f"{service.url}/v1/openapi.json").json()["paths"]
