@@ -205,10 +205,18 @@ class SlimformerClient:
 
     # --- teachers ----------------------------------------------------------------------------
 
-    def list_teachers(self, limit: int | None = None) -> Page[Teacher]:
-        """The tenant's newest uploaded teachers (the server's default page, or `limit`)."""
-        params = {"limit": limit} if limit else {}
+    def list_teachers(self, limit: int | None = None, cursor: str | None = None) -> Page[Teacher]:
+        """One page of the tenant's uploaded teachers, newest first (the server's default page size unless `limit`)."""
+        params: dict[str, Any] = {}
+        if limit is not None:
+            params["limit"] = limit
+        if cursor:
+            params["cursor"] = cursor
         return _page(self.json("GET", "/v1/teachers", params=params), Teacher.from_dict)
+
+    def iter_teachers(self, page_size: int | None = None) -> Iterator[Teacher]:
+        """Every uploaded teacher of the tenant, newest first, page by page."""
+        return _walk(lambda cursor: self.list_teachers(limit=page_size, cursor=cursor))
 
     def get_teacher(self, teacher_id: str) -> Teacher:
         return Teacher.from_dict(self.json("GET", f"/v1/teachers/{teacher_id}"))
@@ -251,7 +259,7 @@ class SlimformerClient:
         """
         folder = Path(folder)
         digest = folder_digest((f.name, f) for f in _folder_files(folder))
-        for teacher in self.list_teachers().items:
+        for teacher in self.iter_teachers():
             if teacher.sha256 == digest:
                 return teacher, True
         return self.upload_teacher(folder), False

@@ -20,6 +20,8 @@ MAX_EVENTS = 20
 # (`slimformer.service.openapi`).
 MAX_PAGE_SIZE = 1000
 MAX_OFFSET = 1_000_000
+# The schema pattern of a form text (an upload's name): PostgreSQL cannot store NUL in text.
+NO_NUL = r"^[^\x00]*$"
 
 
 class ErrorOut(BaseModel):

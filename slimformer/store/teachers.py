@@ -10,14 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slimformer.store.errors import Conflict, NotFound
 from slimformer.store.models import FINISHED_STATUSES, Job, Teacher
+from slimformer.store.pages import Slice, SortKey, fetch_page
+from slimformer.store.sql import names_nothing
 
 # Where uploaded teachers live, relative to the artifact directory: teachers/<tenant>/<teacher id>/.
 TEACHERS_DIR = "teachers"
+TEACHER_ORDER = (SortKey(Teacher.created_at, descending=True), SortKey(Teacher.id, descending=True))
 
 
 def teacher_dir(tenant_id: str, teacher_id: str) -> str:
@@ -55,22 +58,26 @@ def get_teacher(session: Session, tenant_id: str, teacher_id: str) -> Teacher:
 
 
 def find_teacher(session: Session, tenant_id: str, teacher_id: str) -> Teacher | None:
-    """The tenant's teacher, or None (another tenant's reads as missing)."""
+    """The tenant's teacher, or None (another tenant's reads as missing, and so does an id with NUL)."""
+    if names_nothing(teacher_id):
+        return None
     return session.scalar(select(Teacher).where(Teacher.id == teacher_id, Teacher.tenant_id == tenant_id))
 
 
-def list_teachers(session: Session, tenant_id: str, limit: int, offset: int) -> tuple[list[Teacher], int]:
-    """One page of the tenant's teachers, newest first.
+def list_teachers(
+    session: Session, tenant_id: str, limit: int, offset: int = 0, cursor: str | None = None
+) -> Slice[Teacher]:
+    """One page of the tenant's teachers, newest first (by upload time, then id).
 
     Returns:
-        (the page, how many teachers the tenant has in all).
+        The page, how many teachers the tenant has in all, and the next page's cursor (None on the
+        last page).
+
+    Raises:
+        BadCursor: a malformed cursor, or one of another list.
     """
-    where = Teacher.tenant_id == tenant_id
-    total = session.scalar(select(func.count()).select_from(Teacher).where(where)) or 0
-    rows = session.scalars(
-        select(Teacher).where(where).order_by(Teacher.created_at.desc(), Teacher.id.desc()).limit(limit).offset(offset)
-    ).all()
-    return list(rows), total
+    query = select(Teacher).where(Teacher.tenant_id == tenant_id)
+    return fetch_page(session, query, TEACHER_ORDER, f"teachers|{tenant_id}", limit, offset, cursor)
 
 
 def recent_ids(session: Session, tenant_id: str, limit: int) -> list[str]:

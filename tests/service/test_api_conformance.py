@@ -7,13 +7,13 @@ calls along the links it infers) and runs all its checks on each answer: no 500;
 header and body documented; invalid requests refused and valid ones accepted; auth not ignored;
 405 with a correct `Allow`. `SLIMFORMER_CONFORMANCE_EXAMPLES` sets the examples per operation.
 
-Six operations accept a schema-valid request and still answer 422, by design: a job names a
+Seven operations accept a schema-valid request and still answer 422, by design: a job names a
 teacher and a data set that must exist and budgets the teacher's smallest architecture must fit,
 a data set upload must be a readable data set, and a teacher upload a safe archive of a model
-folder; the three lists (jobs, candidates, data sets) take a `cursor` that must be one the server
-issued for that same list. No schema can say that (it depends on the server's files, the tenant's
-uploads, the bytes of a file and earlier answers), so for those six `positive_data_acceptance`
-also expects 422.
+folder; the four lists (jobs, candidates, data sets, teachers) take a `cursor` that must be one
+the server issued for that same list. No schema can say that (it depends on the server's files,
+the tenant's uploads, the bytes of a file and earlier answers), so for those seven
+`positive_data_acceptance` also expects 422.
 The same run against a server of your own (it reports those 422s, having no such exception):
 
     st run http://127.0.0.1:8000/v1/openapi.json --checks all -H "Authorization: Bearer $KEY"
@@ -49,7 +49,7 @@ from slimformer.store.teachers import TEACHERS_DIR
 
 # Per operation and phase; 40 keeps the whole module near a minute on two shared cores.
 MAX_EXAMPLES = int(os.environ.get("SLIMFORMER_CONFORMANCE_EXAMPLES", "40"))
-# Statuses a schema-valid request may get from the six operations whose 422 no schema can predict
+# Statuses a schema-valid request may get from the seven operations whose 422 no schema can predict
 # (schemathesis' default for `positive_data_acceptance`, plus 422).
 SEMANTIC_422 = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 # Made here, not by `create_api_key`, so the config can name it: given as the schema's `HTTPBearer`
@@ -66,7 +66,7 @@ CONFIG = schemathesis.Config.from_dict({
         },
         {
             "include-method": "GET",
-            "include-path": ["/v1/jobs", "/v1/datasets", "/v1/jobs/{job_id}/candidates"],
+            "include-path": ["/v1/jobs", "/v1/datasets", "/v1/teachers", "/v1/jobs/{job_id}/candidates"],
             "checks": {"positive_data_acceptance": {"expected-statuses": SEMANTIC_422}},
         },
     ],

@@ -29,6 +29,8 @@ def test_ids_with_nul_are_not_found(api, seed_job):
             assert _status(client, "GET", route.format(quoted))[0] == 404
         assert _status(client, "POST", f"/v1/jobs/{quoted}/cancel")[0] == 404
         assert _status(client, "GET", f"/v1/datasets/{quoted}")[0] == 404
+        assert _status(client, "GET", f"/v1/teachers/{quoted}")[0] == 404
+        assert _status(client, "DELETE", f"/v1/teachers/{quoted}")[0] == 404
         for route in ("/v1/jobs/{}/candidates/{}", "/v1/jobs/{}/candidates/{}/artifact"):
             assert _status(client, "GET", route.format(job, quoted))[0] == 404
             assert _status(client, "GET", route.format(quoted, candidate))[0] == 404
@@ -70,3 +72,17 @@ def test_upload_names_with_nul(api, make_csv):
     assert client.get("/v1/datasets").json()["items"][0]["name"] == "weird"
     # NUL inside the data is the data's business (it is kept in the file, not in a text column).
     assert client.post("/v1/datasets", files={"file": ("nul.csv", make_csv(labels=("a\x00", "b")))}).status_code == 201
+
+
+def test_teacher_upload_names_with_nul(api, tiny_classifier_dir, archive_of):
+    client = api.tenant_client()
+    model = archive_of(tiny_classifier_dir)
+    status, text = _status(client, "POST", "/v1/teachers", files={"file": ("m.zip", model)},
+                           data={"name": "bad\x00name"})
+    assert status == 422 and "NUL" in text
+    body = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="my\x00model.zip"\r\n'
+            b"Content-Type: application/zip\r\n\r\n" + model + b"\r\n--b--\r\n")
+    status, text = _status(client, "POST", "/v1/teachers", content=body,
+                           headers={"content-type": "multipart/form-data; boundary=b"})
+    assert status == 201, text
+    assert client.get("/v1/teachers").json()["items"][0]["name"] == "mymodel"

@@ -1,4 +1,4 @@
-"""Cursor pages of jobs, candidates and data sets over real HTTP, on SQLite and PostgreSQL.
+"""Cursor pages of jobs, candidates, data sets and teachers over real HTTP, on SQLite and PostgreSQL.
 
 A walk by cursor must see every row that exists throughout exactly once, also while rows are added
 between its pages (a walk by offset would repeat rows then); a cursor that is not one of this
@@ -117,6 +117,29 @@ def test_datasets_walk_and_the_client_iterates_every_page(api, make_csv):
         assert [j.id for j in typed.iter_jobs(page_size=1)] == []
         job = typed.submit_job({"name": "one", "dataset": uploaded[0]})
         assert [j.id for j in typed.iter_jobs(page_size=1)] == [job.id]
+
+
+def test_teachers_walk_by_cursor_and_the_client_iterates_every_page(api, tiny_classifier_dir, archive_of):
+    key = api.new_key()
+    client = api.client(key)
+    uploaded = []
+    for i in range(3):
+        r = client.post("/v1/teachers", files={"file": (f"t{i}.zip", archive_of(tiny_classifier_dir))})
+        assert r.status_code == 201, r.text
+        uploaded.append(r.json()["id"])
+    walked, pages = walk(client, "/v1/teachers", limit=2)
+    assert walked == uploaded[::-1] and len(pages) == 2 and all(p["total"] == 3 for p in pages)
+
+    with SlimformerClient(api.server.url, key) as typed:
+        assert [t.id for t in typed.iter_teachers(page_size=1)] == uploaded[::-1]
+        first = typed.list_teachers(limit=2)
+        assert [t.id for t in typed.list_teachers(limit=2, cursor=first.next_cursor).items] == uploaded[:1]
+
+    # A cursor is one list's: a teachers cursor is no data sets cursor, and no one else's teachers cursor.
+    cursor = pages[0]["next_cursor"]
+    for url, other in (("/v1/datasets", client), ("/v1/teachers", api.tenant_client())):
+        r = other.get(url, params={"cursor": cursor})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "cursor"], r.text
 
 
 def _cursor(doc: object) -> str:

@@ -180,7 +180,7 @@ def test_openapi_documents_every_status_and_bound(tmp_path, make_settings):
         assert limited["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
         assert {"400", "422"} <= set(schema["paths"][path]["post"]["responses"])
     assert schema["components"]["schemas"]["Page_JobOut_"]["properties"]["items"]["maxItems"] == 37
-    for path in ("/v1/jobs", "/v1/datasets", "/v1/jobs/{job_id}/candidates"):
+    for path in ("/v1/jobs", "/v1/datasets", "/v1/teachers", "/v1/jobs/{job_id}/candidates"):
         listing = schema["paths"][path]["get"]
         cursor = next(p for p in listing["parameters"] if p["name"] == "cursor")["schema"]["anyOf"][0]
         assert (cursor["maxLength"], cursor["pattern"]) == (512, "^[A-Za-z0-9_-]+$"), path

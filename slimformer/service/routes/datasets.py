@@ -15,14 +15,13 @@ from slimformer.service.deps import PageDep, SessionDep, SettingsDep
 from slimformer.service.errors import InvalidRequest, PayloadTooLarge
 from slimformer.service.openapi import PROTECTED, error_responses
 from slimformer.service.rate_limit import RateLimit
-from slimformer.service.schemas import DatasetOut, Page
+from slimformer.service.schemas import NO_NUL, DatasetOut, Page
 from slimformer.store import datasets
 from slimformer.store.models import new_id
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=PROTECTED)
 
 UPLOAD_SUFFIXES = CSV_SUFFIXES + JSONL_SUFFIXES
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store NUL in text
 _CHUNK = 1024 * 1024
 
 

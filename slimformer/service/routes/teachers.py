@@ -23,7 +23,7 @@ from slimformer.service.deps import PageDep, SessionDep, SettingsDep
 from slimformer.service.errors import InvalidRequest, PayloadTooLarge
 from slimformer.service.openapi import PROTECTED, error_responses
 from slimformer.service.rate_limit import RateLimit
-from slimformer.service.schemas import Page, TeacherOut
+from slimformer.service.schemas import NO_NUL, Page, TeacherOut
 from slimformer.service.teacher_archive import ArchiveLimits, remove_tree, unpack
 from slimformer.store import teachers
 from slimformer.store.models import new_id
@@ -48,7 +48,8 @@ def upload_teacher(
     session: SessionDep,
     tenant: CurrentTenant,
     settings: SettingsDep,
-    name: Annotated[str | None, Form(max_length=200, description="defaults to the archive's name")] = None,
+    name: Annotated[str | None, Form(max_length=200, description="defaults to the archive's name",
+                                     json_schema_extra={"pattern": NO_NUL})] = None,
 ) -> TeacherOut:
     """Upload a teacher: a zip, tar or tar.gz of a Hugging Face model folder.
 
@@ -58,7 +59,10 @@ def upload_teacher(
     behind. Use the returned `id` as a job's `teacher`. Counts against the API key's rate limit
     (429 with `Retry-After` over it).
     """
-    label = PurePosixPath((file.filename or "").replace("\\", "/")).name or "upload"
+    if name is not None and "\x00" in name:
+        raise InvalidRequest.at(["body", "name"], "name should not contain NUL (\\x00) characters", "string_nul")
+    # The client's file name is only a label (and the default name): a NUL in it is dropped.
+    label = PurePosixPath((file.filename or "").replace("\\", "/").replace("\x00", "")).name or "upload"
     size = _size(file.file)
     if size > settings.max_teacher_upload_bytes:
         raise PayloadTooLarge(f"uploaded file is over the limit of {settings.max_teacher_upload_bytes} bytes")
@@ -132,12 +136,14 @@ def _checked_folder(root: Path, staging: Path, label: str) -> tuple[Path, dict[s
     return staging / folder.relative_to(inside), config
 
 
-@router.get("")
+@router.get("", responses=error_responses(described={
+    422: "Invalid query; also a malformed cursor, one of another list, or a cursor with an offset",
+}))
 def list_teachers(session: SessionDep, tenant: CurrentTenant, page: PageDep) -> Page[TeacherOut]:
-    """The tenant's uploaded teachers, newest first."""
-    rows, total = teachers.list_teachers(session, tenant.id, page.limit, page.offset)
-    return Page[TeacherOut](items=[TeacherOut.model_validate(t) for t in rows], total=total, limit=page.limit,
-                            offset=page.offset)
+    """The tenant's uploaded teachers, newest first. Page with `cursor` (each page's `next_cursor`), or `offset`."""
+    found = teachers.list_teachers(session, tenant.id, page.limit, page.offset, page.cursor)
+    return Page[TeacherOut](items=[TeacherOut.model_validate(t) for t in found.rows], total=found.total,
+                            limit=page.limit, offset=page.offset, next_cursor=found.next_cursor)
 
 
 @router.get("/{teacher_id}", responses=error_responses(described=_NOT_FOUND))
