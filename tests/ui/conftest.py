@@ -1,5 +1,5 @@
 """Fixtures for the dashboard tests: a headless Chromium (driven by playwright), and a live API with
-an in-process worker (no Ray) that runs tiny jobs on the tiny teacher.
+an in-process worker (no Ray) that runs tiny jobs on the tiny teacher (uploaded by the test).
 
 The browser is the system's Chromium (Debian: `apt-get install chromium`); playwright's own browser
 download is never used. Without playwright or a browser the tests skip and say why, except where a
@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from slimformer.contracts.settings import Settings
 from slimformer.service.app import create_app
 from slimformer.service.auth import create_api_key
 from slimformer.store.db import session_scope
+
+from live_server import LiveServer  # tests/live_server.py, the service tests' server
 
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -75,45 +74,22 @@ def browser() -> Iterator[object]:
             chromium.close()
 
 
-class LiveServer:
-    """uvicorn serving the app in a thread on a free loopback port."""
-
-    def __init__(self, settings: Settings):
-        self.app = create_app(settings)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.sock.close()
-        self.app.state.engine.dispose()
-
-    def new_key(self) -> str:
-        with session_scope(self.app.state.session_factory) as session:
-            return create_api_key(session, f"tenant-{uuid.uuid4().hex[:8]}")
-
-
 @dataclass
 class Service:
     url: str
     server: LiveServer
     settings: Settings
 
+    def new_key(self) -> str:
+        """The API key of a brand-new tenant."""
+        with session_scope(self.server.app.state.session_factory) as session:
+            return create_api_key(session, f"tenant-{uuid.uuid4().hex[:8]}")
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, tiny_teacher_dir: Path) -> Iterator[Service]:
-    """The API and one in-process worker (no Ray) on a fresh SQLite database.
+    """The API (tests/live_server.py's server, as the service tests use) and one in-process worker (no
+    Ray) on a fresh SQLite database.
 
     The tiny teacher's folder lies under `teacher_roots`, the operator's list of folders a job may
     name a teacher in.
@@ -123,8 +99,8 @@ def service(tmp_path_factory: pytest.TempPathFactory, tiny_teacher_dir: Path) ->
     home = tmp_path_factory.mktemp("ui-home")
     settings = Settings(home=home, database_url=f"sqlite:///{home / 'slimformer.db'}", auto_migrate=True,
                         teacher_roots=[tiny_teacher_dir.parent])
-    server = LiveServer(settings)
-    server.start()
+    server = LiveServer(create_app(settings))
+    assert server.start(), "the API did not start"
     worker = Worker(settings, owner="ui-worker", lease_seconds=10, poll_seconds=0.2, use_ray=False)
     thread = threading.Thread(target=worker.run_forever, daemon=True, name="ui-worker")
     thread.start()

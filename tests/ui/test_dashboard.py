@@ -53,7 +53,7 @@ def page(browser, service):
 
 
 def test_log_in_submit_watch_chart_and_download(page, service, tiny_teacher_dir, task_csv, tmp_path):
-    key = service.server.new_key()
+    key = service.new_key()
     page.goto(f"{service.url}/ui")
     assert page.url == f"{service.url}/ui/"
 
