@@ -87,18 +87,15 @@ class Service:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, tiny_teacher_dir: Path) -> Iterator[Service]:
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The API (tests/live_server.py's server, as the service tests use) and one in-process worker (no
-    Ray) on a fresh SQLite database.
-
-    The tiny teacher's folder lies under `teacher_roots`, the operator's list of folders a job may
-    name a teacher in.
+    Ray) on a fresh SQLite database. Default settings otherwise: a job's teacher is a built-in or an
+    upload, no server folder.
     """
     from slimformer.workers.worker import Worker
 
     home = tmp_path_factory.mktemp("ui-home")
-    settings = Settings(home=home, database_url=f"sqlite:///{home / 'slimformer.db'}", auto_migrate=True,
-                        teacher_roots=[tiny_teacher_dir.parent])
+    settings = Settings(home=home, database_url=f"sqlite:///{home / 'slimformer.db'}", auto_migrate=True)
     server = LiveServer(create_app(settings))
     assert server.start(), "the API did not start"
     worker = Worker(settings, owner="ui-worker", lease_seconds=10, poll_seconds=0.2, use_ray=False)

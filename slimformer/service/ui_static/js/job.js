@@ -42,7 +42,8 @@ function summary(job) {
       h("span", { id: "job-progress" }, fmt.pct(job.progress)))],
     ["ETA", h("span", { id: "job-eta" }, isLive(job) ? (job.eta_seconds != null ? `about ${fmt.duration(job.eta_seconds)}`
       : "estimating…") : "–")],
-    ["Teacher", spec.teacher], ["Data set", job.dataset_id ? `${spec.dataset} (uploaded)` : spec.dataset],
+    ["Teacher", job.teacher_id ? `${spec.teacher} (uploaded)` : spec.teacher],
+    ["Data set", job.dataset_id ? `${spec.dataset} (uploaded)` : spec.dataset],
     ["Preset", spec.preset], ["Budgets", budgetsText(spec.budgets || {})],
     ["Latency at", `batch ${shape.batch}, ${shape.seq_len} tokens, ${shape.threads} thread(s), ${shape.runtime}`],
     ["Submitted", fmt.time(job.created_at)], ["Started", fmt.time(job.started_at)],

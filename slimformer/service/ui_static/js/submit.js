@@ -99,8 +99,8 @@ export function submitPage(root) {
   });
   root.replaceChildren(form);
 
-  // Fill the choices from the server: the tenant's uploaded data sets, and its teachers where the
-  // server has a teachers list (older servers answer 404: the built-in names stay).
+  // Fill the choices from the server: the tenant's uploaded data sets and teachers, every page by
+  // cursor (a server older than GET /v1/teachers answers 404 there: the built-in names stay).
   getAll("/v1/datasets", 200).then((items) => {
     for (const d of items) datasets.append(h("option", { value: d.id }, `${d.name} (${d.rows} rows, uploaded)`));
   }).catch(() => {});
