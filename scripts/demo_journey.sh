@@ -80,7 +80,7 @@ done
 step "submitting a job (teacher $TEACHER, data set $DATASET, preset $PRESET)"
 JOB_ID=$("$BIN/slimformer" submit --name demo --teacher "$TEACHER" --dataset "$DATASET" --corpus "$CORPUS" \
     --preset "$PRESET" --strategy "$STRATEGY" --idempotency-key "demo-$(date +%Y%m%d%H%M%S)")
-echo "job $JOB_ID"
+echo "job $JOB_ID (also on the web dashboard: $URL/ui, log in with the key in $SLIMFORMER_HOME/credentials.json)"
 
 step "watching job $JOB_ID"
 # In the background and waited for: bash runs its traps only between commands, and `wait` is one
