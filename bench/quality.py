@@ -61,6 +61,7 @@ def main() -> int:
     from slimformer.baselines import frozen_embedding_logistic_regression, tfidf_logistic_regression
     from slimformer.contracts.spec import JobSpec
     from slimformer.search.budgets import Budgets
+    from slimformer.search.finalists import choose_finalists
     from slimformer.search.strategies import run_search
     from slimformer.search_space import count_params
     from slimformer.supernet.teacher import load_teacher
@@ -69,7 +70,7 @@ def main() -> int:
     from slimformer.workers.progress import ConsoleReporter
     from slimformer.workers.ray_runtime import init_ray, shutdown_ray
     from slimformer.workers.stages.finalize import export_and_measure, train_finalists
-    from slimformer.workers.stages.search import make_blockwise_evaluator, make_task_evaluator, spread_along_front
+    from slimformer.workers.stages.search import make_blockwise_evaluator, make_task_evaluator
 
     walls: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -117,7 +118,7 @@ def main() -> int:
                                     ctx.latency_setting, strategy="random", trials=ctx.plan.trials, seed=spec.seed,
                                     storage_url=ctx.optuna_storage_url, study_name="bench-random",
                                     objectives=objectives, reference=reference, seed_archs=())
-        random_archs = [space.parse(r.arch) for r in spread_along_front(random_res.pareto, ctx.plan.finalists)]
+        random_archs = [space.parse(r.arch) for r in choose_finalists(random_res.trials, ctx.plan.finalists)]
         random_records = export_and_measure(ctx, random_archs, train_finalists(ctx, random_archs))
         walls["baseline_random"] = round(time.perf_counter() - t, 1)
 

@@ -170,7 +170,7 @@ def comparator_figures(ctx, main_search: dict, objectives, reference) -> dict[st
                          strategy="ctnas", trials=len(nsga_curve), seed=ctx.spec.seed,
                          storage_url=ctx.optuna_storage_url, study_name="bench-ctnas", objectives=objectives,
                          reference=reference,
-                         seed_archs=list(dict.fromkeys(space.anchors() + space.layer_dropped_archs())))
+                         seed_archs=space.seed_archs())
     ctnas_curve = hv_curve(res.trials, objectives, reference)
     target = nsga_curve[-1] if nsga_curve else 0.0
     reached = next((i + 1 for i, hv in enumerate(ctnas_curve) if hv >= target - 1e-12), None)

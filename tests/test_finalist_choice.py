@@ -1,13 +1,17 @@
-"""Finalists are spread evenly over the front's latency range, not its ranks."""
+"""Finalists are spread evenly over the latency range, and each band's pick weighs score and size."""
 
 from __future__ import annotations
 
+from slimformer.search.finalists import candidate_pool, choose_finalists
 from slimformer.search.study import TrialRecord
-from slimformer.workers.stages.search import spread_along_front
 
 
-def _record(i: int, latency: float, proxy: float) -> TrialRecord:
-    return TrialRecord(i, {}, f"h{i}", proxy, latency, 1.0, 1, True, "COMPLETE")
+def _record(i: int, latency: float, proxy: float, params: int = 1, feasible: bool = True) -> TrialRecord:
+    return TrialRecord(i, {}, f"h{i}", proxy, latency, 1.0, params, feasible, "COMPLETE")
+
+
+def _picks(records, k, **kw) -> list[str]:
+    return [r.hash for r in choose_finalists(records, k, **kw)]
 
 
 def test_a_dense_cheap_end_does_not_take_every_finalist():
@@ -15,11 +19,37 @@ def test_a_dense_cheap_end_does_not_take_every_finalist():
     # cheap end most picks; latency spacing gives one pick per part of the range.
     front = [_record(i, 4 + 0.2 * i, 1 - 0.01 * i) for i in range(10)]
     front += [_record(10, 13.0, 0.5), _record(11, 19.0, 0.3), _record(12, 26.0, 0.1)]
-    picked = [r.latency_ms for r in spread_along_front(front, 4)]
-    assert picked == [4.0, 13.0, 19.0, 26.0]
-    # Within a band the better score wins: a point 0.4 ms slower but clearly better replaces the nearest.
+    picked = [r.latency_ms for r in choose_finalists(front, 4)]
+    assert picked[1:] == [13.0, 19.0, 26.0] and 4.0 <= picked[0] <= 6.0
+    # Within a band the better score wins when sizes are equal: 0.4 ms slower but clearly better.
     better = front + [_record(13, 13.4, 0.35)]
-    assert [r.hash for r in spread_along_front(better, 4)] == ["h0", "h13", "h11", "h12"]
-    assert len({r.hash for r in spread_along_front(front, 6)}) == 6  # never the same point twice
-    assert [r.hash for r in spread_along_front(front, 1)] == ["h12"]  # one finalist: the best score
-    assert len(spread_along_front(front[:3], 5)) == 3
+    assert _picks(better, 4)[1:] == ["h13", "h11", "h12"]
+    assert len(set(_picks(front, 6))) == 6  # never the same point twice
+    assert _picks(front, 1) == ["h12"]  # one finalist: the best score
+    assert len(choose_finalists(front[:3], 5)) == 3
+
+
+def test_a_wide_model_off_the_score_front_wins_its_band():
+    # At ~12.5 ms a narrow full-depth model (7.5M params) scores a little better than a wide
+    # layer-dropped one (17.2M) that is also a little slower: the wide one is off the
+    # score-vs-latency front, yet fine-tuned it is the better model. Combined rank picks it.
+    narrow = _record(1, 12.5, 0.30, params=7_500_000)
+    wide = _record(2, 12.9, 0.31, params=17_200_000)
+    cheap = _record(0, 4.0, 0.60, params=4_700_000)
+    slow = _record(3, 20.0, 0.10, params=20_800_000)
+    assert _picks([cheap, narrow, wide, slow], 3) == ["h0", "h2", "h3"]
+    # But size alone does not decide: a big model with a clearly worse score than two others loses.
+    bloated = _record(4, 12.7, 0.90, params=18_000_000)
+    good = _record(5, 12.6, 0.20, params=12_000_000)
+    assert _picks([cheap, narrow, bloated, good, slow], 3) == ["h0", "h5", "h3"]
+
+
+def test_the_pool_drops_infeasible_unscored_dominated_and_excluded_records():
+    ok = _record(0, 5.0, 0.5, params=10)
+    dominated = _record(1, 6.0, 0.6, params=9)  # slower, worse and smaller than ok
+    infeasible = _record(2, 4.0, 0.1, params=50, feasible=False)
+    unscored = TrialRecord(3, {}, "h3", None, 3.0, 1.0, 5, True, "COMPLETE")
+    teacher = _record(4, 25.0, 0.0, params=99)
+    duplicate = TrialRecord(5, {}, "h0", 0.5, 5.0, 1.0, 10, True, "COMPLETE")  # same arch, later trial
+    pool = candidate_pool([ok, dominated, infeasible, unscored, teacher, duplicate], exclude={"h4"})
+    assert [r.hash for r in pool] == ["h0"]

@@ -141,3 +141,22 @@ def test_search_space_does_not_import_torch():
     code = "import sys, slimformer.search_space as s; s.count_params; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_wide_variants_are_full_width_and_new():
+    """The search's extra seeds: spread-out layer subsets and slimmer full-depth models, all at full H."""
+    variants = MINILM.wide_variants()
+    dropped = set(MINILM.layer_dropped_archs())
+    assert variants and not dropped & set(variants)
+    assert all(a.hidden == MINILM.teacher.hidden_size for a in variants)
+    # Spread-out subsets keep the teacher's last layer (what a first-k truncation loses).
+    assert MINILM.layers_arch([0, 5]) in variants and MINILM.layers_arch([0, 2, 5]) in variants
+    # Slim full-depth: every layer kept, fewer heads and a narrower FFN than the teacher's.
+    slim = MINILM.layers_arch(range(6), heads=6, inner=768)
+    assert slim in variants
+    assert count_params(slim, MINILM) < count_params(MINILM.teacher_arch(), MINILM)
+    seeds = MINILM.seed_archs()
+    assert len(seeds) == len(set(seeds)) and seeds[: len(MINILM.anchors())] == MINILM.anchors()
+    # A space without identity cannot drop layers: only the slim full-depth seeds remain, no error.
+    no_identity = MINILM.with_(allow_identity=False).wide_variants()
+    assert slim in no_identity and all(op.kind != "id" for a in no_identity for b in a.blocks for op in b)

@@ -4,9 +4,10 @@ Candidates are scored with shared weights on held-out task data by the task-awar
 (`TaskAwareEvaluator`, the default), or by the block-wise proxy (`ProxyEvaluator`, NAS-BERT) when the
 task stage did not run. Strategies come from `slimformer.search` (Optuna NSGA-II / TPE / random, or
 CTNAS). The search starts from the teacher-shaped anchors and the teacher's layer-dropped variants
-(truncations, every other layer). Every trial is reported as a candidate in state "scored" as soon
-as it exists. The finalists are k architectures spread along the predicted Pareto front (score vs
-predicted latency), so the user gets a choice across the latency range.
+(truncations, every other layer) and full-width variants (`SearchSpace.seed_archs`). Every trial is
+reported as a candidate in state "scored" as soon as it exists. The finalists are k architectures
+spread over the predicted latency range, each the best of its band by score and size together
+(`slimformer.search.finalists`), so the user gets a choice across the latency range.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from safetensors.torch import load_file
 
 from slimformer.search.budgets import Budgets, check_budgets
+from slimformer.search.finalists import choose_finalists
 from slimformer.search.proxy import ProxyEvaluator
 from slimformer.search.strategies import run_search
 from slimformer.search.study import TrialRecord
@@ -27,36 +29,6 @@ from slimformer.supernet.distill import BlockTrainSettings
 from slimformer.supernet.states import load_teacher_states
 from slimformer.supernet.task_score import SharedWeightScorer
 from slimformer.workers.context import RunContext, write_json
-
-
-def spread_along_front(front: list[TrialRecord], k: int) -> list[TrialRecord]:
-    """k records of the front spread evenly over its predicted latency range (all if k >= len).
-
-    The fastest point is always one. The range is then cut into k - 1 more bands of equal width,
-    centred on evenly spaced latency targets up to the slowest point, and each band gives its
-    best-scoring unused point (the nearest unused point when a band is empty). Even spacing in
-    latency, not in rank, because fronts are dense where many cheap archs score alike and sparse
-    near the teacher, and a user choosing a model for a latency budget needs choices at every
-    budget; within a band the better score wins, because two points 0.4 ms apart serve the same
-    budget. One finalist is the best-scoring point.
-    """
-    ordered = sorted(front, key=lambda r: (r.latency_ms, r.proxy))
-    if len(ordered) <= k:
-        return ordered
-    if k == 1:
-        return [min(ordered, key=lambda r: (r.proxy, r.latency_ms))]
-    lo, hi = ordered[0].latency_ms, ordered[-1].latency_ms
-    half = (hi - lo) / (k - 1) / 2
-    taken: list[int] = [0]
-    for i in range(1, k):
-        target = lo + (hi - lo) * i / (k - 1)
-        rest = [j for j in range(len(ordered)) if j not in taken]
-        band = [j for j in rest if abs(ordered[j].latency_ms - target) <= half]
-        if band:
-            taken.append(min(band, key=lambda j: (ordered[j].proxy, ordered[j].latency_ms)))
-        else:
-            taken.append(min(rest, key=lambda j: (abs(ordered[j].latency_ms - target), ordered[j].proxy)))
-    return [ordered[j] for j in sorted(taken)]
 
 
 def _files_tag(files) -> str:
@@ -125,7 +97,7 @@ def stage_search(ctx: RunContext) -> dict[str, Any]:
         ctx.reporter.progress("search", (record.number + 1) / trials, f"trial {record.number + 1}/{trials}")
         ctx.reporter.check_cancelled()
 
-    seeds = list(dict.fromkeys(space.anchors() + space.layer_dropped_archs())) if search.anchors else []
+    seeds = space.seed_archs() if search.anchors else []
     with evaluator:
         result = run_search(
             space, evaluator, budgets, table, setting, strategy=search.strategy, trials=trials, seed=ctx.spec.seed,
@@ -135,9 +107,9 @@ def stage_search(ctx: RunContext) -> dict[str, Any]:
         evaluations = evaluator.evaluations
         shared = {h: s.__dict__ for h, s in evaluator.scores.items()} if task_aware else {}
     # The teacher's own shape is the reference every result is shown against, not a compressed model.
-    teacher_hash = space.teacher_arch().hash if space.layer_dropped_archs() else None
-    chosen = spread_along_front([r for r in result.pareto if r.hash != teacher_hash] or result.pareto,
-                                ctx.plan.finalists)
+    teacher = {space.teacher_arch().hash} if space.layer_dropped_archs() else set()
+    chosen = choose_finalists(result.trials, ctx.plan.finalists, exclude=teacher) or choose_finalists(
+        result.trials, ctx.plan.finalists)
     write_json(ctx.path("search.json"), {**result.to_dict(), "smallest_achievable": smallest,
                                          "scorer": "task" if task_aware else "blockwise",
                                          "evaluations": evaluations, "shared_scores": shared})

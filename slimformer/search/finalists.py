@@ -1,0 +1,84 @@
+"""Which scored architectures become finalists: a few per latency band, chosen by two signals.
+
+The search scores every candidate with shared weights (KL to the teacher, or the block-wise proxy).
+That score alone picked narrow full-depth models over full-width layer-dropped ones at the same
+latency, and the narrow ones fine-tuned 3-5 points worse (bench/results/quality.json, stop 12:
+H128 full depth, shared KL 0.33, dev 0.76; H384 every other layer, KL 0.27, dev 0.81). Over the
+same twelve fine-tuned architectures the parameter count ranked final accuracy better than the
+score (Kendall tau 0.85 against 0.76). So within a latency band the finalist is the candidate with
+the best combined rank of score (lower is better) and parameters (more is better), a Borda count
+of the two signals: neither alone decides, and a big model with a poor score loses to a slightly
+smaller one that scores well. Ties go to the larger model.
+
+The pool is every feasible scored trial, not only the score-vs-latency front: a wide model with a
+slightly worse score than a narrow one at the same latency is off that front, and it is exactly
+the model we want to see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from slimformer.search.study import TrialRecord
+
+
+def _dominated(r: TrialRecord, others: list[TrialRecord]) -> bool:
+    """r is no better than some other record in score, latency and (more) parameters, and worse in one."""
+    for o in others:
+        if o is r:
+            continue
+        no_worse = o.proxy <= r.proxy and o.latency_ms <= r.latency_ms and _params(o) >= _params(r)
+        better = o.proxy < r.proxy or o.latency_ms < r.latency_ms or _params(o) > _params(r)
+        if no_worse and better:
+            return True
+    return False
+
+
+def candidate_pool(records: Iterable[TrialRecord], exclude: set[str] = frozenset()) -> list[TrialRecord]:
+    """Feasible scored records, one per architecture, not dominated in (score, latency, -params)."""
+    unique: dict[str, TrialRecord] = {}
+    for r in records:
+        if r.feasible and r.proxy is not None and r.latency_ms is not None and r.hash not in exclude:
+            unique.setdefault(r.hash, r)
+    pool = list(unique.values())
+    return [r for r in pool if not _dominated(r, pool)]
+
+
+def _params(r: TrialRecord) -> int:
+    return r.params or 0  # a record without a count (older studies) ranks as the smallest model
+
+
+def _borda_best(band: list[TrialRecord]) -> TrialRecord:
+    by_score = {r.hash: i for i, r in enumerate(sorted(band, key=lambda r: r.proxy))}
+    by_params = {r.hash: i for i, r in enumerate(sorted(band, key=lambda r: -_params(r)))}
+    # A tie (always so between two candidates that each win one signal) goes to the larger model:
+    # parameters ranked fine-tuned accuracy better than the score did.
+    return min(band, key=lambda r: (by_score[r.hash] + by_params[r.hash], -_params(r), r.proxy, r.latency_ms))
+
+
+def choose_finalists(records: Iterable[TrialRecord], k: int, exclude: set[str] = frozenset()) -> list[TrialRecord]:
+    """k finalists spread over the pool's predicted latency range, fastest first (all if k >= pool).
+
+    The range from the fastest to the slowest candidate is cut into k bands of equal width around
+    evenly spaced latency targets; each band gives its best unused candidate by combined rank (the
+    nearest unused candidate when the band is empty). Even spacing in latency, not in rank, because
+    pools are dense where many cheap archs score alike and sparse near the teacher, and a user
+    choosing a model for a latency budget needs choices at every budget. With k == 1 the single
+    finalist is the best score. `exclude` names hashes that are references, not results (the
+    teacher itself).
+    """
+    pool = sorted(candidate_pool(records, exclude), key=lambda r: (r.latency_ms, r.proxy))
+    if len(pool) <= k:
+        return pool
+    if k == 1:
+        return [min(pool, key=lambda r: (r.proxy, r.latency_ms))]
+    lo, hi = pool[0].latency_ms, pool[-1].latency_ms
+    half = (hi - lo) / (k - 1) / 2
+    taken: list[TrialRecord] = []
+    for i in range(k):
+        target = lo + (hi - lo) * i / (k - 1)
+        used = {r.hash for r in taken}
+        rest = [r for r in pool if r.hash not in used]
+        band = [r for r in rest if abs(r.latency_ms - target) <= half]
+        taken.append(_borda_best(band) if band else min(rest, key=lambda r: (abs(r.latency_ms - target), r.proxy)))
+    return sorted(taken, key=lambda r: (r.latency_ms, r.proxy))
