@@ -345,7 +345,10 @@ def test_comparator_learns_a_known_ordering():
 def test_untrained_comparator_is_near_chance():
     rng = random.Random(1)
     scored = [(a, synthetic_proxy(a)) for a in (TINY.sample(rng) for _ in range(40))]
-    assert pairwise_accuracy(Comparator.for_space(TINY, seed=0), scored) < 0.85
+    # Untrained, the comparator orders pairs by its random init: about half right on average over
+    # init seeds (0.44-0.57 measured for seeds 0-7), never as good as a trained one (> 0.85 above).
+    accuracies = [pairwise_accuracy(Comparator.for_space(TINY, seed=seed), scored) for seed in range(8)]
+    assert abs(sum(accuracies) / len(accuracies) - 0.5) < 0.06 and max(accuracies) < 0.7
 
 
 def test_ctnas_scores_only_feasible_candidates_and_is_reproducible():
