@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "cluster_e2e.sh"
 PG_URL = os.environ.get("SLIMFORMER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 # The whole run takes about two minutes on two busy cores; the job itself gets most of the budget.
