@@ -70,3 +70,23 @@ def test_what_cannot_be_mapped_is_refused_with_the_reason(family, change, phrase
     assert phrase in str(err.value) and str(folder) in str(err.value)
     assert encoder_problem({**config, **change}) in str(err.value)  # the service's words are the same
     assert encoder_problem(config) is None
+
+
+def test_an_encoder_without_a_head_of_another_family_is_fine_tuned_in_the_bert_layout(
+    family_dirs, tiny_task, tmp_path
+):
+    from transformers import AutoModel
+
+    from slimformer.supernet.teacher import TeacherClassifier, TeacherSettings, fine_tune_teacher
+
+    folder = tmp_path / "distilbert-encoder"
+    AutoModel.from_pretrained(family_dirs["distilbert"]).save_pretrained(folder)  # DistilBertModel, no head
+    for file in family_dirs["distilbert"].glob("*"):
+        if file.name.startswith(("tokenizer", "vocab", "special")):
+            (folder / file.name).write_bytes(file.read_bytes())
+    settings = TeacherSettings(epochs=1, max_length=32, batch_size=16)
+    tuned = fine_tune_teacher(folder, tiny_task, settings, tmp_path / "cache")
+    assert isinstance(tuned.model, TeacherClassifier) and tuned.fine_tuned and tuned.source == "fine_tuned"
+    assert type(tuned.model.encoder).__name__ == "BertModel" and tuned.facts.type_vocab_size == 1
+    again = fine_tune_teacher(folder, tiny_task, settings, tmp_path / "cache")
+    assert again.from_cache and again.dev_accuracy == tuned.dev_accuracy

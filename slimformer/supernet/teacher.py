@@ -1,10 +1,12 @@
 """The task teacher: the teacher fine-tuned on a task, cached on disk by content hash.
 
-Before distillation the teacher is fine-tuned on the task with a mean-pooling classification head
-(`TeacherClassifier`, teacher_model.py) until dev accuracy stops improving (teacher_train.py); the
-result is cached on disk, keyed by a content hash of teacher files, task data and settings, so every
-later job on the same task reuses it. Folders are found and checked by teacher_folder.py; this module
-re-exports their names so callers have one place to import the teacher from.
+A folder with its own sequence-classification head is the exception: it is used as given
+(teacher_given.py), never fine-tuned. Otherwise, before distillation the teacher is fine-tuned on the
+task with a mean-pooling classification head (`TeacherClassifier`, teacher_model.py) until dev accuracy
+stops improving (teacher_train.py); the result is cached on disk, keyed by a content hash of teacher
+files, task data and settings, so every later job on the same task reuses it. Folders are found and
+checked by teacher_folder.py; this module re-exports their names so callers have one place to import the
+teacher from.
 """
 
 from __future__ import annotations
@@ -103,8 +105,8 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 def has_classification_head(folder: Path) -> bool:
     """Whether a teacher folder already holds a TeacherClassifier (mean-pooling head).
 
-    A Hugging Face BertForSequenceClassification head is not one: it classifies the [CLS] pooler
-    output, so we fine-tune a fresh mean-pooling head on its encoder instead.
+    A Hugging Face ...ForSequenceClassification head is not one: such a folder is used as given
+    (teacher_given.py), its own head included.
     """
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if config.get(HEAD_MARKER) != "mean_pool":
@@ -150,11 +152,12 @@ def fine_tune_teacher(
 ) -> TaskTeacher:
     """The teacher fine-tuned on `task`, from the cache when this exact job was done before.
 
-    A folder that already holds a mean-pooling head with the task's labels (such as a cache entry)
-    is only evaluated. Otherwise TeacherClassifier is trained on task.train, evaluated on dev and
-    test, and saved under `cache_dir/<key>/` (model.safetensors, config.json, tokenizer files,
-    meta.json). The entry is written to a temporary folder and renamed into place, so a crash
-    never leaves half an entry and concurrent workers never see one.
+    A folder that already holds a mean-pooling head with the task's labels (such as a cache entry) is
+    only evaluated; a Hugging Face sequence classifier is used as given (`given_teacher`). Otherwise
+    TeacherClassifier is trained on task.train, evaluated on dev and test, and saved under
+    `cache_dir/<key>/` (model.safetensors, config.json, tokenizer files, meta.json). The entry is
+    written to a temporary folder and renamed into place, so a crash never leaves half an entry and
+    concurrent workers never see one.
 
     Args:
         teacher_name_or_path: Built-in teacher name or a model folder.

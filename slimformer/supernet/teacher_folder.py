@@ -1,9 +1,9 @@
 """Teacher folders: find a built-in or local BERT-family model folder, check it, load it, hash it.
 
-A teacher is a Hugging Face BERT folder (config.json, model.safetensors or pytorch_model.bin,
-tokenizer files) or a built-in name. Checks are cheap (config, weights header, tokenizer files)
-so the service can run them on every request. transformers is imported lazily: importing this
-module must stay cheap for the service process.
+A teacher is a Hugging Face BERT, RoBERTa, DistilBERT or ELECTRA folder (config.json, model.safetensors
+or pytorch_model.bin, tokenizer files) or a built-in name. Checks are cheap (config, weights header,
+tokenizer files) so the service can run them on every request. transformers is imported lazily:
+importing this module must stay cheap for the service process.
 """
 
 from __future__ import annotations
