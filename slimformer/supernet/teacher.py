@@ -1,10 +1,12 @@
 """The task teacher: the teacher fine-tuned on a task, cached on disk by content hash.
 
-Before distillation the teacher is fine-tuned on the task with a mean-pooling classification head
-(`TeacherClassifier`, teacher_model.py) until dev accuracy stops improving (teacher_train.py); the
-result is cached on disk, keyed by a content hash of teacher files, task data and settings, so every
-later job on the same task reuses it. Folders are found and checked by teacher_folder.py; this module
-re-exports their names so callers have one place to import the teacher from.
+A folder with its own sequence-classification head is the exception: it is used as given
+(teacher_given.py), never fine-tuned. Otherwise, before distillation the teacher is fine-tuned on the
+task with a mean-pooling classification head (`TeacherClassifier`, teacher_model.py) until dev accuracy
+stops improving (teacher_train.py); the result is cached on disk, keyed by a content hash of teacher
+files, task data and settings, so every later job on the same task reuses it. Folders are found and
+checked by teacher_folder.py; this module re-exports their names so callers have one place to import the
+teacher from.
 """
 
 from __future__ import annotations
@@ -19,15 +21,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from slimformer.contracts.teacher_labels import is_given_classifier
 from slimformer.data.types import TaskData
 from slimformer.errors import TeacherError
 from slimformer.search_space.space import TeacherFacts
+from slimformer.supernet.task_teacher import TaskTeacher  # noqa: F401 - re-exported
 from slimformer.supernet.teacher_folder import (  # noqa: F401 - re-exported
     BUILTIN_TEACHERS,
     SUPPORTED_MODEL_TYPES,
@@ -45,6 +48,7 @@ from slimformer.supernet.teacher_folder import (  # noqa: F401 - re-exported
     weight_keys,
     weights_file,
 )
+from slimformer.supernet.teacher_given import given_teacher
 from slimformer.supernet.teacher_model import (  # noqa: F401 - re-exported
     ClassifierOutput,
     TeacherClassifier,
@@ -60,38 +64,6 @@ log = logging.getLogger(__name__)
 HEAD_MARKER = "slimformer_head"
 # v2: early stopping, max_length from the data.
 CACHE_FORMAT = "slimformer-teacher-cache-v2"
-
-
-@dataclass
-class TaskTeacher:
-    """A teacher fine-tuned on one task, ready to distil from.
-
-    Attributes:
-        model: TeacherClassifier in eval mode.
-        tokenizer: The teacher's tokenizer.
-        facts: TeacherFacts with the task's num_labels.
-        dev_accuracy: Accuracy on task.dev (NaN when dev is empty).
-        test_accuracy: Accuracy on task.test (NaN when test is empty).
-        cache_path: Folder the model was loaded from or saved to.
-        from_cache: True when nothing was trained in this call.
-        train_losses: Mean training loss of each epoch (empty if the folder already had a head).
-        meta: The content of meta.json.
-    """
-
-    model: TeacherClassifier
-    tokenizer: Any
-    facts: TeacherFacts
-    dev_accuracy: float
-    test_accuracy: float
-    cache_path: Path
-    from_cache: bool
-    train_losses: list[float] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def max_length(self) -> int:
-        """The sequence length the teacher was trained and evaluated at (picked from the data)."""
-        return int((self.meta.get("settings") or {}).get("max_length") or 128)
 
 
 def teacher_cache_key(teacher: str | os.PathLike[str], task: TaskData, settings: TeacherSettings) -> str:
@@ -133,8 +105,8 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 def has_classification_head(folder: Path) -> bool:
     """Whether a teacher folder already holds a TeacherClassifier (mean-pooling head).
 
-    A Hugging Face BertForSequenceClassification head is not one: it classifies the [CLS] pooler
-    output, so we fine-tune a fresh mean-pooling head on its encoder instead.
+    A Hugging Face ...ForSequenceClassification head is not one: such a folder is used as given
+    (teacher_given.py), its own head included.
     """
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if config.get(HEAD_MARKER) != "mean_pool":
@@ -180,11 +152,12 @@ def fine_tune_teacher(
 ) -> TaskTeacher:
     """The teacher fine-tuned on `task`, from the cache when this exact job was done before.
 
-    A folder that already holds a mean-pooling head with the task's labels (such as a cache entry)
-    is only evaluated. Otherwise TeacherClassifier is trained on task.train, evaluated on dev and
-    test, and saved under `cache_dir/<key>/` (model.safetensors, config.json, tokenizer files,
-    meta.json). The entry is written to a temporary folder and renamed into place, so a crash
-    never leaves half an entry and concurrent workers never see one.
+    A folder that already holds a mean-pooling head with the task's labels (such as a cache entry) is
+    only evaluated; a Hugging Face sequence classifier is used as given (`given_teacher`). Otherwise
+    TeacherClassifier is trained on task.train, evaluated on dev and test, and saved under
+    `cache_dir/<key>/` (model.safetensors, config.json, tokenizer files, meta.json). The entry is
+    written to a temporary folder and renamed into place, so a crash never leaves half an entry and
+    concurrent workers never see one.
 
     Args:
         teacher_name_or_path: Built-in teacher name or a model folder.
@@ -210,6 +183,8 @@ def fine_tune_teacher(
         settings = settings.resolved(tokenizer, [ex.text for ex in train])  # max_length from the data
         if has_classification_head(folder):
             return _evaluate_existing_head(folder, task, settings, emit)
+        if is_given_classifier(json.loads((folder / "config.json").read_text(encoding="utf-8"))):
+            return given_teacher(folder, task, settings, Path(cache_dir), emit)
 
         cache_root = Path(cache_dir)
         key = teacher_cache_key(folder, task, settings)
@@ -237,6 +212,7 @@ def fine_tune_teacher(
         emit({"stage": "teacher", "event": "evaluated", "dev_accuracy": dev, "test_accuracy": test})
         meta = {
             "key": key,
+            "source": "fine_tuned",
             "teacher": os.fspath(teacher_name_or_path),
             "teacher_path": str(folder),
             "task": task.name,
@@ -334,7 +310,7 @@ def _evaluate_existing_head(
     test = evaluate_accuracy(model, tokenizer, task.test, settings.batch_size, settings.max_length)
     emit({"stage": "teacher", "event": "evaluated", "dev_accuracy": dev, "test_accuracy": test})
     meta = {
-        "key": None, "teacher": str(folder), "teacher_path": str(folder), "task": task.name,
+        "key": None, "source": "head", "teacher": str(folder), "teacher_path": str(folder), "task": task.name,
         "task_fingerprint": task.fingerprint(), "labels": head_labels, "num_labels": model.num_labels,
         "train_losses": [], "dev_accuracy": _json_float(dev), "test_accuracy": _json_float(test),
         "params": sum(p.numel() for p in model.parameters()), "settings": settings.to_dict(),

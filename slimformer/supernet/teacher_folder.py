@@ -1,9 +1,9 @@
 """Teacher folders: find a built-in or local BERT-family model folder, check it, load it, hash it.
 
-A teacher is a Hugging Face BERT folder (config.json, model.safetensors or pytorch_model.bin,
-tokenizer files) or a built-in name. Checks are cheap (config, weights header, tokenizer files)
-so the service can run them on every request. transformers is imported lazily: importing this
-module must stay cheap for the service process.
+A teacher is a Hugging Face BERT, RoBERTa, DistilBERT or ELECTRA folder (config.json, model.safetensors
+or pytorch_model.bin, tokenizer files) or a built-in name. Checks are cheap (config, weights header,
+tokenizer files) so the service can run them on every request. transformers is imported lazily:
+importing this module must stay cheap for the service process.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from slimformer.contracts.encoder_families import SUPPORTED_MODEL_TYPES, encoder_problem  # noqa: F401 - the one list
 from slimformer.errors import TeacherError
 from slimformer.search_space.space import TeacherFacts
 
 if TYPE_CHECKING:
     from transformers import BertModel
 
-SUPPORTED_MODEL_TYPES = ("bert",)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 # Small files that change what the teacher computes; hashed into the fine-tune cache key.
@@ -167,13 +167,9 @@ def check_teacher_folder(folder: Path) -> dict[str, Any]:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise TeacherError(f"teacher folder {folder}: config.json cannot be read: {exc}") from exc
-    model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise TeacherError(
-            f"teacher folder {folder}: model_type {model_type!r} is not supported; slimformer compresses "
-            f"BERT-family encoders (model_type {', '.join(repr(t) for t in SUPPORTED_MODEL_TYPES)}, "
-            "e.g. BERT, MiniLM)"
-        )
+    problem = encoder_problem(config)
+    if problem:
+        raise TeacherError(f"teacher folder {folder}: {problem}")
     _check_weights(weights_file(folder))
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise TeacherError(
@@ -236,9 +232,18 @@ def quiet_transformers() -> Iterator[None]:
 
 
 def load_bert(folder: Path, add_pooling_layer: bool = True) -> BertModel:
-    """BertModel from a checked folder, eager attention, eval mode; TeacherError if weights don't fit."""
+    """BertModel from a checked folder, eager attention, eval mode; TeacherError if weights don't fit.
+
+    A RoBERTa, DistilBERT or ELECTRA folder loads with its weights renamed into the BERT layout
+    (supernet/encoder_families.py), without a pooler: the same function under BERT's names.
+    """
     from transformers import BertModel
 
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if config.get("model_type") != "bert":
+        from slimformer.supernet.encoder_families import load_bert_layout
+
+        return load_bert_layout(config, weights_file(folder))
     file = weights_file(folder)
     try:
         with quiet_transformers():

@@ -139,3 +139,71 @@ def _write_tokenizer(path: Path, vocab: list[str]) -> None:
     config = {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 128, **specials}
     (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (path / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n", encoding="utf-8")
+
+
+FAMILIES = ("bert", "roberta", "distilbert", "electra")
+
+
+def make_tiny_family_teacher(
+    family: str, path: Path, labels: list[str] | None = None, hidden: int = 32, layers: int = 2, heads: int = 2,
+    intermediate: int = 64, seed: int = 0,
+) -> Path:
+    """Write a random `<Family>ForSequenceClassification` with save_pretrained, and the tiny tokenizer.
+
+    What a user's own fine-tuned classifier folder looks like, for each supported family: the test
+    teacher of "the teacher as given". Every family gets the same WordPiece tokenizer (its pad
+    token is id 0, so RoBERTa's pad_token_id is 0 too and its positions start at 1).
+
+    Args:
+        family: "bert", "roberta", "distilbert" or "electra".
+        path: Folder to write (created if missing).
+        labels: The head's label names (id2label); None leaves transformers' LABEL_0, LABEL_1.
+        hidden, layers, heads, intermediate: Encoder size.
+        seed: Seed of the random weights.
+
+    Returns:
+        `path`.
+    """
+    import torch
+    import transformers
+
+    from slimformer.supernet.teacher import quiet_transformers
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = tiny_vocab()
+    n = len(labels) if labels else 2
+    common = dict(vocab_size=len(vocab), pad_token_id=0, num_labels=n)
+    if labels:
+        common.update(id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
+    bertish = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                   intermediate_size=intermediate)
+    if family == "bert":
+        config = transformers.BertConfig(**common, **bertish, max_position_embeddings=128)
+    elif family == "roberta":  # 128 usable positions after the padding row
+        config = transformers.RobertaConfig(**common, **bertish, max_position_embeddings=130, type_vocab_size=1,
+                                            bos_token_id=2, eos_token_id=3)
+    elif family == "distilbert":
+        config = transformers.DistilBertConfig(**common, dim=hidden, n_layers=layers, n_heads=heads,
+                                               hidden_dim=intermediate, max_position_embeddings=128)
+    elif family == "electra":
+        config = transformers.ElectraConfig(**common, **bertish, embedding_size=hidden, max_position_embeddings=128)
+    else:
+        raise ValueError(f"family {family!r} not in {FAMILIES}")
+    name = {"bert": "Bert", "roberta": "Roberta", "distilbert": "DistilBert", "electra": "Electra"}[family]
+    config.architectures = [f"{name}ForSequenceClassification"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = getattr(transformers, f"{name}ForSequenceClassification")(config)
+        with torch.no_grad():  # LayerNorms away from 1/0 and a head with signal, so a lost piece shows
+            for module in model.modules():
+                if isinstance(module, torch.nn.LayerNorm):
+                    module.weight.add_(torch.randn_like(module.weight) * 0.2)
+                    module.bias.add_(torch.randn_like(module.bias) * 0.2)
+            for name_, param in model.named_parameters():
+                if "classifier" in name_ and param.ndim == 2:
+                    param.normal_(0, 0.5)
+    with quiet_transformers():
+        model.save_pretrained(path)
+    _write_tokenizer(path, vocab)
+    return path

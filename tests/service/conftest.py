@@ -249,7 +249,8 @@ def write_teacher() -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def tiny_classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random 2-layer, hidden-32 `BertForSequenceClassification` (3 labels) saved with `save_pretrained`,
+    """A random 2-layer, hidden-32 `BertForSequenceClassification` (2 labels, LABEL_0/LABEL_1, so it fits any
+    two-label data set by index) saved with `save_pretrained`,
     with the tiny WordPiece tokenizer: what a user's own fine-tuned model folder looks like. Read-only."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
@@ -259,7 +260,7 @@ def tiny_classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = make_tiny_teacher(tmp_path_factory.mktemp("tiny-classifier"), hidden=32, layers=2, heads=2,
                                intermediate=64)
     config = BertConfig.from_pretrained(folder)
-    config.num_labels, config.architectures = 3, ["BertForSequenceClassification"]
+    config.num_labels, config.architectures = 2, ["BertForSequenceClassification"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         BertForSequenceClassification(config).save_pretrained(folder)

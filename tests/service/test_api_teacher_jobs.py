@@ -102,9 +102,9 @@ def test_server_folders_only_under_the_operators_teacher_roots(database_url, tmp
     assert client.post("/v1/jobs", json={"teacher": str(allowed / "x" / ".." / "good")}).status_code == 201
 
     # Inside a root, the operator's folder may say what is wrong with it.
-    roberta = write_teacher(allowed / "roberta", model_type="roberta")
-    error = _teacher_error(client.post("/v1/jobs", json={"teacher": str(roberta)}))
-    assert error["type"] == "invalid_teacher" and "model_type 'roberta'" in error["msg"]
+    gpt2 = write_teacher(allowed / "gpt2", model_type="gpt2")
+    error = _teacher_error(client.post("/v1/jobs", json={"teacher": str(gpt2)}))
+    assert error["type"] == "invalid_teacher" and "model_type 'gpt2'" in error["msg"]
     (allowed / "empty").mkdir()
     assert _teacher_error(client.post("/v1/jobs", json={"teacher": str(allowed / "empty")}))["type"] == \
         "invalid_teacher"

@@ -129,7 +129,7 @@ def _files(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
 def _refusals(folder: Path) -> dict[str, tuple[bytes, int, str]]:
     """name -> (archive bytes, status, a phrase the message must hold)."""
     good = _files(folder)
-    roberta = {**good, "config.json": good["config.json"].replace(b'"bert"', b'"roberta"')}
+    gpt2 = {**good, "config.json": good["config.json"].replace(b'"bert"', b'"gpt2"')}
     return {
         "dotdot": (_zip({**good, "../x": b"evil"}), 422, "outside the archive"),
         "dotdot-inside": (_zip({**good, "a/../../x": b"evil"}), 422, "outside the archive"),
@@ -146,7 +146,7 @@ def _refusals(folder: Path) -> dict[str, tuple[bytes, int, str]]:
         "no-config": (_zip(_files(folder, skip=("config.json",))), 422, "config.json is missing"),
         "no-tokenizer": (_zip(_files(folder, skip=("vocab.txt", "tokenizer.json"))), 422, "tokenizer files"),
         "bad-weights": (_zip({**good, "model.safetensors": b"\0" * 64}), 422, "cannot be read"),
-        "roberta": (_zip(roberta), 422, "not supported"),
+        "gpt2": (_zip(gpt2), 422, "not supported"),
         "twice": (_zip({**good, "a/x": b"1", "a//x": b"2"}), 422, "appears twice"),
         "not-an-archive": (b"config.json is not an archive", 422, "not a zip, tar or tar.gz"),
         "truncated-zip": (_zip(good)[:-30], 422, "damaged zip"),
@@ -156,7 +156,7 @@ def _refusals(folder: Path) -> dict[str, tuple[bytes, int, str]]:
 
 CASES = [
     "dotdot", "dotdot-inside", "absolute", "backslash", "zip-symlink", "tar-symlink", "tar-hardlink", "tar-device",
-    "tar-fifo", "declares-4gb", "no-weights", "no-config", "no-tokenizer", "bad-weights", "roberta", "twice",
+    "tar-fifo", "declares-4gb", "no-weights", "no-config", "no-tokenizer", "bad-weights", "gpt2", "twice",
     "not-an-archive", "truncated-zip", "truncated-tar",
 ]
 

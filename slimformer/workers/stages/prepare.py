@@ -1,4 +1,4 @@
-"""Stage `prepare`: task data, the task teacher (fine-tuned or cached), its figures, and the search space."""
+"""Stage `prepare`: task data, the task teacher (fine-tuned, cached or as given), its figures, and the search space."""
 
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ def stage_prepare(ctx: RunContext) -> dict[str, Any]:
         "task": {"name": task.name, "labels": task.labels, "train": len(task.train), "dev": len(task.dev),
                  "test": len(task.test), "fingerprint": task.fingerprint()},
         "teacher": {
-            "name": ctx.spec.teacher, "dev_accuracy": teacher.dev_accuracy, "test_accuracy": teacher.test_accuracy,
+            "name": ctx.spec.teacher,
+            # "given": the folder's own classifier, its logits the target unchanged; else fine-tuned here.
+            "source": teacher.source, "fine_tuned": teacher.fine_tuned,
+            "dev_accuracy": teacher.dev_accuracy, "test_accuracy": teacher.test_accuracy,
             "params": sum(p.numel() for p in teacher.model.parameters()), "latency_ms": teacher_latency_ms(ctx),
             "from_cache": teacher.from_cache, "cache_path": str(teacher.cache_path),
             "max_length": teacher.max_length, "train_seconds": teacher.meta.get("seconds"),
