@@ -24,6 +24,8 @@ from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
 from slimformer.supernet.model_timing import measure_models_latency, measure_onnx_models_latency
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
+from slimformer.workers.stages.prepare import job_kept_vocab, job_vocab
+from slimformer.workers.variants import FORMATS, offered_variants, onnx_accuracy, recommend
 
 
 def stage_finalize(ctx: RunContext) -> dict[str, Any]:
@@ -33,8 +35,13 @@ def stage_finalize(ctx: RunContext) -> dict[str, Any]:
     records = export_and_measure(ctx, archs, trained)
     limits = ctx.spec.budgets.model_dump(exclude_none=True)
     for record in records:
+        for variant in record["variants"].values():
+            variant["budget_violations"] = measured_violations(variant, limits)
+            variant["within_budget"] = not variant["budget_violations"]
         record["budget_violations"] = measured_violations(record, limits)
-        record["within_budget"] = not record["budget_violations"]
+        # Within budget when a variant the job's runtime can serve is (int8 only for onnxruntime).
+        offered = offered_variants(record, ctx.latency_setting.runtime)
+        record["within_budget"] = any(record["variants"][v]["within_budget"] for v in offered)
         if not record["within_budget"]:
             violations = record["budget_violations"].items()
             over = ", ".join(f"{axis} {value:.4g} > {limits[axis]:g}" for axis, value in violations)
@@ -140,18 +147,27 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
     """Export every finalist (safetensors, ONNX, int8) and measure torch and onnxruntime latency."""
     from slimformer.supernet.export import export_folder
     from slimformer.supernet.load import load_subnet
+    from slimformer.supernet.vocab import trim_subnet, trim_tokenizer
 
     setting = ctx.latency_setting
+    # Trim only where the search costed students with the trimmed vocabulary (space.json says so).
+    kept = job_kept_vocab(ctx) if ctx.space.student_vocab else None
+    trimmed_tokenizer = None
     models, exports = [], []
     for arch, fit in zip(archs, trained, strict=True):
         folder = ctx.path("candidates", arch.hash)
         model, tokenizer, _ = load_subnet(folder / "trained")
+        if kept is not None:  # the exported student keeps only the job's vocabulary (prepare.job_vocab)
+            trimmed_tokenizer = trimmed_tokenizer or trim_tokenizer(tokenizer, kept)
+            model, tokenizer = trim_subnet(model, kept), trimmed_tokenizer
         metrics = {k: fit[k] for k in ("dev_accuracy", "test_accuracy")}
         export_file = folder / "export.json"
         if export_file.exists():
             exported = read_json(export_file)
         else:
-            exported = export_folder(model, tokenizer, folder / "model", metrics=metrics)
+            # The exported tokenizer truncates where fine-tuning did, so the figures below are the same model's.
+            exported = export_folder(model, tokenizer, folder / "model", metrics=metrics,
+                                     max_length=ctx.teacher.max_length)
             write_json(export_file, exported)
         models.append(model)
         exports.append(exported)
@@ -166,8 +182,13 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
     for i, (arch, fit, exported) in enumerate(zip(archs, trained, exports, strict=True)):
         measured = torch_ms[i] if setting.runtime == "torch" else ort_ms[i]
         mem = estimate_memory(arch, ctx.space, setting.batch, setting.seq_len)
+        params = count_params(arch, ctx.space)
+        assert params == models[i].num_params(), "cost.count_params disagrees with the exported model"
+        variants = measure_variants(ctx, Path(exported["folder"]), arch, measured, int8_ms[i])
+        # The figures of what is downloaded: the exported fp32 model with its own tokenizer.
+        fit = {**fit, **{k: variants["fp32"][k] for k in ("dev_accuracy", "test_accuracy")}}
         records.append({
-            "hash": arch.hash, "arch": arch.to_dict(), "short": arch.short(), "params": count_params(arch, ctx.space),
+            "hash": arch.hash, "arch": arch.to_dict(), "short": arch.short(), "params": params,
             "memory_mb": round(mem.total_mb, 3), "dev_accuracy": fit["dev_accuracy"],
             "test_accuracy": fit["test_accuracy"], "latency_ms": measured, "latency_torch_ms": torch_ms[i],
             "latency_onnx_ms": ort_ms[i], "latency_onnx_int8_ms": int8_ms[i],
@@ -175,9 +196,57 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
             "predicted_latency_rechecked_ms": rechecked.predict(arch) if rechecked is not None else None,
             "size_bytes": exported["sizes"], "folder": exported["folder"],
             "finetune_seconds": fit["finetune_seconds"], "state": "exported",
+            **variant_summary(ctx, variants, ort_ms[i], trained[i]),
         })
+        update_folder_metrics(records[-1])
     ctx.reporter.event(f"measured {len(records)} finalists in {time.perf_counter() - started:.1f} s")
     return records
+
+
+def measure_variants(ctx: RunContext, folder: Path, arch: Arch, latency_ms: float,
+                     int8_latency_ms: float) -> dict[str, dict[str, Any]]:
+    """fp32 and int8 figures of an exported folder: accuracy of each ONNX file on the eval rows, latency, memory.
+
+    fp32's latency is the job runtime's (torch or onnxruntime), and it downloads as that runtime
+    runs it; int8 is an onnxruntime model. int8 memory counts weights at one byte each.
+    """
+    setting, task, params = ctx.latency_setting, ctx.eval_task, count_params(arch, ctx.space)
+    out = {}
+    for name, quantized, latency in (("fp32", False, latency_ms), ("int8", True, int8_latency_ms)):
+        memory = estimate_memory(arch, ctx.space, setting.batch, setting.seq_len, "int8" if quantized else "float32")
+        out[name] = {
+            "format": "hf" if name == "fp32" and setting.runtime == "torch" else FORMATS[name],
+            "dev_accuracy": onnx_accuracy(folder, task.dev, quantized),
+            "test_accuracy": onnx_accuracy(folder, task.test, quantized),
+            "latency_ms": latency, "memory_mb": round(memory.total_mb, 3), "params": params,
+        }
+    return out
+
+
+def variant_summary(ctx: RunContext, variants: dict[str, dict[str, Any]], fp32_onnx_ms: float,
+                    fit: dict[str, Any]) -> dict[str, Any]:
+    """The record's variant fields: both variants, the recommended one and why, the vocabulary."""
+    # Recommend on onnxruntime figures for both, whatever the job's runtime: the same engine.
+    recommended, reason = recommend({"fp32": {**variants["fp32"], "latency_ms": fp32_onnx_ms},
+                                     "int8": variants["int8"]})
+    out: dict[str, Any] = {"variants": variants, "recommended_variant": recommended, "recommended_reason": reason}
+    vocab = job_vocab(ctx)
+    if vocab:
+        out["vocab"] = {k: v for k, v in vocab.items() if k != "kept"}
+        out["oov_rate"] = vocab["oov_rate_test"]
+        out["vocab_size"] = vocab["vocab_size"]
+        # What fine-tuning measured with the teacher's whole vocabulary: the cost of trimming is the gap.
+        out["dev_accuracy_full_vocab"], out["test_accuracy_full_vocab"] = fit["dev_accuracy"], fit["test_accuracy"]
+    return out
+
+
+def update_folder_metrics(record: dict[str, Any]) -> None:
+    """metrics.json and the model card of the exported folder, now with every measured figure."""
+    from slimformer.supernet.export import update_metrics
+
+    keys = ("dev_accuracy", "test_accuracy", "dev_accuracy_full_vocab", "test_accuracy_full_vocab", "latency_ms",
+            "params", "memory_mb", "vocab", "variants", "recommended_variant", "recommended_reason")
+    update_metrics(Path(record["folder"]), {k: record[k] for k in keys if k in record})
 
 
 def _measure_with_recheck(ctx: RunContext, models: list[Any]) -> tuple[list[float], Any]:
