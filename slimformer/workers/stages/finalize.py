@@ -24,8 +24,8 @@ from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
 from slimformer.supernet.model_timing import measure_models_latency, measure_onnx_models_latency
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
-from slimformer.workers.stages.prepare import job_kept_vocab, job_vocab
 from slimformer.workers.variants import FORMATS, offered_variants, onnx_accuracy, recommend
+from slimformer.workers.vocab import job_kept_vocab, job_vocab
 
 
 def stage_finalize(ctx: RunContext) -> dict[str, Any]:
@@ -35,13 +35,7 @@ def stage_finalize(ctx: RunContext) -> dict[str, Any]:
     records = export_and_measure(ctx, archs, trained)
     limits = ctx.spec.budgets.model_dump(exclude_none=True)
     for record in records:
-        for variant in record["variants"].values():
-            variant["budget_violations"] = measured_violations(variant, limits)
-            variant["within_budget"] = not variant["budget_violations"]
-        record["budget_violations"] = measured_violations(record, limits)
-        # Within budget when a variant the job's runtime can serve is (int8 only for onnxruntime).
-        offered = offered_variants(record, ctx.latency_setting.runtime)
-        record["within_budget"] = any(record["variants"][v]["within_budget"] for v in offered)
+        apply_budgets(record, limits, ctx.latency_setting.runtime)
         if not record["within_budget"]:
             violations = record["budget_violations"].items()
             over = ", ".join(f"{axis} {value:.4g} > {limits[axis]:g}" for axis, value in violations)
@@ -50,6 +44,21 @@ def stage_finalize(ctx: RunContext) -> dict[str, Any]:
         ctx.reporter.candidate(record)
     write_json(ctx.path("finalists.json"), records)
     return {"finalists": len(records)}
+
+
+def apply_budgets(record: dict[str, Any], limits: dict[str, float], runtime: str) -> None:
+    """Set each variant's and the finalist's `budget_violations` / `within_budget` from measured figures.
+
+    A finalist is within budget when a variant the job's runtime serves is: for onnxruntime the
+    int8 variant may meet a latency or memory budget its fp32 model misses. The finalist's own
+    `budget_violations` are its fp32 model's.
+    """
+    for variant in record.get("variants", {}).values():
+        variant["budget_violations"] = measured_violations(variant, limits)
+        variant["within_budget"] = not variant["budget_violations"]
+    record["budget_violations"] = measured_violations(record, limits)
+    offered = [record.get("variants", {}).get(v) for v in offered_variants(record, runtime)]
+    record["within_budget"] = not record["budget_violations"] or any(v and v["within_budget"] for v in offered)
 
 
 def measured_violations(record: dict[str, Any], limits: dict[str, float]) -> dict[str, float]:
@@ -184,7 +193,9 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
         mem = estimate_memory(arch, ctx.space, setting.batch, setting.seq_len)
         params = count_params(arch, ctx.space)
         assert params == models[i].num_params(), "cost.count_params disagrees with the exported model"
-        variants = measure_variants(ctx, Path(exported["folder"]), arch, measured, int8_ms[i])
+        # This run's own folder (export.json names the folder where it was first exported).
+        own_folder = ctx.path("candidates", arch.hash, "model")
+        variants = measure_variants(ctx, own_folder, arch, measured, int8_ms[i])
         # The figures of what is downloaded: the exported fp32 model with its own tokenizer.
         fit = {**fit, **{k: variants["fp32"][k] for k in ("dev_accuracy", "test_accuracy")}}
         records.append({
@@ -198,7 +209,7 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
             "finetune_seconds": fit["finetune_seconds"], "state": "exported",
             **variant_summary(ctx, variants, ort_ms[i], trained[i]),
         })
-        update_folder_metrics(records[-1])
+        update_folder_metrics(own_folder, records[-1])
     ctx.reporter.event(f"measured {len(records)} finalists in {time.perf_counter() - started:.1f} s")
     return records
 
@@ -230,7 +241,7 @@ def variant_summary(ctx: RunContext, variants: dict[str, dict[str, Any]], fp32_o
     recommended, reason = recommend({"fp32": {**variants["fp32"], "latency_ms": fp32_onnx_ms},
                                      "int8": variants["int8"]})
     out: dict[str, Any] = {"variants": variants, "recommended_variant": recommended, "recommended_reason": reason}
-    vocab = job_vocab(ctx)
+    vocab = job_vocab(ctx) if ctx.space.student_vocab else None  # trimmed only where the search costed it so
     if vocab:
         out["vocab"] = {k: v for k, v in vocab.items() if k != "kept"}
         out["oov_rate"] = vocab["oov_rate_test"]
@@ -240,13 +251,13 @@ def variant_summary(ctx: RunContext, variants: dict[str, dict[str, Any]], fp32_o
     return out
 
 
-def update_folder_metrics(record: dict[str, Any]) -> None:
+def update_folder_metrics(folder: Path, record: dict[str, Any]) -> None:
     """metrics.json and the model card of the exported folder, now with every measured figure."""
     from slimformer.supernet.export import update_metrics
 
     keys = ("dev_accuracy", "test_accuracy", "dev_accuracy_full_vocab", "test_accuracy_full_vocab", "latency_ms",
             "params", "memory_mb", "vocab", "variants", "recommended_variant", "recommended_reason")
-    update_metrics(Path(record["folder"]), {k: record[k] for k in keys if k in record})
+    update_metrics(folder, {k: record[k] for k in keys if k in record})
 
 
 def _measure_with_recheck(ctx: RunContext, models: list[Any]) -> tuple[list[float], Any]:
