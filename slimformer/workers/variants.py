@@ -14,6 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from slimformer.search_space import Arch, count_params, estimate_memory
+from slimformer.workers.context import RunContext
+from slimformer.workers.vocab import job_vocab
+
 VARIANTS = ("fp32", "int8")
 FORMATS = {"fp32": "onnx", "int8": "onnx-int8"}  # download format of each variant (store.models.ARTIFACT_FORMATS)
 # int8 is recommended when it is faster and loses at most this much dev accuracy (1 point).
@@ -55,3 +59,52 @@ def offered_variants(record: dict[str, Any], runtime: str) -> list[str]:
 def point(record: dict[str, Any], variant: str) -> dict[str, Any]:
     """A variant's figures (dev accuracy, latency, memory, budget check), falling back to the record's."""
     return {**record, **record.get("variants", {}).get(variant, {}), "variant": variant}
+
+
+# --- finalize's use: figures of an exported finalist ------------------------------------------
+
+
+def measure_variants(ctx: RunContext, folder: Path, arch: Arch, latency_ms: float,
+                     int8_latency_ms: float) -> dict[str, dict[str, Any]]:
+    """fp32 and int8 figures of an exported folder: accuracy of each ONNX file on the eval rows, latency, memory.
+
+    fp32's latency is the job runtime's (torch or onnxruntime), and it downloads as that runtime
+    runs it; int8 is an onnxruntime model. int8 memory counts weights at one byte each.
+    """
+    setting, task, params = ctx.latency_setting, ctx.eval_task, count_params(arch, ctx.space)
+    out = {}
+    for name, quantized, latency in (("fp32", False, latency_ms), ("int8", True, int8_latency_ms)):
+        memory = estimate_memory(arch, ctx.space, setting.batch, setting.seq_len, "int8" if quantized else "float32")
+        out[name] = {
+            "format": "hf" if name == "fp32" and setting.runtime == "torch" else FORMATS[name],
+            "dev_accuracy": onnx_accuracy(folder, task.dev, quantized),
+            "test_accuracy": onnx_accuracy(folder, task.test, quantized),
+            "latency_ms": latency, "memory_mb": round(memory.total_mb, 3), "params": params,
+        }
+    return out
+
+
+def variant_summary(ctx: RunContext, variants: dict[str, dict[str, Any]], fp32_onnx_ms: float,
+                    fit: dict[str, Any]) -> dict[str, Any]:
+    """The record's variant fields: both variants, the recommended one and why, the vocabulary."""
+    # Recommend on onnxruntime figures for both, whatever the job's runtime: the same engine.
+    recommended, reason = recommend({"fp32": {**variants["fp32"], "latency_ms": fp32_onnx_ms},
+                                     "int8": variants["int8"]})
+    out: dict[str, Any] = {"variants": variants, "recommended_variant": recommended, "recommended_reason": reason}
+    vocab = job_vocab(ctx) if ctx.space.student_vocab else None  # trimmed only where the search costed it so
+    if vocab:
+        out["vocab"] = {k: v for k, v in vocab.items() if k != "kept"}
+        out["oov_rate"] = vocab["oov_rate_test"]
+        out["vocab_size"] = vocab["vocab_size"]
+        # What fine-tuning measured with the teacher's whole vocabulary: the cost of trimming is the gap.
+        out["dev_accuracy_full_vocab"], out["test_accuracy_full_vocab"] = fit["dev_accuracy"], fit["test_accuracy"]
+    return out
+
+
+def update_folder_metrics(folder: Path, record: dict[str, Any]) -> None:
+    """metrics.json and the model card of the exported folder, now with every measured figure."""
+    from slimformer.supernet.export import update_metrics
+
+    keys = ("dev_accuracy", "test_accuracy", "dev_accuracy_full_vocab", "test_accuracy_full_vocab", "latency_ms",
+            "params", "memory_mb", "vocab", "variants", "recommended_variant", "recommended_reason")
+    update_metrics(folder, {k: record[k] for k in keys if k in record})

@@ -24,8 +24,8 @@ from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
 from slimformer.supernet.model_timing import measure_models_latency, measure_onnx_models_latency
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
-from slimformer.workers.variants import FORMATS, offered_variants, onnx_accuracy, recommend
-from slimformer.workers.vocab import job_kept_vocab, job_vocab
+from slimformer.workers.variants import measure_variants, offered_variants, update_folder_metrics, variant_summary
+from slimformer.workers.vocab import job_kept_vocab
 
 
 def stage_finalize(ctx: RunContext) -> dict[str, Any]:
@@ -166,7 +166,7 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
     for arch, fit in zip(archs, trained, strict=True):
         folder = ctx.path("candidates", arch.hash)
         model, tokenizer, _ = load_subnet(folder / "trained")
-        if kept is not None:  # the exported student keeps only the job's vocabulary (prepare.job_vocab)
+        if kept is not None:  # the exported student keeps only the job's vocabulary (workers/vocab.py)
             trimmed_tokenizer = trimmed_tokenizer or trim_tokenizer(tokenizer, kept)
             model, tokenizer = trim_subnet(model, kept), trimmed_tokenizer
         metrics = {k: fit[k] for k in ("dev_accuracy", "test_accuracy")}
@@ -212,52 +212,6 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
         update_folder_metrics(own_folder, records[-1])
     ctx.reporter.event(f"measured {len(records)} finalists in {time.perf_counter() - started:.1f} s")
     return records
-
-
-def measure_variants(ctx: RunContext, folder: Path, arch: Arch, latency_ms: float,
-                     int8_latency_ms: float) -> dict[str, dict[str, Any]]:
-    """fp32 and int8 figures of an exported folder: accuracy of each ONNX file on the eval rows, latency, memory.
-
-    fp32's latency is the job runtime's (torch or onnxruntime), and it downloads as that runtime
-    runs it; int8 is an onnxruntime model. int8 memory counts weights at one byte each.
-    """
-    setting, task, params = ctx.latency_setting, ctx.eval_task, count_params(arch, ctx.space)
-    out = {}
-    for name, quantized, latency in (("fp32", False, latency_ms), ("int8", True, int8_latency_ms)):
-        memory = estimate_memory(arch, ctx.space, setting.batch, setting.seq_len, "int8" if quantized else "float32")
-        out[name] = {
-            "format": "hf" if name == "fp32" and setting.runtime == "torch" else FORMATS[name],
-            "dev_accuracy": onnx_accuracy(folder, task.dev, quantized),
-            "test_accuracy": onnx_accuracy(folder, task.test, quantized),
-            "latency_ms": latency, "memory_mb": round(memory.total_mb, 3), "params": params,
-        }
-    return out
-
-
-def variant_summary(ctx: RunContext, variants: dict[str, dict[str, Any]], fp32_onnx_ms: float,
-                    fit: dict[str, Any]) -> dict[str, Any]:
-    """The record's variant fields: both variants, the recommended one and why, the vocabulary."""
-    # Recommend on onnxruntime figures for both, whatever the job's runtime: the same engine.
-    recommended, reason = recommend({"fp32": {**variants["fp32"], "latency_ms": fp32_onnx_ms},
-                                     "int8": variants["int8"]})
-    out: dict[str, Any] = {"variants": variants, "recommended_variant": recommended, "recommended_reason": reason}
-    vocab = job_vocab(ctx) if ctx.space.student_vocab else None  # trimmed only where the search costed it so
-    if vocab:
-        out["vocab"] = {k: v for k, v in vocab.items() if k != "kept"}
-        out["oov_rate"] = vocab["oov_rate_test"]
-        out["vocab_size"] = vocab["vocab_size"]
-        # What fine-tuning measured with the teacher's whole vocabulary: the cost of trimming is the gap.
-        out["dev_accuracy_full_vocab"], out["test_accuracy_full_vocab"] = fit["dev_accuracy"], fit["test_accuracy"]
-    return out
-
-
-def update_folder_metrics(folder: Path, record: dict[str, Any]) -> None:
-    """metrics.json and the model card of the exported folder, now with every measured figure."""
-    from slimformer.supernet.export import update_metrics
-
-    keys = ("dev_accuracy", "test_accuracy", "dev_accuracy_full_vocab", "test_accuracy_full_vocab", "latency_ms",
-            "params", "memory_mb", "vocab", "variants", "recommended_variant", "recommended_reason")
-    update_metrics(folder, {k: record[k] for k in keys if k in record})
 
 
 def _measure_with_recheck(ctx: RunContext, models: list[Any]) -> tuple[list[float], Any]:
