@@ -13,7 +13,10 @@ The vocabulary part tokenizes the task and corpus only (about a minute on 2 core
 job that already ran with this code (`slimformer run` at the quick preset takes ~20 minutes), so it is
 read, never run, here.
 
-    .venv/bin/python bench/compact.py [--run-dir runs/some-job] [--out bench/results/compact.json]
+    accuracy_probe                         (--probe) test accuracy of a frozen-encoder probe with the
+                                           teacher's and the trimmed tokenizer
+
+    .venv/bin/python bench/compact.py [--run-dir runs/some-job] [--probe] [--out bench/results/compact.json]
 """
 
 from __future__ import annotations
@@ -48,6 +51,59 @@ def vocabulary(spec) -> dict:
     return {**kept.summary(), "oov_rate_test": oov_rate(tokenizer, kept, [ex.text for ex in test])}
 
 
+def accuracy_probe(spec, max_train: int = 3000) -> dict:
+    """How much trimming moves a MiniLM classifier's test predictions, without fine-tuning MiniLM.
+
+    A logistic regression on the frozen teacher's mean-pooled embeddings (trained on up to
+    `max_train` train rows) is evaluated on the test rows twice: tokenized by the teacher, and by
+    the trimmed tokenizer with its ids mapped back to the teacher's rows (the same numbers as a
+    gathered embedding table). Only words spelled differently can change a prediction. A frozen
+    encoder is a stand-in for a fine-tuned student; the job's own figure is a finalist's
+    `test_accuracy` against its `test_accuracy_full_vocab`.
+    """
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from transformers import AutoModel, AutoTokenizer
+
+    from slimformer.data import distillation_texts, load_task
+    from slimformer.service.validation import builtin_teacher_folder
+    from slimformer.supernet.vocab import kept_vocab, trim_tokenizer
+    from slimformer.workers.plan import plan_for
+
+    torch.set_num_threads(1)
+    folder = str(builtin_teacher_folder(spec.teacher))
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    encoder = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    task = load_task(spec.dataset, seed=spec.seed)
+    texts = [ex.text for ex in task.train + task.dev]
+    texts += distillation_texts(task, spec.corpus, limit=plan_for(spec).distill_texts, seed=spec.seed)
+    kept = kept_vocab(tokenizer, texts)
+    trimmed = trim_tokenizer(tokenizer, kept)
+    old_ids = torch.tensor(kept.old_ids)
+
+    def embed(rows, tok, remap):
+        out = []
+        for i in range(0, len(rows), 64):
+            batch = tok([r.text for r in rows[i : i + 64]], padding=True, truncation=True, max_length=64,
+                        return_tensors="pt")
+            ids = old_ids[batch["input_ids"]] if remap else batch["input_ids"]
+            with torch.inference_mode():
+                hidden = encoder(input_ids=ids, attention_mask=batch["attention_mask"]).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+        return np.concatenate(out)
+
+    train = task.train[:max_train]
+    clf = LogisticRegression(max_iter=2000).fit(embed(train, tokenizer, False), [r.label for r in train])
+    labels = np.array([r.label for r in task.test])
+    full = clf.predict(embed(task.test, tokenizer, False))
+    cut = clf.predict(embed(task.test, trimmed, True))
+    return {"test_rows": len(labels), "accuracy_full_vocab": float((full == labels).mean()),
+            "accuracy_trimmed": float((cut == labels).mean()), "predictions_changed": float((full != cut).mean()),
+            "probe": f"logistic regression on frozen {spec.teacher} mean-pooled embeddings, {len(train)} train rows"}
+
+
 def smallest(space, shape) -> dict:
     from slimformer.search_space import count_params, estimate_memory
 
@@ -73,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, help="a finished job's run folder (for the measured front)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "compact.json")
+    parser.add_argument("--probe", action="store_true", help="also run the frozen-encoder accuracy probe (minutes)")
     args = parser.parse_args()
 
     from slimformer.contracts.spec import JobSpec
@@ -94,6 +151,8 @@ def main() -> None:
         "oov_rate": round(vocab["oov_rate_test"], 5),
         "front": front(args.run_dir) if args.run_dir else [],
     }
+    if args.probe:
+        result["accuracy_probe"] = accuracy_probe(spec)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "front"}, indent=2))

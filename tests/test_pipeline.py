@@ -274,3 +274,30 @@ def test_an_onnxruntime_job_puts_a_winning_int8_variant_on_the_front(spec, finis
     assert {"variant": "int8", "hash": again["export"]["best"]} in points
     assert all(p["variant"] == "int8" for p in points)  # each fp32 is beaten by its own int8
     assert all(f["pareto_variants"] == ["int8"] for f in again["finalists"] if f["pareto"])
+
+
+def test_a_budget_only_the_minimal_vocabulary_meets_fails_in_prepare(spec, finished_run, tmp_path):
+    """Submission counts the fewest rows any trimmed vocabulary keeps; prepare knows the job's own: it refuses."""
+    from slimformer.contracts.spec import LatencyShape
+    from slimformer.errors import InfeasibleBudgetError
+    from slimformer.search_space import SearchSpace
+    from slimformer.service.validation import smallest_costs
+    from slimformer.supernet.vocab import minimal_vocab_size
+    from slimformer.workers.context import read_json
+
+    run_dir, _, _ = finished_run
+    space = SearchSpace.from_dict(read_json(run_dir / "space.json"))
+    at_submission = smallest_costs(space.teacher, LatencyShape(), student_vocab=minimal_vocab_size(spec.teacher))
+    exact = smallest_costs(space.teacher, LatencyShape(), student_vocab=space.student_vocab)
+    assert at_submission["params_m"] < exact["params_m"]
+    between = (at_submission["params_m"] + exact["params_m"]) / 2
+    tight = spec.model_copy(update={"budgets": spec.budgets.model_copy(update={"params_m": between})})
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    for name in STAGE_NAMES:
+        stage_marker(copy, name).unlink()
+    recorder = Recorder()
+    with pytest.raises(InfeasibleBudgetError, match=r"params_m budget .* kept tokens") as err:
+        run_job(tight, copy, recorder, use_ray=False, cache_dir=tmp_path / "cache")
+    assert err.value.smallest["params_m"] == pytest.approx(exact["params_m"])
+    assert recorder.started == ["prepare"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from slimformer.errors import InfeasibleBudgetError
+from slimformer.search_space import SearchSpace, count_params, estimate_memory
 from slimformer.supernet.vocab import KeptVocab
 from slimformer.workers.context import RunContext, read_json, write_json
 
@@ -46,3 +48,24 @@ def job_kept_vocab(ctx: RunContext) -> KeptVocab | None:
     """The KeptVocab of the job (see `job_vocab`), or None when the student keeps the whole vocabulary."""
     doc = job_vocab(ctx)
     return KeptVocab.from_dict(doc["kept"]) if doc else None
+
+
+def check_size_budgets(ctx: RunContext, space: SearchSpace) -> None:
+    """Refuse a parameter or memory budget the job's cheapest student cannot meet, before any training.
+
+    The service counted the cheapest student with the fewest rows any trimmed vocabulary keeps;
+    the job's own vocabulary is larger, so a budget between the two is found out here, in the
+    prepare stage, instead of after hours of distillation in the search stage.
+
+    Raises:
+        InfeasibleBudgetError: naming each such budget and the smallest achievable value.
+    """
+    s, arch = ctx.latency_setting, space.smallest()
+    smallest = {"params_m": count_params(arch, space) / 1e6,
+                "memory_mb": estimate_memory(arch, space, s.batch, s.seq_len).total_mb}
+    limits = ctx.spec.budgets.model_dump(exclude_none=True)
+    bad = [axis for axis in smallest if axis in limits and limits[axis] < smallest[axis]]
+    if bad:
+        parts = [f"{a} budget {limits[a]:.6g} is below the smallest achievable {smallest[a]:.6g}" for a in bad]
+        vocab = f"{space.student_vocab:,} kept tokens" if space.student_vocab else "the teacher's whole vocabulary"
+        raise InfeasibleBudgetError("; ".join(parts) + f" (with {vocab})", smallest=smallest)

@@ -10,7 +10,7 @@ from slimformer.search_space import TeacherFacts
 from slimformer.search_space.space import space_for_teacher
 from slimformer.supernet.timing import measure_module
 from slimformer.workers.context import RunContext, write_json
-from slimformer.workers.vocab import job_vocab
+from slimformer.workers.vocab import check_size_budgets, job_vocab
 
 
 def teacher_latency_ms(ctx: RunContext) -> float:
@@ -28,6 +28,7 @@ def stage_prepare(ctx: RunContext) -> dict[str, Any]:
     facts: TeacherFacts = teacher.facts
     vocab = job_vocab(ctx)
     space = space_for_teacher(facts, student_vocab=vocab["kept"]["size"] if vocab else None)
+    check_size_budgets(ctx, space)
     write_json(ctx.path("space.json"), space.to_dict())
     summary = {
         "task": {"name": task.name, "labels": task.labels, "train": len(task.train), "dev": len(task.dev),
