@@ -38,8 +38,8 @@ def onnx_accuracy(folder: Path | str, rows: Sequence[Any], quantized: bool) -> f
 def recommend(variants: dict[str, dict[str, Any]]) -> tuple[str, str]:
     """(variant, reason): int8 when it is faster at no more than 1 point of dev accuracy, else fp32."""
     fp32, int8 = variants.get("fp32"), variants.get("int8")
-    if not int8 or int8.get("dev_accuracy") is None or int8.get("latency_ms") is None:
-        return "fp32", "no int8 figures"
+    if not fp32 or not int8 or any(v.get(k) is None for v in (fp32, int8) for k in ("dev_accuracy", "latency_ms")):
+        return "fp32", "no int8 figures to compare"
     loss = fp32["dev_accuracy"] - int8["dev_accuracy"]
     if int8["latency_ms"] < fp32["latency_ms"] and loss <= MAX_INT8_ACCURACY_LOSS:
         return "int8", (f"int8 is {fp32['latency_ms'] / int8['latency_ms']:.2f}x as fast and loses "
