@@ -23,6 +23,7 @@ transformers read it like any other BERT tokenizer folder; the exported model ne
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -133,14 +134,24 @@ def minimal_vocab_size(teacher_folder: Path, keep_characters: bool = True) -> in
 
     What the service counts a job's cheapest student with before the task's text is tokenized:
     a lower bound, so no budget a trimmed student could meet is refused. None when the folder
-    has no WordPiece tokenizer.json (no trimming then).
+    has no WordPiece tokenizer.json (no trimming then). Cached per file version: reading a 30k
+    vocabulary takes a few hundred milliseconds, and every job submission asks.
     """
-    from tokenizers import Tokenizer
-
     path = Path(teacher_folder) / "tokenizer.json"
     try:
-        backend = Tokenizer.from_file(str(path))
-    except Exception:  # missing or unreadable: the job falls back to the whole vocabulary
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _minimal_vocab_size(str(path), stamp, keep_characters)
+
+
+@functools.lru_cache(maxsize=64)
+def _minimal_vocab_size(path: str, stamp: int, keep_characters: bool) -> int | None:
+    from tokenizers import Tokenizer
+
+    try:
+        backend = Tokenizer.from_file(path)
+    except Exception:  # unreadable: the job falls back to the whole vocabulary
         return None
     doc = json.loads(backend.to_str())
     if doc.get("model", {}).get("type") != "WordPiece":
