@@ -245,16 +245,16 @@ def trim_subnet(model: SubNet, kept: KeptVocab) -> SubNet:
     """A copy of `model` whose word embeddings hold only the kept rows, in new-id order.
 
     Raises:
-        ValueError: the model's vocabulary is not the teacher's the ids refer to, or its pad
-            token was not kept.
+        ValueError: the model embeds fewer tokens than the kept ids name, or its pad token was
+            not kept.
     """
     import torch
 
     from slimformer.supernet.subnet import SubNet
 
     cfg = model.config
-    if cfg.vocab_size != kept.teacher_size:
-        raise ValueError(f"model embeds {cfg.vocab_size} tokens; the kept ids index {kept.teacher_size}")
+    if kept.old_ids[-1] >= cfg.vocab_size:  # a teacher may embed more rows than its tokenizer names, never fewer
+        raise ValueError(f"model embeds {cfg.vocab_size} tokens; the kept ids reach {kept.old_ids[-1]}")
     pad = kept.new_id(cfg.pad_token_id)
     if pad is None:
         raise ValueError(f"pad token id {cfg.pad_token_id} is not in the kept vocabulary")

@@ -30,7 +30,8 @@ def job_vocab(ctx: RunContext) -> dict[str, Any] | None:
         doc = read_json(path)
         return doc if doc.get("kept") else None
     tokenizer = ctx.teacher.tokenizer
-    if not ctx.spec.trim_vocab or not is_trimmable(tokenizer):
+    # A tokenizer naming more tokens than the teacher embeds is not one trimming can index: keep all.
+    if not ctx.spec.trim_vocab or not is_trimmable(tokenizer) or len(tokenizer) > ctx.teacher.facts.vocab_size:
         write_json(path, {"kept": None})
         return None
     texts = [ex.text for ex in ctx.task.train + ctx.task.dev]
