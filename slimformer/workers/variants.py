@@ -43,7 +43,8 @@ def recommend(variants: dict[str, dict[str, Any]]) -> tuple[str, str]:
     loss = fp32["dev_accuracy"] - int8["dev_accuracy"]
     if int8["latency_ms"] < fp32["latency_ms"] and loss <= MAX_INT8_ACCURACY_LOSS:
         return "int8", (f"int8 is {fp32['latency_ms'] / int8['latency_ms']:.2f}x as fast and loses "
-                        f"{100 * max(loss, 0.0):.2g} points of dev accuracy (at most {100 * MAX_INT8_ACCURACY_LOSS:g})")
+                        f"{100 * max(loss, 0.0):.2g} points of dev accuracy, within the "
+                        f"{100 * MAX_INT8_ACCURACY_LOSS:g}-point allowance")
     if int8["latency_ms"] >= fp32["latency_ms"]:
         return "fp32", "int8 is not faster at this shape"
     return "fp32", f"int8 loses {100 * loss:.2g} points of dev accuracy (more than {100 * MAX_INT8_ACCURACY_LOSS:g})"
