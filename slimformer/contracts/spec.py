@@ -103,6 +103,9 @@ class JobSpec(BaseModel):
     teacher: Text = Field("minilm-l6", min_length=1, max_length=1000)
     dataset: Text = Field("rotten-tomatoes", min_length=1, max_length=1000)
     corpus: Text | None = Field("news", max_length=100)
+    # Keep only the word-embedding rows of tokens in the task's text and the corpus (plus specials
+    # and single characters): the whole vocabulary is most of a small student's parameters.
+    trim_vocab: bool = True
     seed: Integer = Field(0, ge=0, le=2**31 - 1)
     preset: Literal["tiny", "quick", "standard"] = "quick"
     budgets: Budgets = Field(default_factory=Budgets)

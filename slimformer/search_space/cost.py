@@ -9,6 +9,7 @@ head_size, I the FFN inner size and k the kernel:
     conv  (Hk + H) + (HH + H) + 2H           depthwise conv, pointwise linear, LayerNorm
     id    0
     embeddings  (V + P + T) H + 2H           word, position, token type tables, LayerNorm
+                                             (V: the trimmed vocabulary when the space has one)
     head        HC + C                       classifier over the mean-pooled last hidden state
 
 FLOPs count multiply-adds as 2 for every matmul and convolution at batch 1 (LayerNorm, softmax,
@@ -31,9 +32,14 @@ def op_params(op: Op, hidden: int, space: SearchSpace) -> int:
     return space.op_params(op, hidden)
 
 
+def vocab_size(space: SearchSpace) -> int:
+    """Rows of a student's word embeddings: the trimmed vocabulary if the space has one."""
+    return space.student_vocab or space.teacher.vocab_size
+
+
 def embedding_params(hidden: int, space: SearchSpace) -> int:
     t = space.teacher
-    return (t.vocab_size + t.max_position + t.type_vocab_size) * hidden + 2 * hidden
+    return (vocab_size(space) + t.max_position + t.type_vocab_size) * hidden + 2 * hidden
 
 
 def head_params(hidden: int, space: SearchSpace) -> int:

@@ -110,8 +110,13 @@ def hardware_fingerprint() -> dict[str, Any]:
 
 
 def space_signature(space: SearchSpace) -> dict[str, Any]:
-    """The parts of a space that change what a table must hold or what its entries measure."""
-    return space.to_dict()
+    """The parts of a space that change what a table must hold or what its entries measure.
+
+    Not the student's vocabulary size: an embedding lookup costs the same in a smaller table.
+    """
+    doc = space.to_dict()
+    doc.pop("student_vocab", None)
+    return doc
 
 
 def space_key(space: SearchSpace) -> str:

@@ -66,6 +66,9 @@ class SearchSpace:
     ffn_sizes: tuple[int, ...] = (256, 512, 768, 1024, 1536)
     conv_kernels: tuple[int, ...] = (3, 5, 7)
     allow_identity: bool = True
+    # Rows of the student's word embeddings when its vocabulary is trimmed to the task's tokens
+    # (supernet/vocab.py); None: the teacher's whole vocabulary. Only costs read it.
+    student_vocab: int | None = None
 
     def __post_init__(self) -> None:
         t = self.teacher
@@ -83,6 +86,8 @@ class SearchSpace:
             raise SpaceError("heads and ffn_sizes must be positive")
         if not (self.heads or self.ffn_sizes or self.conv_kernels or self.allow_identity):
             raise SpaceError("the space has no ops")
+        if self.student_vocab is not None and not 0 < self.student_vocab <= t.vocab_size:
+            raise SpaceError(f"student_vocab: {self.student_vocab} not in 1..{t.vocab_size}")
         for name in ("hidden_sizes", "heads", "ffn_sizes", "conv_kernels"):
             values = getattr(self, name)
             if tuple(sorted(set(values))) != tuple(values):
@@ -326,6 +331,8 @@ class SearchSpace:
         doc = asdict(self)
         for key in ("hidden_sizes", "heads", "ffn_sizes", "conv_kernels"):
             doc[key] = list(doc[key])
+        if doc["student_vocab"] is None:  # untrimmed spaces keep the documents (and hashes) they had
+            del doc["student_vocab"]
         return doc
 
     @classmethod

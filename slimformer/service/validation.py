@@ -37,6 +37,7 @@ from slimformer.search_space.latency import LatencySetting
 from slimformer.search_space.space import space_for_teacher
 from slimformer.service.errors import InvalidRequest
 from slimformer.store import datasets, latency_tables, teachers
+from slimformer.supernet.vocab import minimal_vocab_size
 
 # Mirrors slimformer.supernet.teacher.BUILTIN_TEACHERS (module, model subfolder), which cannot be
 # imported here because that module imports torch; a test keeps the two in step.
@@ -105,7 +106,10 @@ def check_spec(session: Session, tenant_id: str, spec: JobSpec, settings: Settin
     folder, config, teacher_id = teacher
     check_teacher_labels(config, labels)
     facts = teacher_facts(folder, config, len(labels))
-    smallest = smallest_costs(facts, spec.latency, session)
+    # A trimmed vocabulary keeps at least the specials and characters: count the cheapest student with
+    # that many rows, so no budget a trimmed student may meet is refused before the text is tokenized.
+    student_vocab = minimal_vocab_size(folder) if spec.trim_vocab else None
+    smallest = smallest_costs(facts, spec.latency, session, student_vocab)
     check_budgets(spec, smallest)
     return CheckedSpec(spec=spec, teacher_dir=folder, teacher_id=teacher_id, dataset_id=dataset_id, facts=facts,
                        smallest=smallest)
@@ -281,19 +285,22 @@ def resolve_dataset(session: Session, tenant_id: str, name: str) -> tuple[str | 
 # --- budgets ---------------------------------------------------------------------------------------
 
 
-def smallest_costs(facts: TeacherFacts, shape: LatencyShape, session: Session | None = None) -> dict[str, float]:
+def smallest_costs(
+    facts: TeacherFacts, shape: LatencyShape, session: Session | None = None, student_vocab: int | None = None
+) -> dict[str, float]:
     """The smallest achievable value of each budget axis, for the teacher's default search space.
 
     Args:
         facts: the teacher (with the task's label count).
         shape: the input shape latency and memory are counted at.
         session: where workers record their latency tables; None leaves latency out.
+        student_vocab: word-embedding rows of a trimmed student; None for the teacher's vocabulary.
 
     Returns:
         {"params_m": ..., "memory_mb": ...} exactly, plus "latency_ms" when a worker has recorded a
         latency table for this space and shape (see `smallest_latency_ms`).
     """
-    space = space_for_teacher(facts)
+    space = space_for_teacher(facts, student_vocab=student_vocab)
     arch = space.smallest()
     costs = {
         "params_m": count_params(arch, space) / 1e6,

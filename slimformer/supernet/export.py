@@ -224,3 +224,15 @@ def export_folder(
         "int8_weight_type": weight_type,
         "seconds": seconds,
     }
+
+
+def update_metrics(folder: Path, metrics: dict[str, Any]) -> None:
+    """Rewrite an exported folder's metrics.json and model card with figures measured after export.
+
+    The files are written in place (same inodes), so download folders hard-linked to them follow.
+    """
+    folder = Path(folder)
+    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    _write_json(folder / METRICS_FILE, dict(metrics))
+    sizes = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name != CARD_FILE}
+    write_card(folder, config, metrics, sizes)

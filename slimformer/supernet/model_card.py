@@ -50,6 +50,34 @@ def _format_number(value: Any) -> str:
     return str(value)
 
 
+def _vocab_lines(vocab: dict[str, Any] | None) -> list[str]:
+    """The trimmed vocabulary: how much of the teacher's was kept, and how often test text missed it."""
+    if not vocab:
+        return []
+    line = (f"Vocabulary: {vocab['vocab_size']:,} of the teacher's {vocab['teacher_vocab_size']:,} tokens kept "
+            f"({100 * vocab['kept_fraction']:.1f}%): those of the training text and distillation corpus, the "
+            "special tokens and every single character, so rarer words split into pieces.")
+    if vocab.get("oov_rate_test") is not None:
+        line += f" On the test rows {100 * vocab['oov_rate_test']:.2f}% of the teacher's tokens fall outside it."
+    return ["## Vocabulary", "", line, ""]
+
+
+def _variant_lines(metrics: dict[str, Any]) -> list[str]:
+    """fp32 and int8 side by side, and which one to use."""
+    variants = metrics.get("variants")
+    if not variants:
+        return []
+    lines = ["## Variants", "", "| variant | download format | dev accuracy | test accuracy | latency ms | memory MB |",
+             "|---|---|---|---|---|---|"]
+    for name, v in variants.items():
+        cells = [v.get(k) for k in ("dev_accuracy", "test_accuracy", "latency_ms", "memory_mb")]
+        lines.append(f"| {name} | {v.get('format', '')} | " + " | ".join(
+            "" if c is None else _format_number(c) for c in cells) + " |")
+    if metrics.get("recommended_variant"):
+        lines += ["", f"Recommended: **{metrics['recommended_variant']}** ({metrics.get('recommended_reason', '')})."]
+    return lines + [""]
+
+
 def write_card(
     folder: Path, config: dict[str, Any], metrics: dict[str, Any] | None, sizes: dict[str, int] | None = None
 ) -> Path:
@@ -84,6 +112,9 @@ def write_card(
     ]
     lines += [f"| {b} | " + " | ".join(str(op) for op in block) + " |" for b, block in enumerate(arch.blocks)]
     lines += ["", "```json", json.dumps(config["arch"]), "```", ""]
+    lines += _vocab_lines((metrics or {}).get("vocab")) + _variant_lines(metrics or {})
+    shown_apart = ("vocab", "variants", "recommended_variant", "recommended_reason")
+    metrics = {k: v for k, v in (metrics or {}).items() if k not in shown_apart}
     if metrics:
         lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
         for key, value in metrics.items():

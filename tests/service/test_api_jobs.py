@@ -93,8 +93,12 @@ def _facts(num_labels: int = 2) -> TeacherFacts:
     )
 
 
-def _smallest(num_labels: int = 2, batch: int = 1, seq_len: int = 128) -> tuple[float, float]:
-    space = space_for_teacher(_facts(num_labels))
+def _smallest(num_labels: int = 2, batch: int = 1, seq_len: int = 128, trim: bool = True) -> tuple[float, float]:
+    from slimformer.supernet.vocab import minimal_vocab_size
+
+    # A trimmed student keeps at least the specials and characters (~2k of MiniLM's 30,522 rows).
+    student_vocab = minimal_vocab_size(builtin_teacher_folder("minilm-l6")) if trim else None
+    space = space_for_teacher(_facts(num_labels), student_vocab=student_vocab)
     arch = space.smallest()
     return count_params(arch, space) / 1e6, estimate_memory(arch, space, batch, seq_len).total_mb
 
@@ -104,7 +108,7 @@ def _smallest(num_labels: int = 2, batch: int = 1, seq_len: int = 128) -> tuple[
 def test_budget_below_the_smallest_architecture_is_422_with_smallest_values(api, axis):
     params_m, memory_mb = _smallest(batch=4, seq_len=64)
     client = api.tenant_client()
-    body = {"budgets": {axis: 0.5}, "latency": {"batch": 4, "seq_len": 64}}
+    body = {"budgets": {axis: 0.1}, "latency": {"batch": 4, "seq_len": 64}}
     r = client.post("/v1/jobs", json=body)
     assert r.status_code == 422, r.text
     error = r.json()["detail"][0]
@@ -121,6 +125,20 @@ def test_budget_below_the_smallest_architecture_is_422_with_smallest_values(api,
     assert client.post("/v1/jobs", json=body).status_code == 201
     body["budgets"][axis] = math.ceil(exact * 1000) / 1000
     assert client.post("/v1/jobs", json=body).status_code == 201
+
+
+@sqlite_only
+def test_without_vocabulary_trimming_the_smallest_student_embeds_the_whole_vocabulary(api):
+    trimmed, _ = _smallest()
+    full, _ = _smallest(trim=False)
+    assert full - trimmed > 3  # millions: most of the 30,522 x 128 table at the narrowest width
+    client = api.tenant_client()
+    for trim, expected in ((True, trimmed), (False, full)):
+        r = client.post("/v1/jobs", json={"budgets": {"params_m": 0.1}, "trim_vocab": trim})
+        assert r.json()["detail"][0]["ctx"]["smallest"]["params_m"] == pytest.approx(expected, rel=1e-12)
+    assert client.post("/v1/jobs", json={"budgets": {"params_m": (trimmed + full) / 2}}).status_code == 201
+    r = client.post("/v1/jobs", json={"budgets": {"params_m": (trimmed + full) / 2}, "trim_vocab": False})
+    assert r.status_code == 422
 
 
 @sqlite_only

@@ -223,3 +223,81 @@ def test_infeasible_budget_fails_the_search_at_once(spec, finished_run, tmp_path
         run_job(tight, copy, Recorder(), use_ray=False)
     assert time.perf_counter() - started < 30  # no search loop: only the latency table lookup
     assert err.value.smallest["params_m"] > 0.0001
+
+
+def test_finalists_are_trimmed_students_with_fp32_and_int8_figures(finished_run):
+    """The job keeps the task's vocabulary; every finalist reports both ONNX variants and its card says which to use."""
+    from slimformer.search_space import SearchSpace, count_params
+    from slimformer.supernet.load import load_subnet
+    from slimformer.workers.context import read_json
+
+    run_dir, results, recorder = finished_run
+    vocab = read_json(run_dir / "vocab.json")
+    space = SearchSpace.from_dict(read_json(run_dir / "space.json"))
+    assert space.student_vocab == vocab["vocab_size"] < vocab["teacher_vocab_size"]
+    assert 0 <= vocab["oov_rate_test"] < 0.05  # the tiny task's test words are its train words
+    for f in results["finalists"]:
+        model, tokenizer, _ = load_subnet(f["folder"])
+        assert model.config.vocab_size == len(tokenizer) == f["vocab_size"] == vocab["vocab_size"]
+        assert f["params"] == model.num_params() == count_params(space.parse(f["arch"]), space)
+        assert f["oov_rate"] == vocab["oov_rate_test"] and "dev_accuracy_full_vocab" in f
+        fp32, int8 = f["variants"]["fp32"], f["variants"]["int8"]
+        assert fp32["format"] == "hf" and int8["format"] == "onnx-int8"  # the job's runtime is torch
+        for v in (fp32, int8):
+            assert 0 <= v["dev_accuracy"] <= 1 and 0 <= v["test_accuracy"] <= 1 and v["latency_ms"] > 0
+        assert int8["latency_ms"] == f["latency_onnx_int8_ms"] and int8["memory_mb"] < fp32["memory_mb"]
+        assert (f["dev_accuracy"], f["test_accuracy"]) == (fp32["dev_accuracy"], fp32["test_accuracy"])
+        assert f["recommended_variant"] in ("fp32", "int8") and f["recommended_reason"]
+        card = (run_dir / "candidates" / f["hash"] / "model" / "README.md").read_text()
+        assert "## Variants" in card and f"Recommended: **{f['recommended_variant']}**" in card
+        assert f"{vocab['vocab_size']:,} of the teacher's" in card
+        stored = read_json(run_dir / "candidates" / f["hash"] / "model" / "metrics.json")["variants"]["int8"]
+        assert stored == {k: v for k, v in int8.items() if k not in ("budget_violations", "within_budget")}
+    assert all("variants" in c for c in recorder.candidates)  # what the service stores in candidates.metrics
+
+
+def test_an_onnxruntime_job_puts_a_winning_int8_variant_on_the_front(spec, finished_run, tmp_path):
+    from slimformer.workers.context import read_json, write_json
+
+    run_dir, _, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    stage_marker(copy, "report").unlink()
+    records = read_json(copy / "finalists.json")
+    for r in records:  # make each int8 variant twice as fast as its fp32 model at the same accuracy
+        r["latency_ms"] = r["variants"]["fp32"]["latency_ms"] = r["latency_onnx_ms"]
+        r["variants"]["int8"].update(dev_accuracy=r["dev_accuracy"], latency_ms=r["latency_ms"] / 2)
+    write_json(copy / "finalists.json", records)
+    onnx = spec.model_copy(update={"latency": spec.latency.model_copy(update={"runtime": "onnxruntime"})})
+    again = run_job(onnx, copy, Recorder(), use_ray=False)
+    points = again["export"]["pareto_points"]
+    assert {"variant": "int8", "hash": again["export"]["best"]} in points
+    assert all(p["variant"] == "int8" for p in points)  # each fp32 is beaten by its own int8
+    assert all(f["pareto_variants"] == ["int8"] for f in again["finalists"] if f["pareto"])
+
+
+def test_a_budget_only_the_minimal_vocabulary_meets_fails_in_prepare(spec, finished_run, tmp_path):
+    """Submission counts the fewest rows any trimmed vocabulary keeps; prepare knows the job's own: it refuses."""
+    from slimformer.contracts.spec import LatencyShape
+    from slimformer.errors import InfeasibleBudgetError
+    from slimformer.search_space import SearchSpace
+    from slimformer.service.validation import smallest_costs
+    from slimformer.supernet.vocab import minimal_vocab_size
+    from slimformer.workers.context import read_json
+
+    run_dir, _, _ = finished_run
+    space = SearchSpace.from_dict(read_json(run_dir / "space.json"))
+    at_submission = smallest_costs(space.teacher, LatencyShape(), student_vocab=minimal_vocab_size(spec.teacher))
+    exact = smallest_costs(space.teacher, LatencyShape(), student_vocab=space.student_vocab)
+    assert at_submission["params_m"] < exact["params_m"]
+    between = (at_submission["params_m"] + exact["params_m"]) / 2
+    tight = spec.model_copy(update={"budgets": spec.budgets.model_copy(update={"params_m": between})})
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    for name in STAGE_NAMES:
+        stage_marker(copy, name).unlink()
+    recorder = Recorder()
+    with pytest.raises(InfeasibleBudgetError, match=r"params_m budget .* kept tokens") as err:
+        run_job(tight, copy, recorder, use_ray=False, cache_dir=tmp_path / "cache")
+    assert err.value.smallest["params_m"] == pytest.approx(exact["params_m"])
+    assert recorder.started == ["prepare"]

@@ -181,6 +181,9 @@ def test_worker_runs_a_submitted_job_and_its_model_downloads(finished_job, clien
         assert c["params"] > 0 and c["memory_mb"] > 0 and 0 <= c["dev_accuracy"] <= 1
         assert c["formats"] == ["hf", "onnx", "onnx-int8"]
         assert c["metrics"]["latency_onnx_ms"] > 0 and "folder" not in c["metrics"]  # no server paths
+        int8 = c["metrics"]["variants"]["int8"]  # the int8 variant's own figures, in candidates.metrics
+        assert int8["format"] == "onnx-int8" and 0 <= int8["test_accuracy"] <= 1 and int8["latency_ms"] > 0
+        assert c["metrics"]["vocab_size"] < c["metrics"]["vocab"]["teacher_vocab_size"] and "oov_rate" in c["metrics"]
     assert any(c["pareto"] for c in found)
 
     best = next(c for c in found if c["pareto"])
@@ -198,6 +201,7 @@ def test_worker_runs_a_submitted_job_and_its_model_downloads(finished_job, clien
     model = slimformer.load(tmp_path / f"{best['id']}-onnx", backend="onnx")
     labels = model.predict(["the movie was great", "the food was awful"])
     assert len(labels) == 2 and set(labels) <= {"negative", "positive"}
+    assert "## Variants" in (tmp_path / f"{best['id']}-onnx" / "README.md").read_text()
 
 
 def test_a_job_s_optuna_study_lives_in_the_service_database(server, client, settings, job_spec):

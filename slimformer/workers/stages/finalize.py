@@ -24,6 +24,8 @@ from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
 from slimformer.supernet.model_timing import measure_models_latency, measure_onnx_models_latency
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
+from slimformer.workers.variants import measure_variants, offered_variants, update_folder_metrics, variant_summary
+from slimformer.workers.vocab import job_kept_vocab
 
 
 def stage_finalize(ctx: RunContext) -> dict[str, Any]:
@@ -33,8 +35,7 @@ def stage_finalize(ctx: RunContext) -> dict[str, Any]:
     records = export_and_measure(ctx, archs, trained)
     limits = ctx.spec.budgets.model_dump(exclude_none=True)
     for record in records:
-        record["budget_violations"] = measured_violations(record, limits)
-        record["within_budget"] = not record["budget_violations"]
+        apply_budgets(record, limits, ctx.latency_setting.runtime)
         if not record["within_budget"]:
             violations = record["budget_violations"].items()
             over = ", ".join(f"{axis} {value:.4g} > {limits[axis]:g}" for axis, value in violations)
@@ -43,6 +44,21 @@ def stage_finalize(ctx: RunContext) -> dict[str, Any]:
         ctx.reporter.candidate(record)
     write_json(ctx.path("finalists.json"), records)
     return {"finalists": len(records)}
+
+
+def apply_budgets(record: dict[str, Any], limits: dict[str, float], runtime: str) -> None:
+    """Set each variant's and the finalist's `budget_violations` / `within_budget` from measured figures.
+
+    A finalist is within budget when a variant the job's runtime serves is: for onnxruntime the
+    int8 variant may meet a latency or memory budget its fp32 model misses. The finalist's own
+    `budget_violations` are its fp32 model's.
+    """
+    for variant in record.get("variants", {}).values():
+        variant["budget_violations"] = measured_violations(variant, limits)
+        variant["within_budget"] = not variant["budget_violations"]
+    record["budget_violations"] = measured_violations(record, limits)
+    offered = [record.get("variants", {}).get(v) for v in offered_variants(record, runtime)]
+    record["within_budget"] = not record["budget_violations"] or any(v and v["within_budget"] for v in offered)
 
 
 def measured_violations(record: dict[str, Any], limits: dict[str, float]) -> dict[str, float]:
@@ -140,18 +156,27 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
     """Export every finalist (safetensors, ONNX, int8) and measure torch and onnxruntime latency."""
     from slimformer.supernet.export import export_folder
     from slimformer.supernet.load import load_subnet
+    from slimformer.supernet.vocab import trim_subnet, trim_tokenizer
 
     setting = ctx.latency_setting
+    # Trim only where the search costed students with the trimmed vocabulary (space.json says so).
+    kept = job_kept_vocab(ctx) if ctx.space.student_vocab else None
+    trimmed_tokenizer = None
     models, exports = [], []
     for arch, fit in zip(archs, trained, strict=True):
         folder = ctx.path("candidates", arch.hash)
         model, tokenizer, _ = load_subnet(folder / "trained")
+        if kept is not None:  # the exported student keeps only the job's vocabulary (workers/vocab.py)
+            trimmed_tokenizer = trimmed_tokenizer or trim_tokenizer(tokenizer, kept)
+            model, tokenizer = trim_subnet(model, kept), trimmed_tokenizer
         metrics = {k: fit[k] for k in ("dev_accuracy", "test_accuracy")}
         export_file = folder / "export.json"
         if export_file.exists():
             exported = read_json(export_file)
         else:
-            exported = export_folder(model, tokenizer, folder / "model", metrics=metrics)
+            # The exported tokenizer truncates where fine-tuning did, so the figures below are the same model's.
+            exported = export_folder(model, tokenizer, folder / "model", metrics=metrics,
+                                     max_length=ctx.teacher.max_length)
             write_json(export_file, exported)
         models.append(model)
         exports.append(exported)
@@ -166,8 +191,15 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
     for i, (arch, fit, exported) in enumerate(zip(archs, trained, exports, strict=True)):
         measured = torch_ms[i] if setting.runtime == "torch" else ort_ms[i]
         mem = estimate_memory(arch, ctx.space, setting.batch, setting.seq_len)
+        params = count_params(arch, ctx.space)
+        assert params == models[i].num_params(), "cost.count_params disagrees with the exported model"
+        # This run's own folder (export.json names the folder where it was first exported).
+        own_folder = ctx.path("candidates", arch.hash, "model")
+        variants = measure_variants(ctx, own_folder, arch, measured, int8_ms[i])
+        # The figures of what is downloaded: the exported fp32 model with its own tokenizer.
+        fit = {**fit, **{k: variants["fp32"][k] for k in ("dev_accuracy", "test_accuracy")}}
         records.append({
-            "hash": arch.hash, "arch": arch.to_dict(), "short": arch.short(), "params": count_params(arch, ctx.space),
+            "hash": arch.hash, "arch": arch.to_dict(), "short": arch.short(), "params": params,
             "memory_mb": round(mem.total_mb, 3), "dev_accuracy": fit["dev_accuracy"],
             "test_accuracy": fit["test_accuracy"], "latency_ms": measured, "latency_torch_ms": torch_ms[i],
             "latency_onnx_ms": ort_ms[i], "latency_onnx_int8_ms": int8_ms[i],
@@ -175,7 +207,9 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
             "predicted_latency_rechecked_ms": rechecked.predict(arch) if rechecked is not None else None,
             "size_bytes": exported["sizes"], "folder": exported["folder"],
             "finetune_seconds": fit["finetune_seconds"], "state": "exported",
+            **variant_summary(ctx, variants, ort_ms[i], trained[i]),
         })
+        update_folder_metrics(own_folder, records[-1])
     ctx.reporter.event(f"measured {len(records)} finalists in {time.perf_counter() - started:.1f} s")
     return records
 

@@ -10,6 +10,7 @@ from slimformer.search_space import TeacherFacts
 from slimformer.search_space.space import space_for_teacher
 from slimformer.supernet.timing import measure_module
 from slimformer.workers.context import RunContext, write_json
+from slimformer.workers.vocab import check_size_budgets, job_vocab
 
 
 def teacher_latency_ms(ctx: RunContext) -> float:
@@ -25,7 +26,9 @@ def stage_prepare(ctx: RunContext) -> dict[str, Any]:
     task, teacher = ctx.task, ctx.teacher
     ctx.reporter.progress("prepare", 0.8, f"teacher dev acc {teacher.dev_accuracy:.3f}")
     facts: TeacherFacts = teacher.facts
-    space = space_for_teacher(facts)
+    vocab = job_vocab(ctx)
+    space = space_for_teacher(facts, student_vocab=vocab["kept"]["size"] if vocab else None)
+    check_size_budgets(ctx, space)
     write_json(ctx.path("space.json"), space.to_dict())
     summary = {
         "task": {"name": task.name, "labels": task.labels, "train": len(task.train), "dev": len(task.dev),
@@ -40,8 +43,10 @@ def stage_prepare(ctx: RunContext) -> dict[str, Any]:
             "max_length": teacher.max_length, "train_seconds": teacher.meta.get("seconds"),
             "epochs_run": teacher.meta.get("epochs_run"), "dev_history": teacher.meta.get("dev_history"),
         },
+        "vocab": {k: v for k, v in vocab.items() if k != "kept"} if vocab else None,
         "space": {"size": space.size(), "hidden_sizes": list(space.hidden_sizes), "blocks": space.num_blocks,
                   "slots_per_block": space.slots_per_block},
     }
     write_json(ctx.path("teacher.json"), summary)
     return summary
+

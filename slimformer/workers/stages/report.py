@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from slimformer.workers.context import RunContext, read_json, write_json
+from slimformer.workers.variants import offered_variants, point
 
 
 def measured_front(records: list[dict[str, Any]]) -> list[str]:
@@ -15,23 +16,46 @@ def measured_front(records: list[dict[str, Any]]) -> list[str]:
     return [records[i]["hash"] for i in pareto_front(points)]
 
 
+def variant_points(records: list[dict[str, Any]], runtime: str, within_budget: bool) -> list[dict[str, Any]]:
+    """Every (finalist, variant) the job's runtime can serve, as a point with that variant's figures.
+
+    With `within_budget`, only the variants whose own measured figures meet the budgets.
+    """
+    out = []
+    for r in records:
+        for name in offered_variants(r, runtime):
+            p = point(r, name)
+            if not within_budget or p.get("within_budget", True):
+                out.append(p)
+    return out
+
+
 def stage_report(ctx: RunContext) -> dict[str, Any]:
     """The measured Pareto front of the finalists and the recommended model (best dev accuracy).
 
     Only finalists whose measured figures meet the budgets are offered; if none does, all are,
-    and `within_budget` in the summary says so.
+    and `within_budget` in the summary says so. For an onnxruntime job each finalist's fp32 and
+    int8 variants are points of their own (workers/variants.py).
     """
+    from slimformer.search.pareto import pareto_front
+
     records = read_json(ctx.path("finalists.json"))
     eligible = [r for r in records if r.get("within_budget", True)]
     if not eligible:
         ctx.reporter.event("no finalist met the budgets as measured: the front shows them all")
-    front = measured_front(eligible or records)
+    # For onnxruntime jobs fp32 and int8 are separate points: a finalist is on the front when either is.
+    points = variant_points(eligible or records, ctx.latency_setting.runtime, within_budget=bool(eligible))
+    on_front = [points[i] for i in pareto_front([(-p["dev_accuracy"], p["latency_ms"]) for p in points])]
     for r in records:
-        r["pareto"] = r["hash"] in front
+        r["pareto_variants"] = [p["variant"] for p in on_front if p["hash"] == r["hash"]]
+        r["pareto"] = bool(r["pareto_variants"])
+    front = [r["hash"] for r in records if r["pareto"]]
     write_json(ctx.path("finalists.json"), records)
-    best = max(eligible or records, key=lambda r: (r["dev_accuracy"], -r["latency_ms"]))
-    summary = {"best": best["hash"], "folder": best["folder"], "pareto": front, "sizes": best["size_bytes"],
-               "within_budget": bool(eligible), "over_budget": [r["hash"] for r in records if r not in eligible]}
+    best = max(points, key=lambda p: (p["dev_accuracy"], -p["latency_ms"]))
+    summary = {"best": best["hash"], "best_variant": best["variant"], "folder": best["folder"], "pareto": front,
+               "pareto_points": [{"hash": p["hash"], "variant": p["variant"]} for p in on_front],
+               "sizes": best["size_bytes"], "within_budget": bool(eligible),
+               "over_budget": [r["hash"] for r in records if r not in eligible]}
     write_json(ctx.path("export.json"), summary)
     write_pareto_plot(ctx, records)
     return summary

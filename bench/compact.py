@@ -1,0 +1,162 @@
+"""Compaction benchmark: what vocabulary trimming and int8 do to MiniLM-L6 students on Rotten Tomatoes.
+
+Writes bench/results/compact.json:
+
+    smallest_params / smallest_memory_mb   {"before", "after"}: the space's cheapest student with the
+                                           teacher's whole vocabulary and with the job's trimmed one
+    vocab                                  kept tokens, kept fraction; oov_rate: test tokens outside it
+    front[]                                from a finished job's run folder (--run-dir), one entry per
+                                           (finalist, variant) point: params, memory_mb, latency_ms,
+                                           test_accuracy, variant, vocab_size, embedding_rank (None: full)
+
+The vocabulary part tokenizes the task and corpus only (about a minute on 2 cores); the front needs a
+job that already ran with this code (`slimformer run` at the quick preset takes ~20 minutes), so it is
+read, never run, here.
+
+    accuracy_probe                         (--probe) test accuracy of a frozen-encoder probe with the
+                                           teacher's and the trimmed tokenizer
+
+    .venv/bin/python bench/compact.py [--run-dir runs/some-job] [--probe] [--out bench/results/compact.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def vocabulary(spec) -> dict:
+    """The kept vocabulary of `spec`'s task and corpus, as the prepare stage computes it."""
+    from transformers import AutoTokenizer
+
+    from slimformer.data import distillation_texts, load_task
+    from slimformer.service.validation import builtin_teacher_folder
+    from slimformer.supernet.vocab import kept_vocab, oov_rate
+    from slimformer.workers.plan import plan_for
+
+    plan = plan_for(spec)
+    task = load_task(spec.dataset, seed=spec.seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(builtin_teacher_folder(spec.teacher)), local_files_only=True)
+    texts = [ex.text for ex in task.train + task.dev]
+    texts += distillation_texts(task, spec.corpus, limit=plan.distill_texts, seed=spec.seed)
+    kept = kept_vocab(tokenizer, texts)
+    test = task.subset(dev=plan.eval_examples, test=plan.eval_examples).test
+    return {**kept.summary(), "oov_rate_test": oov_rate(tokenizer, kept, [ex.text for ex in test])}
+
+
+def accuracy_probe(spec, max_train: int = 3000) -> dict:
+    """How much trimming moves a MiniLM classifier's test predictions, without fine-tuning MiniLM.
+
+    A logistic regression on the frozen teacher's mean-pooled embeddings (trained on up to
+    `max_train` train rows) is evaluated on the test rows twice: tokenized by the teacher, and by
+    the trimmed tokenizer with its ids mapped back to the teacher's rows (the same numbers as a
+    gathered embedding table). Only words spelled differently can change a prediction. A frozen
+    encoder is a stand-in for a fine-tuned student; the job's own figure is a finalist's
+    `test_accuracy` against its `test_accuracy_full_vocab`.
+    """
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from transformers import AutoModel, AutoTokenizer
+
+    from slimformer.data import distillation_texts, load_task
+    from slimformer.service.validation import builtin_teacher_folder
+    from slimformer.supernet.vocab import kept_vocab, trim_tokenizer
+    from slimformer.workers.plan import plan_for
+
+    torch.set_num_threads(1)
+    folder = str(builtin_teacher_folder(spec.teacher))
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    encoder = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    task = load_task(spec.dataset, seed=spec.seed)
+    texts = [ex.text for ex in task.train + task.dev]
+    texts += distillation_texts(task, spec.corpus, limit=plan_for(spec).distill_texts, seed=spec.seed)
+    kept = kept_vocab(tokenizer, texts)
+    trimmed = trim_tokenizer(tokenizer, kept)
+    old_ids = torch.tensor(kept.old_ids)
+
+    def embed(rows, tok, remap):
+        out = []
+        for i in range(0, len(rows), 64):
+            batch = tok([r.text for r in rows[i : i + 64]], padding=True, truncation=True, max_length=64,
+                        return_tensors="pt")
+            ids = old_ids[batch["input_ids"]] if remap else batch["input_ids"]
+            with torch.inference_mode():
+                hidden = encoder(input_ids=ids, attention_mask=batch["attention_mask"]).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+        return np.concatenate(out)
+
+    train = task.train[:max_train]
+    clf = LogisticRegression(max_iter=2000).fit(embed(train, tokenizer, False), [r.label for r in train])
+    labels = np.array([r.label for r in task.test])
+    full = clf.predict(embed(task.test, tokenizer, False))
+    cut = clf.predict(embed(task.test, trimmed, True))
+    return {"test_rows": len(labels), "accuracy_full_vocab": float((full == labels).mean()),
+            "accuracy_trimmed": float((cut == labels).mean()), "predictions_changed": float((full != cut).mean()),
+            "probe": f"logistic regression on frozen {spec.teacher} mean-pooled embeddings, {len(train)} train rows"}
+
+
+def smallest(space, shape) -> dict:
+    from slimformer.search_space import count_params, estimate_memory
+
+    arch = space.smallest()
+    return {"params": count_params(arch, space),
+            "memory_mb": round(estimate_memory(arch, space, shape.batch, shape.seq_len).total_mb, 3)}
+
+
+def front(run_dir: Path) -> list[dict]:
+    """Every (finalist, variant) point of a finished run, with the front's flags."""
+    records = json.loads((run_dir / "finalists.json").read_text())
+    out = []
+    for r in records:
+        for name, v in r.get("variants", {"fp32": r}).items():
+            out.append({"hash": r["hash"], "variant": name, "params": v["params"], "memory_mb": v["memory_mb"],
+                        "latency_ms": v["latency_ms"], "test_accuracy": v["test_accuracy"],
+                        "vocab_size": r.get("vocab_size"), "embedding_rank": None,
+                        "pareto": name in r.get("pareto_variants", ["fp32"] if r.get("pareto") else [])})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, help="a finished job's run folder (for the measured front)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "compact.json")
+    parser.add_argument("--probe", action="store_true", help="also run the frozen-encoder accuracy probe (minutes)")
+    args = parser.parse_args()
+
+    from slimformer.contracts.spec import JobSpec
+    from slimformer.search_space import TeacherFacts
+    from slimformer.search_space.space import space_for_teacher
+    from slimformer.service.validation import builtin_teacher_folder
+
+    spec = JobSpec.model_validate(json.loads((args.run_dir / "spec.json").read_text())) if args.run_dir else JobSpec()
+    config = json.loads((builtin_teacher_folder(spec.teacher) / "config.json").read_text())
+    facts = TeacherFacts.from_hf_config(argparse.Namespace(**config), num_labels=2)
+    vocab = vocabulary(spec)
+    full, trimmed = space_for_teacher(facts), space_for_teacher(facts, student_vocab=vocab["vocab_size"])
+    before, after = smallest(full, spec.latency), smallest(trimmed, spec.latency)
+    result = {
+        "teacher": spec.teacher, "dataset": spec.dataset, "corpus": spec.corpus,
+        "smallest_params": {"before": before["params"], "after": after["params"]},
+        "smallest_memory_mb": {"before": before["memory_mb"], "after": after["memory_mb"]},
+        "vocab": {k: v for k, v in vocab.items() if k != "oov_rate_test"},
+        "oov_rate": round(vocab["oov_rate_test"], 5),
+        "front": front(args.run_dir) if args.run_dir else [],
+    }
+    if args.probe:
+        result["accuracy_probe"] = accuracy_probe(spec)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "front"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""fp32 and int8: two variants of one finalist, each with its own accuracy, latency and memory.
+
+Every finalist is exported as model.onnx (fp32) and model.int8.onnx (dynamically quantized).
+Both files are evaluated here as a user would run them (`slimformer.load(..., backend="onnx")`
+on the raw dev and test rows), so the figures include the exported tokenizer as well. For a job
+whose runtime is onnxruntime both variants are points of the measured front and either may meet
+the budgets; for the torch runtime only the fp32 model is what was timed, so int8 is reported
+beside it but not offered as a point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from slimformer.search_space import Arch, count_params, estimate_memory
+from slimformer.workers.context import RunContext
+from slimformer.workers.vocab import job_vocab
+
+VARIANTS = ("fp32", "int8")
+FORMATS = {"fp32": "onnx", "int8": "onnx-int8"}  # download format of each variant (store.models.ARTIFACT_FORMATS)
+# int8 is recommended when it is faster and loses at most this much dev accuracy (1 point).
+MAX_INT8_ACCURACY_LOSS = 0.01
+
+
+def onnx_accuracy(folder: Path | str, rows: Sequence[Any], quantized: bool) -> float | None:
+    """Accuracy of the folder's model.onnx (or model.int8.onnx) on `rows` (objects with text, label)."""
+    from slimformer.inference import load
+
+    if not rows:
+        return None
+    clf = load(folder, backend="onnx", quantized=quantized, batch_size=64)
+    predicted = clf.logits([r.text for r in rows]).argmax(axis=-1)
+    return float(sum(int(p) == r.label for p, r in zip(predicted, rows, strict=True)) / len(rows))
+
+
+def recommend(variants: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """(variant, reason): int8 when it is faster at no more than 1 point of dev accuracy, else fp32."""
+    fp32, int8 = variants.get("fp32"), variants.get("int8")
+    if not fp32 or not int8 or any(v.get(k) is None for v in (fp32, int8) for k in ("dev_accuracy", "latency_ms")):
+        return "fp32", "no int8 figures to compare"
+    loss = fp32["dev_accuracy"] - int8["dev_accuracy"]
+    if int8["latency_ms"] < fp32["latency_ms"] and loss <= MAX_INT8_ACCURACY_LOSS:
+        return "int8", (f"int8 is {fp32['latency_ms'] / int8['latency_ms']:.2f}x as fast and loses "
+                        f"{100 * max(loss, 0.0):.2g} points of dev accuracy, within the "
+                        f"{100 * MAX_INT8_ACCURACY_LOSS:g}-point allowance")
+    if int8["latency_ms"] >= fp32["latency_ms"]:
+        return "fp32", "int8 is not faster at this shape"
+    return "fp32", f"int8 loses {100 * loss:.2g} points of dev accuracy (more than {100 * MAX_INT8_ACCURACY_LOSS:g})"
+
+
+def offered_variants(record: dict[str, Any], runtime: str) -> list[str]:
+    """The variants of a finalist that are points of the measured front for a job's runtime."""
+    if runtime != "onnxruntime":
+        return ["fp32"]
+    return [v for v in VARIANTS if v in record.get("variants", {})] or ["fp32"]
+
+
+def point(record: dict[str, Any], variant: str) -> dict[str, Any]:
+    """A variant's figures (dev accuracy, latency, memory, budget check), falling back to the record's."""
+    return {**record, **record.get("variants", {}).get(variant, {}), "variant": variant}
+
+
+# --- finalize's use: figures of an exported finalist ------------------------------------------
+
+
+def measure_variants(ctx: RunContext, folder: Path, arch: Arch, latency_ms: float,
+                     int8_latency_ms: float) -> dict[str, dict[str, Any]]:
+    """fp32 and int8 figures of an exported folder: accuracy of each ONNX file on the eval rows, latency, memory.
+
+    fp32's latency is the job runtime's (torch or onnxruntime), and it downloads as that runtime
+    runs it; int8 is an onnxruntime model. int8 memory counts weights at one byte each.
+    """
+    setting, task, params = ctx.latency_setting, ctx.eval_task, count_params(arch, ctx.space)
+    out = {}
+    for name, quantized, latency in (("fp32", False, latency_ms), ("int8", True, int8_latency_ms)):
+        memory = estimate_memory(arch, ctx.space, setting.batch, setting.seq_len, "int8" if quantized else "float32")
+        out[name] = {
+            "format": "hf" if name == "fp32" and setting.runtime == "torch" else FORMATS[name],
+            "dev_accuracy": onnx_accuracy(folder, task.dev, quantized),
+            "test_accuracy": onnx_accuracy(folder, task.test, quantized),
+            "latency_ms": latency, "memory_mb": round(memory.total_mb, 3), "params": params,
+        }
+    return out
+
+
+def variant_summary(ctx: RunContext, variants: dict[str, dict[str, Any]], fp32_onnx_ms: float,
+                    fit: dict[str, Any]) -> dict[str, Any]:
+    """The record's variant fields: both variants, the recommended one and why, the vocabulary."""
+    # Recommend on onnxruntime figures for both, whatever the job's runtime: the same engine.
+    recommended, reason = recommend({"fp32": {**variants["fp32"], "latency_ms": fp32_onnx_ms},
+                                     "int8": variants["int8"]})
+    out: dict[str, Any] = {"variants": variants, "recommended_variant": recommended, "recommended_reason": reason}
+    vocab = job_vocab(ctx) if ctx.space.student_vocab else None  # trimmed only where the search costed it so
+    if vocab:
+        out["vocab"] = {k: v for k, v in vocab.items() if k != "kept"}
+        out["oov_rate"] = vocab["oov_rate_test"]
+        out["vocab_size"] = vocab["vocab_size"]
+        # What fine-tuning measured with the teacher's whole vocabulary: the cost of trimming is the gap.
+        out["dev_accuracy_full_vocab"], out["test_accuracy_full_vocab"] = fit["dev_accuracy"], fit["test_accuracy"]
+    return out
+
+
+def update_folder_metrics(folder: Path, record: dict[str, Any]) -> None:
+    """metrics.json and the model card of the exported folder, now with every measured figure."""
+    from slimformer.supernet.export import update_metrics
+
+    keys = ("dev_accuracy", "test_accuracy", "dev_accuracy_full_vocab", "test_accuracy_full_vocab", "latency_ms",
+            "params", "memory_mb", "vocab", "variants", "recommended_variant", "recommended_reason")
+    update_metrics(folder, {k: record[k] for k in keys if k in record})
