@@ -11,6 +11,15 @@ import os
 # fighting pytest for the two cores.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Code that falls back to the default home (~/.slimformer: teacher and latency caches, runs) must
+# not write into the user's real one from a test: every test process and its children get a fresh
+# home of their own. Tests that need a particular home still set SLIMFORMER_HOME themselves.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+os.environ["SLIMFORMER_HOME"] = tempfile.mkdtemp(prefix="slimformer-test-home-")
+atexit.register(shutil.rmtree, os.environ["SLIMFORMER_HOME"], ignore_errors=True)
 
 import random  # noqa: E402
 from pathlib import Path  # noqa: E402
