@@ -90,18 +90,10 @@ WATCH_PID=$!
 wait "$WATCH_PID"
 WATCH_PID=""
 
-step "Pareto-optimal candidates, and the teacher they were compressed from"
+step "Pareto-optimal candidates, compared with the teacher and TF-IDF + logistic regression"
+# `pareto` prints the front, then the job's reference points as the API reports them: the teacher
+# (measured like the finalists) and the classical baseline fitted on the same split.
 "$BIN/slimformer" pareto "$JOB_ID" --plot "$SLIMFORMER_HOME/pareto.png"
-# The embedded server's run folder is on this machine: its teacher.json has the teacher's figures.
-"$BIN/python" - "$SLIMFORMER_HOME/artifacts/runs/$JOB_ID/teacher.json" <<'PY'
-import json
-import sys
-
-t = json.load(open(sys.argv[1]))["teacher"]
-test = "-" if t.get("test_accuracy") is None else f"{t['test_accuracy']:.3f}"
-print(f"teacher {t['name']}: {t['params'] / 1e6:.3f}M params, {t['latency_ms']:.2f} ms, "
-      f"dev acc {t['dev_accuracy']:.3f}, test acc {test} (whole splits)")
-PY
 
 BEST_ID=$("$BIN/slimformer" pareto "$JOB_ID" --json | "$BIN/python" -c '
 import json, sys
@@ -112,6 +104,8 @@ step "downloading candidate $BEST_ID (the most accurate on the front) as ONNX in
 rm -rf "$MODEL_DIR"
 "$BIN/slimformer" download "$JOB_ID" "$BEST_ID" --format onnx -o "$MODEL_DIR"
 ls -l "$MODEL_DIR"
+# The model card says how the model compares with the teacher and the baseline.
+sed -n '/^## Compared with/,/^## Files/p' "$MODEL_DIR/README.md" | sed '$d'
 
 step "classifying two sentences with onnxruntime alone"
 "$BIN/python" - "$MODEL_DIR" <<'PY'

@@ -149,12 +149,28 @@ def cmd_pareto(args: argparse.Namespace, client: SlimformerClient) -> int:
         print(format_table(("candidate", "hash", "params", "latency ms", "dev acc", "test acc", "formats"), rows))
     else:
         print("no Pareto candidates yet (the front is set when the job's report stage is done)")
+    if not args.json:
+        references = reference_rows(client.get_job(args.job_id))
+        if references:
+            print("\ncompared with:")
+            print(format_table(("reference", "params", "latency ms", "dev acc", "test acc"), references))
     if plot:
         image = client.pareto_plot(args.job_id, suffix)
         with about(plot):
             plot.write_bytes(image)
         print(f"plot written to {plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def reference_rows(job: Any) -> list[tuple[str, ...]]:
+    """Table rows for the job's reference points (the teacher, TF-IDF + logistic regression) it has."""
+    rows = []
+    for label, point in (("teacher", job.teacher), ("TF-IDF + LR", job.baseline)):
+        if point:
+            params = point.get("params")
+            rows.append((label, num(params and params / 1e6, "{:.3f}M"), num(point.get("latency_ms"), "{:.2f}"),
+                         num(point.get("dev_accuracy"), "{:.3f}"), num(point.get("test_accuracy"), "{:.3f}")))
+    return rows
 
 
 def cmd_download(args: argparse.Namespace, client: SlimformerClient) -> int:

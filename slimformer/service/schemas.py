@@ -58,6 +58,31 @@ class EventOut(BaseModel):
     data: dict[str, Any] | None
 
 
+class TeacherPointOut(BaseModel):
+    """The job's task teacher as a reference point, measured on the same rows and shape as the finalists."""
+
+    name: str = Field(description="the teacher the spec names")
+    dev_accuracy: float = Field(ge=0, le=1)
+    test_accuracy: float = Field(ge=0, le=1)
+    latency_ms: float = Field(ge=0, description="measured like the finalists' (the spec's latency shape)")
+    params: int = Field(ge=0)
+
+
+class BaselinePointOut(BaseModel):
+    """TF-IDF + logistic regression (scikit-learn) fitted on the job's training split: the classical
+    reference point. Judged on the finalists' dev/test rows; latency is the median of 30
+    single-example predictions (text in, label out) at the spec's thread count."""
+
+    name: str
+    dev_accuracy: float = Field(ge=0, le=1)
+    test_accuracy: float = Field(ge=0, le=1)
+    latency_ms: float = Field(ge=0)
+    fit_seconds: float = Field(ge=0)
+    train_examples: int = Field(ge=0, description="training rows fitted on (capped at 50,000)")
+    features: int = Field(ge=0, description="TF-IDF vocabulary size (capped at 100,000)")
+    threads: int = Field(ge=1)
+
+
 class JobOut(BaseModel):
     """A job's state. `progress` is 0..1 over the whole job; `eta_seconds` is None until known."""
 
@@ -75,6 +100,11 @@ class JobOut(BaseModel):
     dataset_id: str | None
     teacher_id: str | None = Field(description="the uploaded teacher the spec names, if any")
     spec: dict[str, Any]
+    teacher: TeacherPointOut | None = Field(
+        default=None, description="the task teacher's figures; null until the job's baseline stage is done")
+    baseline: BaselinePointOut | None = Field(
+        default=None, description="TF-IDF + logistic regression's figures; null until the job's baseline stage is "
+                                  "done, or when it could not be fitted")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

@@ -138,6 +138,14 @@ def set_run_dir(session: Session, job_id: str, owner: str, run_dir: str) -> bool
     return _guarded(session, job_id, owner, run_dir=run_dir)
 
 
+def set_references(
+    session: Session, job_id: str, owner: str, teacher: dict[str, Any] | None, baseline: dict[str, Any] | None,
+    metric: str | None = None,
+) -> bool:
+    """Record the job's reference points (teacher, baseline) and its task metric. False if the lease is lost."""
+    return _guarded(session, job_id, owner, teacher=teacher, baseline=baseline, metric=metric)
+
+
 def finish_job(session: Session, job_id: str, owner: str) -> bool:
     """Mark the job succeeded and give up the lease. False if the lease is lost."""
     if not _guarded(session, job_id, owner, **_final("succeeded"), progress=1.0, eta_seconds=0.0):

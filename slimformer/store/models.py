@@ -205,6 +205,12 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     run_dir: Mapped[str | None] = mapped_column(String(1000), default=None)  # relative to the artifact dir
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Reference points the worker records once the job's `baseline` stage is done (see
+    # workers/references.py): the task teacher's figures and TF-IDF + logistic regression's (null
+    # when it could not be fitted), and the task metric the job optimises ("accuracy", "macro_f1").
+    teacher: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    baseline: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    metric: Mapped[str | None] = mapped_column(String(16), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)

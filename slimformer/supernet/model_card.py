@@ -148,3 +148,42 @@ def write_card(
     path = Path(folder) / CARD_FILE
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+COMPARISON_HEADING = "## Compared with"
+
+
+def comparison_lines(rows: list[dict[str, Any]], note: str = "") -> list[str]:
+    """A "Compared with" section: one row per model (name, params, latency_ms, dev_accuracy, test_accuracy)."""
+
+    def cell(row: dict[str, Any], key: str, fmt: str) -> str:
+        value = row.get(key)
+        return "-" if value is None else fmt.format(value)
+
+    lines = [COMPARISON_HEADING, ""]
+    if note:
+        lines += [note, ""]
+    lines += ["| model | parameters | latency ms | dev accuracy | test accuracy |", "|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['name']} | {cell(row, 'params', '{:,}')} | {cell(row, 'latency_ms', '{:.3f}')} | "
+                     f"{cell(row, 'dev_accuracy', '{:.4f}')} | {cell(row, 'test_accuracy', '{:.4f}')} |")
+    return [*lines, ""]
+
+
+def add_comparison(folder: Path, rows: list[dict[str, Any]], note: str = "") -> Path:
+    """Put a "Compared with" section into the folder's README.md, replacing any earlier one.
+
+    The section goes before the files table (or the usage notes); the file is rewritten in place,
+    so hard links to it (a download format's folder) see the new text too.
+    """
+    path = Path(folder) / CARD_FILE
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if COMPARISON_HEADING in lines:  # drop the old section: up to the next heading
+        start = lines.index(COMPARISON_HEADING)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        del lines[start:end]
+    at = next((i for i, line in enumerate(lines) if line in ("## Files", "## Use with slimformer")), len(lines))
+    lines[at:at] = comparison_lines(rows, note)
+    with open(path, "w", encoding="utf-8") as f:  # in place (same inode), unlike a rename
+        f.write("\n".join(lines))
+    return path

@@ -28,6 +28,7 @@ from slimformer.store.errors import DatabaseUnavailable
 from slimformer.workers.context import read_json
 from slimformer.workers.pipeline import STAGE_NAMES
 from slimformer.workers.progress import JobCancelled, Reporter
+from slimformer.workers.references import reference_points
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ class DatabaseReporter(Reporter):
             seconds = float(summary.get("seconds") or 0.0)
             events.add_event(session, self.job_id, f"stage {stage} done in {seconds:.1f} s", stage=stage,
                              data={"seconds": seconds})
+            if stage == "baseline" and not self.publish_references(session):
+                return False
             if stage == "report":
                 self.publish_front(session)
             return True
@@ -155,16 +158,19 @@ class DatabaseReporter(Reporter):
 
         self._write(write)
 
-    def event(self, message: str) -> None:
+    def event(self, message: str, level: str = "info") -> None:
         self._check_alive()
 
         def write(session: Session) -> bool:
             if not self._renew(session):
                 return False
-            events.add_event(session, self.job_id, message, stage=self.stage)
+            events.add_event(session, self.job_id, message, level=level, stage=self.stage)
             return True
 
         self._write(write, best_effort=True)
+
+    def warning(self, message: str) -> None:
+        self.event(message, level="warning")
 
     def latency_table(self, key: str, table: dict[str, Any], space: Any) -> None:
         # Best effort: the record only lets the API refuse hopeless latency budgets earlier; a job
@@ -192,6 +198,10 @@ class DatabaseReporter(Reporter):
 
     # --- the worker's final writes ----------------------------------------------------------------
 
+    def publish_references(self, session: Session) -> bool:
+        """Record the teacher and baseline points of run_dir (call in a guarded write); False if the lease is lost."""
+        return leases.set_references(session, self.job_id, self.owner, **reference_points(self.run_dir))
+
     def publish_front(self, session: Session) -> None:
         """Flag exactly the finalists marked `pareto` in run_dir/finalists.json (call in a guarded write)."""
         path = self.run_dir / "finalists.json"
@@ -202,8 +212,9 @@ class DatabaseReporter(Reporter):
     def finish(self) -> None:
         """Mark the job succeeded, with its Pareto flags set in the same transaction.
 
-        The flags are set again here (not only after the report stage) because a worker that dies
-        between the report stage's marker and its flags leaves a resumed run nothing to redo.
+        The flags (and the reference points) are set again here (not only after the report stage)
+        because a worker that dies between the report stage's marker and its flags leaves a resumed
+        run nothing to redo.
 
         Raises:
             LeaseLost: the job is no longer this worker's; nothing was written.
@@ -214,6 +225,10 @@ class DatabaseReporter(Reporter):
             if not self._renew(session):
                 return False
             self.publish_front(session)
+            # Again here, like the front: a worker that died between the baseline stage's marker and
+            # this write leaves a resumed run nothing to redo.
+            if not self.publish_references(session):
+                return False
             return leases.finish_job(session, self.job_id, self.owner)
 
         self._write(write)

@@ -1,6 +1,6 @@
 """A job as an ordered list of stages over one run folder, resumable at the first unfinished stage.
 
-    prepare -> states -> blocks -> fewshot -> task -> search -> finalize -> report
+    prepare -> baseline -> states -> blocks -> fewshot -> task -> search -> finalize -> report
 
 A stage is done when `stages/<name>.json` exists; it is written only after the stage's own
 outputs, so a crash anywhere loses at most the stage in progress (and block training inside it
@@ -18,6 +18,8 @@ from typing import Any
 from slimformer.contracts.spec import JobSpec
 from slimformer.workers.context import RunContext, read_json, write_json
 from slimformer.workers.progress import Reporter
+from slimformer.workers.references import baseline_point
+from slimformer.workers.stages.baseline import stage_baseline
 from slimformer.workers.stages.blocks import stage_blocks
 from slimformer.workers.stages.fewshot import stage_fewshot
 from slimformer.workers.stages.finalize import stage_finalize
@@ -31,6 +33,7 @@ StageFn = Callable[[RunContext], dict[str, Any]]
 
 STAGES: list[tuple[str, StageFn]] = [
     ("prepare", stage_prepare),
+    ("baseline", stage_baseline),
     ("states", stage_states),
     ("blocks", stage_blocks),
     ("fewshot", stage_fewshot),
@@ -97,6 +100,7 @@ def write_results(ctx: RunContext) -> dict[str, Any]:
         "teacher": teacher["teacher"],
         "task": teacher["task"],
         "blocks": read_json(ctx.path("blocks.json"))["blocks"],
+        "baseline": baseline_point(ctx.run_dir),
         "finalists": finalists,
         "export": read_json(ctx.path("export.json")),
         "stage_seconds": {n: read_json(stage_marker(ctx.run_dir, n)).get("seconds") for n in STAGE_NAMES},
@@ -111,9 +115,13 @@ def write_results(ctx: RunContext) -> dict[str, Any]:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    """A plain-text table of the teacher and each finalist."""
+    """A plain-text table of the teacher, the TF-IDF baseline and each finalist."""
     t = results["teacher"]
     rows = [("teacher", f"{t['params'] / 1e6:.2f}M", f"{t['latency_ms']:.2f}", f"{t['dev_accuracy']:.3f}", "")]
+    b = results.get("baseline")
+    if b:
+        rows.append(("TF-IDF + LR", "-", f"{b['latency_ms']:.2f}", f"{b['dev_accuracy']:.3f}",
+                     f"{b['features']} features"))
     for r in sorted(results["finalists"], key=lambda r: r["params"]):
         name = r["hash"] if r.get("within_budget", True) else f"{r['hash']} (over budget)"
         rows.append((name, f"{r['params'] / 1e6:.2f}M", f"{r['latency_ms']:.2f}", f"{r['dev_accuracy']:.3f}",

@@ -30,6 +30,10 @@ class Reporter:
 
     def event(self, message: str) -> None: ...
 
+    def warning(self, message: str) -> None:
+        """Something the user should know went wrong without failing the job (an event by default)."""
+        self.event(f"warning: {message}")
+
     def latency_table(self, key: str, table: dict[str, Any], space: Any) -> None:
         """A latency table this job built or checked (`LatencyTable.to_dict()`), for the service's records."""
 

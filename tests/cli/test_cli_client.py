@@ -127,8 +127,12 @@ def test_submit_watch_pareto_and_download_a_model(served, submit_flags, task_csv
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["candidate", "hash", "params"]
-    front = [line.split() for line in lines[2:] if line and not line.startswith("plot")]
+    front = [line.split() for line in lines[2:lines.index("")]]
     assert front and all(row[-1] == "hf,onnx,onnx-int8" for row in front)
+    # Then the reference points: the teacher and TF-IDF + logistic regression, measured the same way.
+    references = out[out.index("compared with:"):].splitlines()
+    assert references[1].split()[:3] == ["reference", "params", "latency"]
+    assert references[3].startswith("teacher") and references[4].startswith("TF-IDF + LR")
     assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     code, out, _ = run(capsys, "pareto", *served.flags(), job_id, "--json")

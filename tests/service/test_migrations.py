@@ -71,6 +71,30 @@ def test_0003_keeps_existing_jobs_and_goes_back_down(database_url):
     engine.dispose()
 
 
+def test_0004_adds_empty_reference_points_and_goes_back_down(database_url):
+    """`jobs.teacher`, `jobs.baseline` and `jobs.metric` are added empty to existing jobs; 0004 downgrades."""
+    engine = make_engine(database_url)
+    upgrade(engine, "0003")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO tenants (id, name, created_at) VALUES ('t1', 'a', CURRENT_TIMESTAMP)"))
+        conn.execute(text(
+            "INSERT INTO jobs (id, tenant_id, name, spec, spec_sha256, status, progress, cancel_requested, attempts, "
+            "created_at, updated_at) VALUES ('j1', 't1', 'old', '{}', 'x', 'succeeded', 1, false, 1, "
+            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ))
+    assert upgrade(engine) == head_revision()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, teacher, baseline, metric FROM jobs")).all() == [("j1", None, None, None)]
+    with engine.begin() as conn:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    assert current_revision(engine) == "0003"
+    assert not {"teacher", "baseline", "metric"} & {c["name"] for c in inspect(engine).get_columns("jobs")}
+    assert upgrade(engine) == head_revision()
+    engine.dispose()
+
+
 def test_concurrent_upgrades_both_succeed(database_url):
     with ThreadPoolExecutor(2) as pool:
         assert list(pool.map(upgrade, [database_url] * 2)) == [head_revision()] * 2

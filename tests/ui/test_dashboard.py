@@ -112,6 +112,11 @@ def test_log_in_submit_watch_chart_and_download(page, service, tiny_teacher_dir,
     assert chart.locator("circle.pt").count() == 2
     assert chart.locator("circle.pt.front").count() >= 1
     assert "The front is the one the job chose" in page.inner_text("#chart-note")
+    # The teacher and TF-IDF + logistic regression, as the API reports them, are marked and labelled.
+    assert chart.locator('[data-reference="teacher"]').count() == 1
+    assert chart.locator('[data-reference="baseline"]').count() == 1
+    assert "TF-IDF + logistic regression" in chart.text_content()
+    assert "reports no" not in page.inner_text("#chart-note")
     front_dot = chart.locator("circle.pt.front").first
     front_dot.hover()
     tooltip = page.locator("#chart-tooltip")

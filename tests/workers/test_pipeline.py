@@ -70,7 +70,13 @@ def test_job_runs_every_stage_and_writes_its_outputs(finished_run):
     rows = list(csv.DictReader(open(run_dir / "candidates.csv")))
     assert {r["hash"] for r in rows} == {f["hash"] for f in results["finalists"]}
     assert json.loads((run_dir / "results.json").read_text())["teacher"]["params"] > 0
-    assert "teacher" in format_table(results)
+    assert "teacher" in format_table(results) and "TF-IDF + LR" in format_table(results)
+    assert 0.5 < results["baseline"]["dev_accuracy"] <= 1 and results["baseline"]["latency_ms"] > 0
+    # Every finalist's model card compares it with the teacher and the baseline.
+    card = (run_dir / "candidates" / export["best"] / "model" / "README.md").read_text()
+    section = card[card.index("## Compared with"):]
+    assert "| teacher (" in section and "| TF-IDF + logistic regression |" in section
+    assert f"| this model ({export['best']}) |" in section and section.index("## Files") > 0
 
 
 def test_sampled_finalists_differ_in_size(finished_run):
@@ -109,7 +115,7 @@ def test_an_interrupted_job_resumes_at_its_first_unfinished_stage(finished_run, 
 def test_cancel_stops_the_job_between_steps(spec, tmp_path):
     with pytest.raises(JobCancelled):
         run_job(spec, tmp_path / "run", Recorder(cancel_at="states"), use_ray=False, cache_dir=tmp_path / "cache")
-    assert completed_stages(tmp_path / "run") == ["prepare"]
+    assert completed_stages(tmp_path / "run") == ["prepare", "baseline"]
 
 
 def test_blocks_trained_as_ray_tasks_equal_in_process_training(finished_run, tmp_path, monkeypatch):

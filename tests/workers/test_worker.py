@@ -204,6 +204,24 @@ def test_worker_runs_a_submitted_job_and_its_model_downloads(finished_job, clien
     assert "## Variants" in (tmp_path / f"{best['id']}-onnx" / "README.md").read_text()
 
 
+def test_a_finished_job_shows_the_teacher_and_the_baseline_as_reference_points(finished_job, client, tmp_path):
+    job = client.get(f"/v1/jobs/{finished_job}").json()
+    teacher, baseline = job["teacher"], job["baseline"]
+    assert teacher["params"] > 0 and teacher["latency_ms"] > 0 and 0 <= teacher["dev_accuracy"] <= 1
+    assert baseline["name"] == "TF-IDF + logistic regression" and baseline["latency_ms"] > 0
+    assert 0.5 < baseline["dev_accuracy"] <= 1 and 0 <= baseline["test_accuracy"] <= 1  # words tell the classes apart
+    assert baseline["threads"] == 1 and baseline["train_examples"] > 0
+    listed = client.get("/v1/jobs").json()["items"]
+    assert next(j for j in listed if j["id"] == finished_job)["baseline"] == baseline
+    # The plot marks both, and every model card compares its model with them.
+    assert b"TF-IDF + LR" in client.get(f"/v1/jobs/{finished_job}/pareto.svg").content
+    found = candidates(client, finished_job)
+    response = client.get(f"/v1/jobs/{finished_job}/candidates/{found[0]['id']}/artifact", params={"format": "hf"})
+    with zipfile.ZipFile(io.BytesIO(response.content)) as zf:
+        card = next(zf.read(n) for n in zf.namelist() if n.endswith("README.md")).decode()
+    assert "## Compared with" in card and "| TF-IDF + logistic regression |" in card
+
+
 def test_a_job_s_optuna_study_lives_in_the_service_database(server, client, settings, job_spec):
     import optuna
 

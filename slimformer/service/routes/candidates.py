@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
 
-from slimformer.plots import MEDIA_TYPES, ImageFormat, PlotPoint, render_pareto
+from slimformer.plots import MEDIA_TYPES, ImageFormat, PlotPoint, ReferencePoint, render_pareto
 from slimformer.service.auth import CurrentTenant
 from slimformer.service.deps import PageDep, SessionDep, SettingsDep
 from slimformer.service.downloads import build_lock, build_zip, resolve_under, zip_cache_path
@@ -137,8 +137,13 @@ def _pareto_image(session: Session, tenant_id: str, job_id: str, fmt: ImageForma
         for r in rows
         if use_test or r.dev_accuracy is not None
     ]
-    image = render_pareto(points, fmt, title=job.name or f"job {job.id}",
-                          accuracy_label="test accuracy" if use_test else "dev accuracy")
+    key = "test_accuracy" if use_test else "dev_accuracy"
+    # The teacher and the TF-IDF baseline, on the same accuracy as the candidates.
+    references = [ReferencePoint(label, point["latency_ms"], point[key], marker)
+                  for label, point, marker in (("teacher", job.teacher, "*"), ("TF-IDF + LR", job.baseline, "s"))
+                  if point and point.get(key) is not None and point.get("latency_ms") is not None]
+    image = render_pareto(points, fmt, title=job.name or f"job {job.id}", accuracy_label=key.replace("_", " "),
+                          references=references)
     return Response(image, media_type=MEDIA_TYPES[fmt], headers={"Cache-Control": "no-cache"})
 
 

@@ -1,6 +1,6 @@
 """The stages of a job, one module each, in pipeline order.
 
-    prepare -> states -> blocks -> fewshot -> task -> search -> finalize -> report
+    prepare -> baseline -> states -> blocks -> fewshot -> task -> search -> finalize -> report
 
 Each stage reads what earlier stages wrote to the run folder and writes its own outputs before it
 returns; the pipeline marks it done only after that, so re-running a stage is always safe

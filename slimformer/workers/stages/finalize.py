@@ -24,6 +24,7 @@ from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
 from slimformer.supernet.model_timing import measure_models_latency, measure_onnx_models_latency
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
+from slimformer.workers.references import write_card_comparison
 from slimformer.workers.variants import measure_variants, offered_variants, update_folder_metrics, variant_summary
 from slimformer.workers.vocab import job_kept_vocab
 
@@ -41,6 +42,7 @@ def stage_finalize(ctx: RunContext) -> dict[str, Any]:
             over = ", ".join(f"{axis} {value:.4g} > {limits[axis]:g}" for axis, value in violations)
             ctx.reporter.event(f"finalist {record['hash']} measured over budget ({over}; predicted latency "
                                f"{record['predicted_latency_ms']:.4g} ms): kept, but not offered as a result")
+        write_card_comparison(ctx.run_dir, record, ctx.latency_setting.threads)  # teacher and baseline beside it
         ctx.reporter.candidate(record)
     write_json(ctx.path("finalists.json"), records)
     return {"finalists": len(records)}

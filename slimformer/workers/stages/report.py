@@ -62,11 +62,14 @@ def stage_report(ctx: RunContext) -> dict[str, Any]:
 
 
 def write_pareto_plot(ctx: RunContext, records: list[dict[str, Any]]) -> None:
-    """pareto.png: finalists' dev accuracy against measured latency, the teacher marked."""
+    """pareto.png: finalists' dev accuracy against measured latency, the teacher and the baseline marked."""
     from slimformer.plots import PlotPoint, ReferencePoint, render_pareto
+    from slimformer.workers.references import reference_points
 
-    teacher = read_json(ctx.path("teacher.json"))["teacher"]
+    refs_doc = reference_points(ctx.run_dir)
     points = [PlotPoint(r["hash"], r["latency_ms"], r["dev_accuracy"], r["pareto"]) for r in records]
-    refs = [ReferencePoint("teacher", teacher["latency_ms"], teacher["dev_accuracy"], "*")]
+    refs = [ReferencePoint(label, refs_doc[kind]["latency_ms"], refs_doc[kind]["dev_accuracy"], marker)
+            for kind, label, marker in (("teacher", "teacher", "*"), ("baseline", "TF-IDF + LR", "s"))
+            if refs_doc[kind] is not None]
     image = render_pareto(points, "png", ctx.spec.name or "slimformer job", "dev accuracy", refs)
     ctx.path("pareto.png").write_bytes(image)

@@ -1,0 +1,75 @@
+"""The reference points a job's results are compared with: its task teacher and the TF-IDF + logistic
+regression baseline, read from what the `prepare` and `baseline` stages wrote to the run folder.
+
+One place builds them, so the API (through the database reporter), results.json, the plot and the
+model cards show the same figures. Each point is None until its stage has run (or when the
+baseline could not be fitted).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from slimformer.workers.context import read_json
+
+TEACHER_FILE = "teacher.json"
+BASELINE_FILE = "baseline.json"
+BASELINE_NAME = "TF-IDF + logistic regression"
+
+
+def teacher_point(run_dir: Path) -> dict[str, Any] | None:
+    """The task teacher: dev/test accuracy, latency (measured like the finalists'), parameters."""
+    path = Path(run_dir) / TEACHER_FILE
+    if not path.exists():
+        return None
+    t = read_json(path)["teacher"]
+    return {"name": t["name"], "dev_accuracy": t["dev_accuracy"], "test_accuracy": t["test_accuracy"],
+            "latency_ms": t["latency_ms"], "params": t["params"]}
+
+
+def baseline_point(run_dir: Path) -> dict[str, Any] | None:
+    """TF-IDF + logistic regression: dev/test accuracy on the finalists' rows and one example's latency."""
+    path = Path(run_dir) / BASELINE_FILE
+    if not path.exists():
+        return None
+    b = read_json(path).get("baseline")
+    if b is None:
+        return None
+    return {"name": BASELINE_NAME, "dev_accuracy": b["dev_accuracy"], "test_accuracy": b["test_accuracy"],
+            "latency_ms": b["latency_ms"], "fit_seconds": b["fit_seconds"], "train_examples": b["train_examples"],
+            "features": b["features"], "threads": b["threads"]}
+
+
+def reference_points(run_dir: Path) -> dict[str, Any]:
+    """{"teacher": point or None, "baseline": point or None}."""
+    return {"teacher": teacher_point(run_dir), "baseline": baseline_point(run_dir)}
+
+
+def card_rows(run_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of a finalist's "Compared with" table: the teacher, the baseline (where fitted), this model."""
+    refs = reference_points(run_dir)
+    rows = []
+    if refs["teacher"] is not None:
+        rows.append({**refs["teacher"], "name": f"teacher ({refs['teacher']['name']})"})
+    if refs["baseline"] is not None:
+        rows.append({**refs["baseline"], "params": None})
+    rows.append({"name": f"this model ({record['hash']})", "params": record.get("params"),
+                 "latency_ms": record.get("latency_ms"), "dev_accuracy": record.get("dev_accuracy"),
+                 "test_accuracy": record.get("test_accuracy")})
+    return rows
+
+
+def write_card_comparison(run_dir: Path, record: dict[str, Any], threads: int) -> None:
+    """Add the "Compared with" table to an exported finalist's model card (README.md) and its size."""
+    from slimformer.supernet.model_card import CARD_FILE, add_comparison
+
+    folder = Path(record["folder"])
+    if not (folder / CARD_FILE).exists():
+        return
+    note = (f"Measured on the same dev/test rows; latency is the median over repeated runs at {threads} "
+            "thread(s): the transformers at the job's latency shape, TF-IDF + logistic regression on one "
+            "text (tokenizing included).")
+    path = add_comparison(folder, card_rows(run_dir, record), note)
+    if isinstance(record.get("size_bytes"), dict):
+        record["size_bytes"][CARD_FILE] = path.stat().st_size
