@@ -12,6 +12,7 @@ import pytest
 
 from slimformer.baselines import fit_tfidf_logistic_regression
 from slimformer.contracts.spec import JobSpec
+from slimformer.metrics import classification_metrics
 from slimformer.workers import pipeline
 from slimformer.workers.context import RunContext, read_json
 from slimformer.workers.pipeline import completed_stages, run_job
@@ -47,11 +48,21 @@ def spec(tiny_teacher_dir, task_csv):
                    latency={"threads": 1})
 
 
-def test_the_baseline_is_fitted_on_the_job_split_and_beats_chance(spec, tmp_path):
-    ctx = RunContext(spec, tmp_path / "run", Recorder(), use_ray=False)
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One teacher cache for the module: the tiny task teacher is fine-tuned once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def context(spec, run_dir, reporter, cache) -> RunContext:
+    return RunContext(spec, run_dir, reporter, use_ray=False, cache_dir=cache)
+
+
+def test_the_baseline_is_fitted_on_the_job_split_and_beats_chance(spec, tmp_path, cache):
+    ctx = context(spec, tmp_path / "run", Recorder(), cache)
     summary = stage_baseline(ctx)
     doc = read_json(tmp_path / "run" / "baseline.json")
-    b = doc["baseline"]
+    b = doc["value"]
     assert doc["error"] is None and b["name"] == "tfidf_lr"
     # The classes differ by their sentiment words: a linear model on words separates them.
     assert 0.8 <= b["dev_accuracy"] <= 1 and 0.8 <= b["test_accuracy"] <= 1
@@ -64,6 +75,16 @@ def test_the_baseline_is_fitted_on_the_job_split_and_beats_chance(spec, tmp_path
     assert summary["dev_accuracy"] == b["dev_accuracy"]
     point = baseline_point(ctx.run_dir)
     assert point["name"] == "TF-IDF + logistic regression" and point["latency_ms"] == b["latency_ms"]
+    # Macro-F1 and per-class figures from the same predictions.
+    assert point["test_macro_f1"] == pytest.approx(classification_metrics(
+        b["test_predictions"], [e.label for e in ctx.eval_task.test], 2)["macro_f1"])
+    assert set(point["dev_per_class"]) == {"negative", "positive"}
+    assert sum(c["support"] for c in point["dev_per_class"].values()) == len(ctx.eval_task.dev)
+    # The teacher's on the same rows, and the job's metric: a balanced task is judged on accuracy.
+    teacher = reference_points(ctx.run_dir)
+    assert teacher["metric"] == "accuracy" and summary["metric"] == "accuracy"
+    assert read_json(ctx.run_dir / "teacher_metrics.json")["value"]["dev_accuracy"] == pytest.approx(
+        ctx.teacher.dev_accuracy)
 
 
 def test_caps_bound_the_rows_and_the_vocabulary(tiny_task):
@@ -73,33 +94,61 @@ def test_caps_bound_the_rows_and_the_vocabulary(tiny_task):
     assert 0 <= fitted.dev_accuracy <= 1 and len(fitted.test_predictions) == len(tiny_task.test)
 
 
-def test_a_fitted_baseline_is_not_fitted_again_on_resume(spec, tmp_path):
-    ctx = RunContext(spec, tmp_path / "run", Recorder(), use_ray=False)
-    first = stage_baseline(ctx)
+def test_a_fitted_baseline_is_not_fitted_again_on_resume(spec, tmp_path, cache):
+    first_recorder = Recorder()
+    first = stage_baseline(context(spec, tmp_path / "run", first_recorder, cache))
+    assert len(first_recorder.progressed) == 2  # the teacher's figures, then the baseline
     mtime = (tmp_path / "run" / "baseline.json").stat().st_mtime_ns
     again = Recorder()
-    resumed = stage_baseline(RunContext(spec, tmp_path / "run", again, use_ray=False))
+    resumed = stage_baseline(context(spec, tmp_path / "run", again, cache))
     assert resumed == first and again.progressed == []  # nothing fitted
     assert (tmp_path / "run" / "baseline.json").stat().st_mtime_ns == mtime
 
 
-def test_a_baseline_that_cannot_be_fitted_does_not_fail_the_job(spec, tmp_path, monkeypatch):
+def test_a_baseline_that_cannot_be_fitted_does_not_fail_the_job(spec, tmp_path, monkeypatch, cache):
     """A training split of one class (logistic regression refuses it): a warning and a null point,
     and the job goes on to its next stage."""
     recorder = Recorder(cancel_at="states")
-    ctx = RunContext(spec, tmp_path / "run", recorder, use_ray=False)
+    ctx = context(spec, tmp_path / "run", recorder, cache)
     task = ctx.task
     ctx.__dict__["task"] = dataclasses.replace(task, train=[e for e in task.train if e.label == 1])
     # The pipeline builds its context from the spec; hand it this one, whose task the test changed.
     monkeypatch.setattr(pipeline, "RunContext", lambda *args, **kwargs: ctx)
     with pytest.raises(JobCancelled):  # stopped once the stage after the baseline starts
-        run_job(spec, ctx.run_dir, recorder, use_ray=False, cache_dir=tmp_path / "cache")
+        run_job(spec, ctx.run_dir, recorder, use_ray=False, cache_dir=cache)
     assert completed_stages(tmp_path / "run") == ["prepare", "baseline"]
     doc = read_json(tmp_path / "run" / "baseline.json")
-    assert doc["baseline"] is None and "ValueError" in doc["error"]
+    assert doc["value"] is None and "ValueError" in doc["error"]
     assert any(m.startswith("warning: TF-IDF + logistic regression baseline not available") for m in recorder.messages)
     refs = reference_points(tmp_path / "run")
     assert refs["baseline"] is None and refs["teacher"]["params"] > 0
     rows = card_rows(tmp_path / "run", {"hash": "abc", "params": 5, "latency_ms": 1.0, "dev_accuracy": 0.5})
     assert [r["name"] for r in rows] == [f"teacher ({spec.teacher})", "this model (abc)"]
 
+
+
+def test_an_imbalanced_task_is_judged_on_macro_f1_and_the_search_s_error_follows(spec, tmp_path, cache, tiny_task):
+    """13% positives in training, no metric in the spec: macro-F1, recorded for the reporter; a plan that
+    scores by error rate then scores by 1 - macro-F1. An explicit metric wins."""
+    from slimformer.workers.stages.search import score_metric
+
+    negatives = [e for e in tiny_task.train if e.label == 0]
+    positives = [e for e in tiny_task.train if e.label == 1][: round(len(negatives) * 0.15)]
+    ctx = context(spec, tmp_path / "run", Recorder(), cache)
+    ctx.__dict__["task"] = dataclasses.replace(tiny_task, train=negatives + positives)
+    assert ctx.metric == "macro_f1"
+    stage_baseline(ctx)
+    metric = read_json(tmp_path / "run" / "metric.json")
+    assert metric["metric"] == "macro_f1" and metric["requested"] is None
+    assert metric["smallest_class_share"] == pytest.approx(len(positives) / (len(negatives) + len(positives)))
+    assert reference_points(ctx.run_dir)["metric"] == "macro_f1"
+    assert score_metric(ctx) == "kl"  # the default score is the KL to the teacher, whatever the metric
+    ctx.plan.score_metric = "error"
+    assert score_metric(ctx) == "f1_error"
+
+    balanced = context(spec.model_copy(update={"metric": "macro_f1"}), tmp_path / "other", Recorder(), cache)
+    balanced.plan.score_metric = "error"
+    assert balanced.metric == "macro_f1" and score_metric(balanced) == "f1_error"
+    accuracy = context(spec, tmp_path / "third", Recorder(), cache)
+    accuracy.plan.score_metric = "error"
+    assert accuracy.metric == "accuracy" and score_metric(accuracy) == "error"

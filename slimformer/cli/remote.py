@@ -140,20 +140,25 @@ def cmd_pareto(args: argparse.Namespace, client: SlimformerClient) -> int:
         raise UserError(f"--plot {plot}: use a .png or .svg file name")
     # The front is at most `finalists` (<= 20) candidates, usually one page; every page is read anyway.
     front = list(client.iter_candidates(args.job_id, pareto=True, sort="measured_latency_ms"))
-    rows = [(c.id, c.arch_hash, num(c.params and c.params / 1e6, "{:.3f}M"), num(c.measured_latency_ms, "{:.2f}"),
-             num(c.dev_accuracy, "{:.3f}"), num(c.test_accuracy, "{:.3f}"), ",".join(c.formats) or "-")
-            for c in front]
     if args.json:
         print(json.dumps([c.raw for c in front], indent=2))
-    elif rows:
-        print(format_table(("candidate", "hash", "params", "latency ms", "dev acc", "test acc", "formats"), rows))
     else:
-        print("no Pareto candidates yet (the front is set when the job's report stage is done)")
-    if not args.json:
-        references = reference_rows(client.get_job(args.job_id))
+        job = client.get_job(args.job_id)
+        columns = score_columns(job.metric)
+        titles = tuple(title for title, _ in columns)
+        rows = [(c.id, c.arch_hash, num(c.params and c.params / 1e6, "{:.3f}M"), num(c.measured_latency_ms, "{:.2f}"),
+                 *(num(c.raw.get(key, c.metrics.get(key)), "{:.3f}") for _, key in columns),
+                 ",".join(c.formats) or "-") for c in front]
+        if rows:
+            print(format_table(("candidate", "hash", "params", "latency ms", *titles, "formats"), rows))
+        else:
+            print("no Pareto candidates yet (the front is set when the job's report stage is done)")
+        if job.metric:
+            print(f"\ntask metric: {METRIC_LABELS.get(job.metric, job.metric)} (the front optimises it on dev)")
+        references = reference_rows(job, columns)
         if references:
             print("\ncompared with:")
-            print(format_table(("reference", "params", "latency ms", "dev acc", "test acc"), references))
+            print(format_table(("reference", "params", "latency ms", *titles), references))
     if plot:
         image = client.pareto_plot(args.job_id, suffix)
         with about(plot):
@@ -162,14 +167,25 @@ def cmd_pareto(args: argparse.Namespace, client: SlimformerClient) -> int:
     return 0
 
 
-def reference_rows(job: Any) -> list[tuple[str, ...]]:
+METRIC_LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+
+
+def score_columns(metric: str | None) -> list[tuple[str, str]]:
+    """(title, field) of the score columns: accuracy, then macro-F1 when the job optimises it."""
+    columns = [("dev acc", "dev_accuracy"), ("test acc", "test_accuracy")]
+    if metric == "macro_f1":
+        columns += [("dev macro-F1", "dev_macro_f1"), ("test macro-F1", "test_macro_f1")]
+    return columns
+
+
+def reference_rows(job: Any, columns: list[tuple[str, str]]) -> list[tuple[str, ...]]:
     """Table rows for the job's reference points (the teacher, TF-IDF + logistic regression) it has."""
     rows = []
     for label, point in (("teacher", job.teacher), ("TF-IDF + LR", job.baseline)):
         if point:
             params = point.get("params")
             rows.append((label, num(params and params / 1e6, "{:.3f}M"), num(point.get("latency_ms"), "{:.2f}"),
-                         num(point.get("dev_accuracy"), "{:.3f}"), num(point.get("test_accuracy"), "{:.3f}")))
+                         *(num(point.get(key), "{:.3f}") for _, key in columns)))
     return rows
 
 

@@ -62,6 +62,7 @@ class Job:
     # Reference points (the task teacher; TF-IDF + logistic regression), once the job measured them.
     teacher: dict[str, Any] | None = None
     baseline: dict[str, Any] | None = None
+    metric: str | None = None  # the task metric it optimises ("accuracy" or "macro_f1"), once resolved
     created_at: datetime | None = None
     updated_at: datetime | None = None
     started_at: datetime | None = None
@@ -82,7 +83,8 @@ class Job:
             progress=float(doc.get("progress") or 0.0), eta_seconds=doc.get("eta_seconds"), error=doc.get("error"),
             cancel_requested=bool(doc.get("cancel_requested")), attempts=int(doc.get("attempts") or 0),
             dataset_id=doc.get("dataset_id"), teacher_id=doc.get("teacher_id"), spec=doc.get("spec") or {},
-            teacher=doc.get("teacher"), baseline=doc.get("baseline"), created_at=_time(doc.get("created_at")),
+            teacher=doc.get("teacher"), baseline=doc.get("baseline"), metric=doc.get("metric"),
+            created_at=_time(doc.get("created_at")),
             updated_at=_time(doc.get("updated_at")), started_at=_time(doc.get("started_at")),
             finished_at=_time(doc.get("finished_at")),
             events=tuple(JobEvent.from_dict(e) for e in doc.get("events") or ()), replayed=replayed, raw=doc,

@@ -111,6 +111,10 @@ class JobSpec(BaseModel):
     budgets: Budgets = Field(default_factory=Budgets)
     latency: LatencyShape = Field(default_factory=LatencyShape)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    # Keep in step with slimformer.metrics (METRICS, IMBALANCE_SHARE), which resolves "auto".
+    metric: Literal["auto", "accuracy", "macro_f1"] | None = Field(
+        None, description="the task metric the search and the front optimise; null or \"auto\": macro_f1 when the "
+                          "smallest class is under 20% of the training data, else accuracy")
 
     @classmethod
     def from_file(cls, path: Path) -> JobSpec:

@@ -24,7 +24,8 @@ class TaskAwareEvaluator:
         space: the search space.
         supernet_for: arch -> the supernet holding it (few-shot routing, task-tuned weights).
         scorer: the held-out examples and the teacher's logits on them.
-        metric: "kl" (KL to the teacher, default) or "error" (1 - accuracy): the value returned.
+        metric: "kl" (KL to the teacher, default), "error" (1 - accuracy) or "f1_error" (1 - macro-F1):
+            the value returned.
         cache_path: SQLite file for scores (None: memory only).
         cache_tag: names the weights the scores were measured with.
 
@@ -35,7 +36,7 @@ class TaskAwareEvaluator:
 
     def __init__(self, space: SearchSpace, supernet_for: Callable[[Arch], object], scorer: SharedWeightScorer,
                  metric: str = "kl", cache_path: str | Path | None = None, cache_tag: str = ""):
-        TaskScore(0.0, 0.0).value(metric)  # rejects an unknown metric now, not at the first trial
+        TaskScore(0.0, 0.0, 0.0).value(metric)  # rejects an unknown metric now, not at the first trial
         self.space, self.supernet_for, self.scorer, self.metric = space, supernet_for, scorer, metric
         self.cache_tag = cache_tag
         self.evaluations = 0
@@ -48,7 +49,9 @@ class TaskAwareEvaluator:
                              " score TEXT NOT NULL, PRIMARY KEY (tag, hash))")
             self._db.commit()
             for arch_hash, doc in self._db.execute("SELECT hash, score FROM task_score WHERE tag = ?", (cache_tag,)):
-                self.scores[arch_hash] = TaskScore(**json.loads(doc))
+                score = TaskScore(**json.loads(doc))
+                if metric != "f1_error" or score.macro_f1 is not None:  # an older score lacks it: score again
+                    self.scores[arch_hash] = score
 
     def task_score(self, arch: Arch) -> TaskScore:
         """Accuracy and KL of `arch` on the held-out examples (cached)."""

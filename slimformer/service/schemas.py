@@ -58,7 +58,26 @@ class EventOut(BaseModel):
     data: dict[str, Any] | None
 
 
-class TeacherPointOut(BaseModel):
+class ClassFiguresOut(BaseModel):
+    """One class's figures on a split (precision 0 when never predicted, recall 0 when absent)."""
+
+    precision: float = Field(ge=0, le=1)
+    recall: float = Field(ge=0, le=1)
+    f1: float = Field(ge=0, le=1)
+    support: int = Field(ge=0, description="rows of this class in the split")
+
+
+class ClassMetricsOut(BaseModel):
+    """Macro-F1 and per-class figures (keyed by label name) on the same rows as the accuracy; null
+    where not measured (a job from before they were)."""
+
+    dev_macro_f1: float | None = Field(default=None, ge=0, le=1)
+    test_macro_f1: float | None = Field(default=None, ge=0, le=1)
+    dev_per_class: dict[str, ClassFiguresOut] | None = None
+    test_per_class: dict[str, ClassFiguresOut] | None = None
+
+
+class TeacherPointOut(ClassMetricsOut):
     """The job's task teacher as a reference point, measured on the same rows and shape as the finalists."""
 
     name: str = Field(description="the teacher the spec names")
@@ -68,7 +87,7 @@ class TeacherPointOut(BaseModel):
     params: int = Field(ge=0)
 
 
-class BaselinePointOut(BaseModel):
+class BaselinePointOut(ClassMetricsOut):
     """TF-IDF + logistic regression (scikit-learn) fitted on the job's training split: the classical
     reference point. Judged on the finalists' dev/test rows; latency is the median of 30
     single-example predictions (text in, label out) at the spec's thread count."""
@@ -105,6 +124,9 @@ class JobOut(BaseModel):
     baseline: BaselinePointOut | None = Field(
         default=None, description="TF-IDF + logistic regression's figures; null until the job's baseline stage is "
                                   "done, or when it could not be fitted")
+    metric: Literal["accuracy", "macro_f1"] | None = Field(
+        default=None, description="the task metric the job optimises (the spec's, or for `auto` macro_f1 when the "
+                                  "smallest class is under 20% of the training data); null until resolved")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

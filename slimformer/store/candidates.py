@@ -144,12 +144,12 @@ def measured_points(session: Session, job_id: str) -> list[Row[Any]]:
     """The job's candidates with a measured latency and some accuracy, for the Pareto plot.
 
     Returns:
-        Rows of (id, measured_latency_ms, test_accuracy, dev_accuracy, pareto); at least one of the
-        accuracies is set in each.
+        Rows of (id, measured_latency_ms, test_accuracy, dev_accuracy, pareto, metrics); at least one
+        of the accuracies is set in each.
     """
     rows = session.execute(
         select(Candidate.id, Candidate.measured_latency_ms, Candidate.test_accuracy, Candidate.dev_accuracy,
-               Candidate.pareto)
+               Candidate.pareto, Candidate.metrics)
         .where(Candidate.job_id == job_id, Candidate.measured_latency_ms.is_not(None))
     ).all()
     return [r for r in rows if r.test_accuracy is not None or r.dev_accuracy is not None]

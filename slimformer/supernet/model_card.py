@@ -153,24 +153,28 @@ def write_card(
 COMPARISON_HEADING = "## Compared with"
 
 
-def comparison_lines(rows: list[dict[str, Any]], note: str = "") -> list[str]:
-    """A "Compared with" section: one row per model (name, params, latency_ms, dev_accuracy, test_accuracy)."""
+def comparison_lines(rows: list[dict[str, Any]], note: str = "", metric: str = "accuracy") -> list[str]:
+    """A "Compared with" section: one row per model (name, params, latency_ms, dev/test accuracy, and
+    dev/test macro-F1 when `metric` is "macro_f1", the metric the job optimised)."""
 
     def cell(row: dict[str, Any], key: str, fmt: str) -> str:
         value = row.get(key)
         return "-" if value is None else fmt.format(value)
 
+    scores = ["dev_accuracy", "test_accuracy"] + (["dev_macro_f1", "test_macro_f1"] if metric == "macro_f1" else [])
+    titles = [key.replace("_", " ").replace("macro f1", "macro-F1") for key in scores]
     lines = [COMPARISON_HEADING, ""]
     if note:
         lines += [note, ""]
-    lines += ["| model | parameters | latency ms | dev accuracy | test accuracy |", "|---|---|---|---|---|"]
+    lines += ["| model | parameters | latency ms | " + " | ".join(titles) + " |", "|---" * (3 + len(scores)) + "|"]
     for row in rows:
+        figures = " | ".join(cell(row, key, "{:.4f}") for key in scores)
         lines.append(f"| {row['name']} | {cell(row, 'params', '{:,}')} | {cell(row, 'latency_ms', '{:.3f}')} | "
-                     f"{cell(row, 'dev_accuracy', '{:.4f}')} | {cell(row, 'test_accuracy', '{:.4f}')} |")
+                     f"{figures} |")
     return [*lines, ""]
 
 
-def add_comparison(folder: Path, rows: list[dict[str, Any]], note: str = "") -> Path:
+def add_comparison(folder: Path, rows: list[dict[str, Any]], note: str = "", metric: str = "accuracy") -> Path:
     """Put a "Compared with" section into the folder's README.md, replacing any earlier one.
 
     The section goes before the files table (or the usage notes); the file is rewritten in place,
@@ -183,7 +187,7 @@ def add_comparison(folder: Path, rows: list[dict[str, Any]], note: str = "") -> 
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         del lines[start:end]
     at = next((i for i, line in enumerate(lines) if line in ("## Files", "## Use with slimformer")), len(lines))
-    lines[at:at] = comparison_lines(rows, note)
+    lines[at:at] = comparison_lines(rows, note, metric)
     with open(path, "w", encoding="utf-8") as f:  # in place (same inode), unlike a rename
         f.write("\n".join(lines))
     return path

@@ -19,10 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimformer.data.types import Example, batch_order, encode_batch
+from slimformer.metrics import classification_metrics
 from slimformer.search_space import Arch
 from slimformer.supernet.device import to_device
 
-SCORE_METRICS = ("kl", "error")
+# "f1_error" (1 - macro-F1) stands in for "error" when the job's metric is macro-F1 (an imbalanced task).
+SCORE_METRICS = ("kl", "error", "f1_error")
 
 
 def logits_of(output: Any) -> torch.Tensor:
@@ -54,11 +56,16 @@ class TaskScore:
 
     accuracy: float
     kl: float  # mean KL(teacher || student) at temperature 1, nats
+    macro_f1: float | None = None  # None: scored before macro-F1 was measured (an older cache)
 
     def value(self, metric: str = "kl") -> float:
-        """The number to minimise: the KL, or the error rate (1 - accuracy)."""
+        """The number to minimise: the KL, the error rate (1 - accuracy), or 1 - macro-F1."""
         if metric not in SCORE_METRICS:
             raise ValueError(f"metric: {metric!r} not in {list(SCORE_METRICS)}")
+        if metric == "f1_error":
+            if self.macro_f1 is None:
+                raise ValueError("this score has no macro-F1 (scored by an older version)")
+            return 1.0 - self.macro_f1
         return self.kl if metric == "kl" else 1.0 - self.accuracy
 
 
@@ -85,6 +92,7 @@ class SharedWeightScorer:
             for idx in batch_order(len(examples), batch_size)
         ]
         self.count = len(examples)
+        self.num_labels = int(teacher_logits.shape[-1])
 
     @torch.no_grad()
     def score(self, supernet: nn.Module, arch: Arch) -> TaskScore:
@@ -94,15 +102,20 @@ class SharedWeightScorer:
         supernet.set_active(arch)
         device = next(supernet.parameters()).device
         correct, kl_sum = 0, 0.0
+        predicted: list[int] = []
+        labels: list[int] = []
         try:
             for batch, teacher in self.batches:
                 batch = to_device(dict(batch), device)
                 gold = batch.pop("labels")
                 logits = logits_of(supernet(**batch)).float()
                 correct += int((logits.argmax(-1) == gold).sum())
+                predicted += logits.argmax(-1).tolist()
+                labels += gold.tolist()
                 log_p_student = F.log_softmax(logits, -1)
                 kl_sum += float(F.kl_div(log_p_student, F.log_softmax(teacher.to(device), -1), log_target=True,
                                          reduction="sum"))
         finally:
             supernet.train(was_training)
-        return TaskScore(accuracy=correct / self.count, kl=kl_sum / self.count)
+        f1 = classification_metrics(predicted, labels, self.num_labels)["macro_f1"]
+        return TaskScore(accuracy=correct / self.count, kl=kl_sum / self.count, macro_f1=f1)

@@ -93,6 +93,13 @@ class RunContext:
         return self.task.subset(dev=n, test=n)
 
     @cached_property
+    def metric(self) -> str:
+        """The task metric the job optimises: the spec's, or resolved from the training labels ("auto")."""
+        from slimformer.metrics import resolve_metric
+
+        return resolve_metric(self.spec.metric, [e.label for e in self.task.train], len(self.task.labels))
+
+    @cached_property
     def teacher(self) -> TaskTeacher:
         def progress(event: dict[str, Any]) -> None:
             if event.get("event") == "step":

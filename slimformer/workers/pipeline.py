@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from slimformer.contracts.spec import JobSpec
+from slimformer.metrics import LABELS, metric_value
 from slimformer.workers.context import RunContext, read_json, write_json
 from slimformer.workers.progress import Reporter
-from slimformer.workers.references import baseline_point
+from slimformer.workers.references import reference_points
 from slimformer.workers.stages.baseline import stage_baseline
 from slimformer.workers.stages.blocks import stage_blocks
 from slimformer.workers.stages.fewshot import stage_fewshot
@@ -95,18 +96,21 @@ def run_job(
 def write_results(ctx: RunContext) -> dict[str, Any]:
     teacher = read_json(ctx.path("teacher.json"))
     finalists = read_json(ctx.path("finalists.json"))
+    refs = reference_points(ctx.run_dir)
     results = {
         "spec": ctx.spec.model_dump(),
-        "teacher": teacher["teacher"],
+        "metric": refs["metric"],
+        "teacher": {**teacher["teacher"], **(refs["teacher"] or {})},
         "task": teacher["task"],
         "blocks": read_json(ctx.path("blocks.json"))["blocks"],
-        "baseline": baseline_point(ctx.run_dir),
+        "baseline": refs["baseline"],
         "finalists": finalists,
         "export": read_json(ctx.path("export.json")),
         "stage_seconds": {n: read_json(stage_marker(ctx.run_dir, n)).get("seconds") for n in STAGE_NAMES},
     }
     write_json(ctx.path("results.json"), results)
-    columns = ["hash", "params", "memory_mb", "latency_ms", "dev_accuracy", "test_accuracy", "within_budget", "short"]
+    columns = ["hash", "params", "memory_mb", "latency_ms", "dev_accuracy", "test_accuracy", "dev_macro_f1",
+               "test_macro_f1", "within_budget", "short"]
     with open(ctx.path("candidates.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -115,18 +119,22 @@ def write_results(ctx: RunContext) -> dict[str, Any]:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    """A plain-text table of the teacher, the TF-IDF baseline and each finalist."""
+    """A plain-text table of the teacher, the TF-IDF baseline and each finalist, on the job's dev metric."""
+    metric = results.get("metric") or "accuracy"
+
+    def score(r: dict[str, Any]) -> str:
+        value = metric_value(r, metric)
+        return "-" if value is None else f"{value:.3f}"
+
     t = results["teacher"]
-    rows = [("teacher", f"{t['params'] / 1e6:.2f}M", f"{t['latency_ms']:.2f}", f"{t['dev_accuracy']:.3f}", "")]
+    rows = [("teacher", f"{t['params'] / 1e6:.2f}M", f"{t['latency_ms']:.2f}", score(t), "")]
     b = results.get("baseline")
     if b:
-        rows.append(("TF-IDF + LR", "-", f"{b['latency_ms']:.2f}", f"{b['dev_accuracy']:.3f}",
-                     f"{b['features']} features"))
+        rows.append(("TF-IDF + LR", "-", f"{b['latency_ms']:.2f}", score(b), f"{b['features']} features"))
     for r in sorted(results["finalists"], key=lambda r: r["params"]):
         name = r["hash"] if r.get("within_budget", True) else f"{r['hash']} (over budget)"
-        rows.append((name, f"{r['params'] / 1e6:.2f}M", f"{r['latency_ms']:.2f}", f"{r['dev_accuracy']:.3f}",
-                     r["short"]))
-    header = ("arch", "params", "latency ms", "dev acc", "architecture")
+        rows.append((name, f"{r['params'] / 1e6:.2f}M", f"{r['latency_ms']:.2f}", score(r), r["short"]))
+    header = ("arch", "params", "latency ms", f"dev {LABELS[metric]}", "architecture")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)) for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -130,6 +130,7 @@ def test_submit_watch_pareto_and_download_a_model(served, submit_flags, task_csv
     front = [line.split() for line in lines[2:lines.index("")]]
     assert front and all(row[-1] == "hf,onnx,onnx-int8" for row in front)
     # Then the reference points: the teacher and TF-IDF + logistic regression, measured the same way.
+    assert "task metric: accuracy" in out  # a balanced task
     references = out[out.index("compared with:"):].splitlines()
     assert references[1].split()[:3] == ["reference", "params", "latency"]
     assert references[3].startswith("teacher") and references[4].startswith("TF-IDF + LR")

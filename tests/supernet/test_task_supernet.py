@@ -111,3 +111,37 @@ def test_the_scorer_ranks_the_teacher_shape_above_a_crippled_one(tuned_teacher, 
                                               "blocks": [["conv:7"] * space.slots_per_block] * space.num_blocks}))
     assert good.kl < 1e-4 and good.accuracy >= tuned_teacher.dev_accuracy - 1e-9  # it is the teacher
     assert bad.kl > 10 * max(good.kl, 1e-3) and good.value("error") < bad.value("error")
+
+
+def test_the_scorer_measures_macro_f1_on_the_same_predictions(tuned_teacher, tiny_task, tmp_path):
+    """Macro-F1 (the score on an imbalanced task: 1 - macro-F1) comes from the very predictions accuracy does,
+    and a cached score from before it was measured is scored again rather than read without it."""
+    import json
+    import sqlite3
+
+    from slimformer.metrics import classification_metrics
+    from slimformer.search.task_evaluator import TaskAwareEvaluator
+
+    space, supernet = _warm_supernet(tuned_teacher, tiny_task)
+    scorer = _scorer(tuned_teacher, tiny_task)
+    arch = space.parse({**space.teacher_arch().to_dict(), "hidden": space.hidden_sizes[1]})
+    score = scorer.score(supernet, arch)
+    supernet.set_active(arch)
+    predicted = predict_logits(supernet, tuned_teacher.tokenizer, [e.text for e in tiny_task.dev],
+                               MAX_LENGTH).argmax(-1).tolist()
+    expected = classification_metrics(predicted, [e.label for e in tiny_task.dev], 2)
+    assert score.accuracy == pytest.approx(expected["accuracy"])
+    assert score.macro_f1 == pytest.approx(expected["macro_f1"])
+    assert score.value("f1_error") == pytest.approx(1 - expected["macro_f1"])
+
+    cache = tmp_path / "scores.sqlite"
+    with TaskAwareEvaluator(space, lambda a: supernet, scorer, metric="kl", cache_path=cache, cache_tag="w"):
+        pass  # creates the table
+    old = {"accuracy": score.accuracy, "kl": score.kl}  # what an older version stored
+    with sqlite3.connect(cache) as db:
+        db.execute("INSERT INTO task_score VALUES (?, ?, ?)", ("w", arch.hash, json.dumps(old)))
+    with TaskAwareEvaluator(space, lambda a: supernet, scorer, metric="kl", cache_path=cache, cache_tag="w") as kl:
+        assert kl(arch) == pytest.approx(score.kl) and kl.evaluations == 0  # read from the cache
+    with TaskAwareEvaluator(space, lambda a: supernet, scorer, metric="f1_error", cache_path=cache,
+                            cache_tag="w") as f1:
+        assert f1(arch) == pytest.approx(1 - expected["macro_f1"]) and f1.evaluations == 1  # scored again

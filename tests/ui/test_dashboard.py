@@ -104,6 +104,7 @@ def test_log_in_submit_watch_chart_and_download(page, service, tiny_teacher_dir,
     page.locator('.badge[data-status="succeeded"]').wait_for(timeout=JOB_TIMEOUT_MS)
     assert page.inner_text("#job-progress") == "100%"
     assert page.inner_text("#job-stage") == "report"
+    assert page.inner_text("#job-metric") == "accuracy (auto)"  # a balanced task, no metric in the spec
     assert "job succeeded" in page.inner_text("#job-events")
 
     # The chart: both finalists measured on every runtime, the job's own front marked.

@@ -71,6 +71,13 @@ def test_job_runs_every_stage_and_writes_its_outputs(finished_run):
     assert {r["hash"] for r in rows} == {f["hash"] for f in results["finalists"]}
     assert json.loads((run_dir / "results.json").read_text())["teacher"]["params"] > 0
     assert "teacher" in format_table(results) and "TF-IDF + LR" in format_table(results)
+    # A balanced task is judged on accuracy; macro-F1 and per-class figures are measured beside it.
+    assert results["metric"] == "accuracy" and "dev accuracy" in format_table(results)
+    for finalist in results["finalists"]:
+        assert 0 <= finalist["dev_macro_f1"] <= 1 and 0 <= finalist["test_macro_f1"] <= 1
+        assert set(finalist["dev_per_class"]) == {"negative", "positive"}
+    assert 0 <= results["teacher"]["dev_macro_f1"] <= 1 and 0 <= results["baseline"]["test_macro_f1"] <= 1
+    assert all(r["dev_macro_f1"] for r in rows)
     assert 0.5 < results["baseline"]["dev_accuracy"] <= 1 and results["baseline"]["latency_ms"] > 0
     # Every finalist's model card compares it with the teacher and the baseline.
     card = (run_dir / "candidates" / export["best"] / "model" / "README.md").read_text()

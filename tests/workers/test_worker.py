@@ -222,6 +222,36 @@ def test_a_finished_job_shows_the_teacher_and_the_baseline_as_reference_points(f
     assert "## Compared with" in card and "| TF-IDF + logistic regression |" in card
 
 
+def test_an_imbalanced_job_optimises_macro_f1_and_the_api_shows_it(server, client, settings, job_spec, tiny_task):
+    """13% positives and no metric in the spec: the job resolves macro-F1, and the API shows it with the
+    teacher's, the baseline's and every finalist's macro-F1 and per-class precision/recall."""
+    rows = tiny_task.train + tiny_task.dev + tiny_task.test
+    negatives, positives = [e for e in rows if e.label == 0], [e for e in rows if e.label == 1]
+    kept = negatives + positives[: round(len(negatives) * 0.15)]  # 60 + 9: 13% positives
+    lines = ["text,label"] + [f"{e.text},{tiny_task.labels[e.label]}" for e in kept]
+    dataset = client.post("/v1/datasets", files={"file": ("skewed.csv", "\n".join(lines).encode())}).json()["id"]
+    job_id = submit(client, {**job_spec, "name": "skewed", "dataset": dataset,
+                             "search": {"strategy": "sample", "finalists": 1}})
+    worker = Worker(settings, owner="skewed", lease_seconds=10, use_ray=False)
+    try:
+        assert worker.run_once() == job_id
+    finally:
+        worker.close()
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", job["error"]
+    assert job["spec"]["metric"] is None and job["metric"] == "macro_f1"
+    for point in (job["teacher"], job["baseline"]):
+        assert 0 <= point["dev_macro_f1"] <= 1 and 0 <= point["test_macro_f1"] <= 1
+        assert set(point["dev_per_class"]) == {"negative", "positive"}
+        assert point["dev_per_class"]["positive"]["support"] < point["dev_per_class"]["negative"]["support"]
+    [finalist] = candidates(client, job_id)
+    metrics = finalist["metrics"]
+    assert finalist["pareto"] and 0 <= metrics["dev_macro_f1"] <= 1 and 0 <= metrics["test_macro_f1"] <= 1
+    assert set(metrics["test_per_class"]["positive"]) == {"precision", "recall", "f1", "support"}
+    assert "dev macro-F1" in client.get(f"/v1/jobs/{job_id}/pareto.svg").text or \
+        "test macro-F1" in client.get(f"/v1/jobs/{job_id}/pareto.svg").text
+
+
 def test_a_job_s_optuna_study_lives_in_the_service_database(server, client, settings, job_spec):
     import optuna
 

@@ -116,7 +116,8 @@ def _cached_zip(session: Session, artifact_dir: Path, artifact: Artifact, root_n
 @router.get("/{job_id}/pareto.svg", response_class=Response,
             responses={200: {"content": {"image/svg+xml": {}}}, **_NOT_FOUND})
 def pareto_svg(job_id: str, session: SessionDep, tenant: CurrentTenant) -> Response:
-    """Accuracy against measured latency of the measured candidates, Pareto front highlighted (SVG)."""
+    """The job's task metric (accuracy or macro-F1; test where every candidate has it, else dev) against
+    measured latency of the measured candidates, Pareto front highlighted, teacher and baseline marked (SVG)."""
     return _pareto_image(session, tenant.id, job_id, "svg")
 
 
@@ -130,19 +131,24 @@ def pareto_png(job_id: str, session: SessionDep, tenant: CurrentTenant) -> Respo
 def _pareto_image(session: Session, tenant_id: str, job_id: str, fmt: ImageFormat) -> Response:
     job = jobs.get_job(session, tenant_id, job_id)
     rows = candidates.measured_points(session, job.id)
-    # One accuracy for every point: test where all candidates have it, else dev for all.
-    use_test = bool(rows) and all(r.test_accuracy is not None for r in rows)
-    points = [
-        PlotPoint(r.id, r.measured_latency_ms, r.test_accuracy if use_test else r.dev_accuracy, r.pareto)
-        for r in rows
-        if use_test or r.dev_accuracy is not None
-    ]
-    key = "test_accuracy" if use_test else "dev_accuracy"
-    # The teacher and the TF-IDF baseline, on the same accuracy as the candidates.
+    metric = job.metric or "accuracy"  # the job's task metric: accuracy, or macro-F1 (kept in `metrics`)
+
+    def figure(row, split: str) -> float | None:
+        if metric == "accuracy":
+            return row.test_accuracy if split == "test" else row.dev_accuracy
+        return (row.metrics or {}).get(f"{split}_{metric}")
+
+    # One split for every point: test where all candidates have it, else dev for all.
+    split = "test" if rows and all(figure(r, "test") is not None for r in rows) else "dev"
+    points = [PlotPoint(r.id, r.measured_latency_ms, figure(r, split), r.pareto)
+              for r in rows if figure(r, split) is not None]
+    key = f"{split}_{metric}"
+    # The teacher and the TF-IDF baseline, on the same figure as the candidates.
     references = [ReferencePoint(label, point["latency_ms"], point[key], marker)
                   for label, point, marker in (("teacher", job.teacher, "*"), ("TF-IDF + LR", job.baseline, "s"))
                   if point and point.get(key) is not None and point.get("latency_ms") is not None]
-    image = render_pareto(points, fmt, title=job.name or f"job {job.id}", accuracy_label=key.replace("_", " "),
+    label = f"{split} {'macro-F1' if metric == 'macro_f1' else 'accuracy'}"
+    image = render_pareto(points, fmt, title=job.name or f"job {job.id}", accuracy_label=label,
                           references=references)
     return Response(image, media_type=MEDIA_TYPES[fmt], headers={"Cache-Control": "no-cache"})
 

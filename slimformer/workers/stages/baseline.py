@@ -1,11 +1,15 @@
-"""Stage `baseline`: TF-IDF + logistic regression on the job's split, the classical reference point.
+"""Stage `baseline`: the job's reference points and its task metric.
 
-Fitted on the training split (capped, see `baselines.MAX_TRAIN_TEXTS`), with C picked on and
-figures reported for the same dev/test rows the finalists are judged on (`ctx.eval_task`), and
-its latency measured like theirs: the median of 30 single-example predictions at the job's
-thread count. A reference point is a courtesy, never a reason to fail a job: any error becomes a
-warning event and a `null` baseline. The result is written to baseline.json first, so a resumed
-job does not fit it again.
+- TF-IDF + logistic regression, the classical reference point: fitted on the training split
+  (capped, see `baselines.MAX_TRAIN_TEXTS`), with C picked on and figures reported for the same
+  dev/test rows the finalists are judged on (`ctx.eval_task`), and its latency measured like
+  theirs: the median of 30 single-example predictions at the job's thread count.
+- The task teacher's macro-F1 and per-class precision/recall on those rows (its accuracy and
+  latency come from `prepare`).
+- The metric the job optimises (`ctx.metric`: the spec's, or resolved from the class balance).
+
+A reference point is a courtesy, never a reason to fail a job: any error becomes a warning event
+and a `null` point. Each result is written to its file first, so a resumed job does not redo it.
 """
 
 from __future__ import annotations
@@ -14,33 +18,63 @@ from dataclasses import asdict
 from typing import Any
 
 from slimformer.workers.context import RunContext, read_json, write_json
-from slimformer.workers.references import BASELINE_FILE
+from slimformer.workers.references import BASELINE_FILE, METRIC_FILE, TEACHER_METRICS_FILE
 
 
 def fit_baseline(ctx: RunContext) -> dict[str, Any]:
-    """The fitted baseline as a JSON-ready dict (raises on any error)."""
+    """The fitted baseline, with its metrics on the finalists' rows, as a JSON-ready dict (raises on any error)."""
     from slimformer.baselines import fit_tfidf_logistic_regression
+    from slimformer.metrics import split_metrics
 
     task = ctx.eval_task
     fitted = fit_tfidf_logistic_regression(ctx.task.train, task.dev, task.test, seed=ctx.spec.seed,
                                            threads=ctx.latency_setting.threads)
-    return asdict(fitted)
+    doc = asdict(fitted)
+    for split, examples, predicted in (("dev", task.dev, fitted.dev_predictions),
+                                       ("test", task.test, fitted.test_predictions)):
+        if examples:
+            doc.update(split_metrics(split, predicted, [e.label for e in examples], task.labels))
+    return doc
+
+
+def teacher_metrics(ctx: RunContext) -> dict[str, Any]:
+    """The task teacher's accuracy, macro-F1 and per-class precision/recall on the finalists' rows."""
+    from slimformer.supernet.task_metrics import model_metrics
+    from slimformer.supernet.timing import torch_threads
+
+    task, teacher = ctx.eval_task, ctx.teacher
+    with torch_threads(ctx.plan.driver_threads):
+        return model_metrics(teacher.model, teacher.tokenizer, {"dev": task.dev, "test": task.test}, task.labels,
+                             teacher.max_length)
+
+
+def _once(ctx: RunContext, file_name: str, what: str, fn, at: float) -> dict[str, Any]:
+    """{"value": fn(ctx) or None, "error": None or why}, computed once and kept in `file_name`."""
+    file = ctx.path(file_name)
+    if file.exists():
+        return read_json(file)
+    ctx.reporter.progress("baseline", at, what)
+    try:
+        doc = {"value": fn(ctx), "error": None}
+    except Exception as exc:  # noqa: BLE001 - a reference point must never fail the job
+        ctx.reporter.warning(f"{what} not available: {exc}")
+        doc = {"value": None, "error": f"{type(exc).__name__}: {exc}"}
+    write_json(file, doc)
+    return doc
 
 
 def stage_baseline(ctx: RunContext) -> dict[str, Any]:
-    file = ctx.path(BASELINE_FILE)
-    if file.exists():
-        doc = read_json(file)
-    else:
-        ctx.reporter.progress("baseline", 0.1, "fitting TF-IDF + logistic regression")
-        try:
-            doc = {"baseline": fit_baseline(ctx), "error": None}
-        except Exception as exc:  # noqa: BLE001 - a reference point must never fail the job
-            ctx.reporter.warning(f"TF-IDF + logistic regression baseline not available: {exc}")
-            doc = {"baseline": None, "error": f"{type(exc).__name__}: {exc}"}
-        write_json(file, doc)
-    b = doc["baseline"]
+    from slimformer.metrics import smallest_class_share
+
+    share = smallest_class_share([e.label for e in ctx.task.train], len(ctx.task.labels))
+    write_json(ctx.path(METRIC_FILE), {"metric": ctx.metric, "requested": ctx.spec.metric,
+                                       "smallest_class_share": share})
+    teacher = _once(ctx, TEACHER_METRICS_FILE, "the teacher's macro-F1 and per-class figures", teacher_metrics, 0.05)
+    doc = _once(ctx, BASELINE_FILE, "TF-IDF + logistic regression baseline", fit_baseline, 0.5)
+    summary: dict[str, Any] = {"metric": ctx.metric, "smallest_class_share": round(share, 4),
+                               "teacher_dev_macro_f1": (teacher["value"] or {}).get("dev_macro_f1")}
+    b = doc["value"]
     if b is None:
-        return {"baseline": None, "error": doc["error"]}
-    return {k: b[k] for k in ("dev_accuracy", "test_accuracy", "latency_ms", "fit_seconds", "train_examples",
-                              "features")}
+        return {**summary, "baseline": None, "error": doc["error"]}
+    return {**summary, **{k: b[k] for k in ("dev_accuracy", "test_accuracy", "dev_macro_f1", "latency_ms",
+                                             "fit_seconds", "train_examples", "features")}}

@@ -54,8 +54,14 @@ def make_task_evaluator(ctx: RunContext) -> TaskAwareEvaluator:
     rows = ctx.score_examples()
     scorer = SharedWeightScorer(ctx.teacher.tokenizer, rows, ctx.teacher_logits()["dev"], ctx.teacher.max_length)
     files = sorted(ctx.path("supernet", "task").glob("*.safetensors"))
-    return TaskAwareEvaluator(ctx.space, ctx.routed_supernet, scorer, metric=ctx.plan.score_metric,
+    return TaskAwareEvaluator(ctx.space, ctx.routed_supernet, scorer, metric=score_metric(ctx),
                               cache_path=ctx.path("task_scores.sqlite"), cache_tag=_files_tag(files))
+
+
+def score_metric(ctx: RunContext) -> str:
+    """The plan's shared-weight score, with the error rate read as 1 - macro-F1 on a macro-F1 job."""
+    metric = ctx.plan.score_metric
+    return "f1_error" if metric == "error" and ctx.metric == "macro_f1" else metric
 
 
 def uses_task_scores(ctx: RunContext) -> bool:
@@ -92,7 +98,8 @@ def stage_search(ctx: RunContext) -> dict[str, Any]:
                          "params": record.params, "state": "scored"}
             if task_aware:
                 score = evaluator.scores[record.hash]
-                candidate.update(shared_dev_accuracy=score.accuracy, shared_kl=score.kl)
+                candidate.update(shared_dev_accuracy=score.accuracy, shared_kl=score.kl,
+                                 shared_dev_macro_f1=score.macro_f1)
             ctx.reporter.candidate(candidate)
         ctx.reporter.progress("search", (record.number + 1) / trials, f"trial {record.number + 1}/{trials}")
         ctx.reporter.check_cancelled()

@@ -38,10 +38,10 @@ export const metricLabel = (key) => key.replace(/_/g, " ").replace("macro f1", "
 
 // The metrics the candidates have figures for: accuracy, and any macro-F1 the API reports.
 export function metricChoices(candidates) {
-  const keys = ["dev_accuracy", "test_accuracy"];
+  const keys = ["dev_accuracy", "test_accuracy"];  // then dev/test macro-F1 (not the search's shared-weight ones)
   for (const c of candidates) {
     for (const [key, value] of Object.entries(c.metrics || {})) {
-      if (/macro_f1$/.test(key) && typeof value === "number" && !keys.includes(key)) keys.push(key);
+      if (/^(dev|test)_macro_f1$/.test(key) && typeof value === "number" && !keys.includes(key)) keys.push(key);
     }
   }
   return keys.filter((key) => candidates.some((c) => valueOf(c, key) != null));

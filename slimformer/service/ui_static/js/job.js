@@ -29,6 +29,17 @@ export function referencesOf(job) {
   return found;
 }
 
+// The task metric the job optimises: as the worker resolved it, else as the spec names it.
+const METRIC_NAMES = { accuracy: "accuracy", macro_f1: "macro-F1" };
+export const jobMetricOf = (job) =>
+  job.metric || (job.spec.metric in METRIC_NAMES ? job.spec.metric : null);
+
+function metricText(job) {
+  const metric = jobMetricOf(job);
+  if (!metric) return "chosen from the class balance once the job starts";
+  return `${METRIC_NAMES[metric]}${job.metric && !(job.spec.metric in METRIC_NAMES) ? " (auto)" : ""}`;
+}
+
 const budgetsText = (b) =>
   [b.latency_ms && `${b.latency_ms} ms`, b.memory_mb && `${b.memory_mb} MB`, b.params_m && `${b.params_m} M params`]
     .filter(Boolean).join(", ") || "none";
@@ -44,7 +55,8 @@ function summary(job) {
       : "estimating…") : "–")],
     ["Teacher", job.teacher_id ? `${spec.teacher} (uploaded)` : spec.teacher],
     ["Data set", job.dataset_id ? `${spec.dataset} (uploaded)` : spec.dataset],
-    ["Preset", spec.preset], ["Budgets", budgetsText(spec.budgets || {})],
+    ["Preset", spec.preset], ["Task metric", h("span", { id: "job-metric" }, metricText(job))],
+    ["Budgets", budgetsText(spec.budgets || {})],
     ["Latency at", `batch ${shape.batch}, ${shape.seq_len} tokens, ${shape.threads} thread(s), ${shape.runtime}`],
     ["Submitted", fmt.time(job.created_at)], ["Started", fmt.time(job.started_at)],
     ["Finished", fmt.time(job.finished_at)], ["Attempts", String(job.attempts)],
@@ -109,7 +121,7 @@ export function jobPage(root, jobId) {
     const jobRuntime = job.spec.latency?.runtime || "torch";
     const runtimes = RUNTIMES.filter((r) => candidates.some((c) => candidateLatency(c, r, jobRuntime) != null));
     const metrics = metricChoices(candidates);
-    const jobMetric = job.spec.metric ? `dev_${job.spec.metric}` : "dev_accuracy";
+    const jobMetric = `dev_${jobMetricOf(job) || "accuracy"}`;
     if (!view.runtime || !runtimes.some((r) => r.id === view.runtime)) {
       view.runtime = (runtimes.find((r) => r.id === jobRuntime) || runtimes[0] || RUNTIMES[0]).id;
     }
