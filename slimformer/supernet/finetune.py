@@ -9,9 +9,10 @@ boundary, and P_b a learned H -> D projection, started from the supernet's outpu
 b and dropped after training. The teacher's logits can be given precomputed (one row per training
 example); with the hidden-state loss off, the teacher then never runs during training.
 
-Training runs to convergence: dev accuracy is measured every `eval_every` steps (default: twice per
-epoch), training stops after `patience` evaluations without improvement or at `epochs`, and the
-best state is kept. Every student, found or baseline, gets this same recipe.
+Training runs to convergence: the dev metric (`settings.select`: accuracy, or macro-F1 on a job that
+optimises it) is measured every `eval_every` steps (default: twice per epoch), training stops after
+`patience` evaluations without improvement or at `epochs`, and the best state is kept. Every student,
+found or baseline, gets this same recipe.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ class FinetuneSettings:
     max_train_examples: int | None = None
     seed: int = 0
     threads: int = 1
-    patience: int = 2  # evaluations without a better dev accuracy before stopping (0: never early)
+    patience: int = 2  # evaluations without a better dev metric before stopping (0: never early)
     evals_per_epoch: int = 2
+    select: str = "accuracy"  # the dev metric that picks the best state: "accuracy" or "macro_f1"
 
 
 @dataclass
@@ -59,7 +61,7 @@ class FinetuneResult:
     steps: int
     seconds: float
     loss_history: list[float] = field(default_factory=list)
-    dev_history: list[tuple[int, float]] = field(default_factory=list)  # (step, dev accuracy)
+    dev_history: list[tuple[int, float]] = field(default_factory=list)  # (step, dev metric of `select`)
     best_step: int = 0
 
 
@@ -72,6 +74,19 @@ def accuracy(model: nn.Module, tokenizer: Any, examples: Sequence[Example], batc
     logits = predict_logits(model, tokenizer, [e.text for e in examples], max_length, batch_size)
     gold = torch.tensor([e.label for e in examples])
     return int((logits.argmax(-1) == gold).sum()) / len(examples)
+
+
+@torch.no_grad()
+def dev_score(model: nn.Module, tokenizer: Any, examples: Sequence[Example], select: str, max_length: int) -> float:
+    """The metric `select` ("accuracy" or "macro_f1") of `model` on `examples`."""
+    if select == "accuracy":
+        return accuracy(model, tokenizer, examples, max_length=max_length)
+    if select != "macro_f1":
+        raise ValueError(f"select: {select!r} is not 'accuracy' or 'macro_f1'")
+    from slimformer.metrics import classification_metrics
+
+    logits = predict_logits(model, tokenizer, [e.text for e in examples], max_length)
+    return classification_metrics(logits.argmax(-1).tolist(), [e.label for e in examples], logits.shape[-1])["macro_f1"]
 
 
 def boundary_indices(num_teacher_layers: int, num_blocks: int) -> list[int]:
@@ -108,7 +123,7 @@ def finetune_subnet(
     progress: Callable[[int, int, float], None] | None = None,
     teacher_logits: torch.Tensor | None = None,
 ) -> FinetuneResult:
-    """Train `student` in place to its best dev accuracy; return its dev and test accuracy.
+    """Train `student` in place to its best dev metric (`settings.select`); return its dev and test accuracy.
 
     The student is normally a SubNet; any classifier with the same forward signature works when
     the hidden-state loss is off, e.g. a truncated teacher baseline.
@@ -192,7 +207,7 @@ def finetune_subnet(
             if progress:
                 progress(step, total_steps, history[-1])
             if dev and (step % eval_every == 0 or step == total_steps):
-                score = accuracy(student, tokenizer, dev, max_length=settings.max_length)
+                score = dev_score(student, tokenizer, dev, settings.select, settings.max_length)
                 dev_history.append((step, score))
                 if score > best_dev:
                     best_dev, best_step, stale = score, step, 0

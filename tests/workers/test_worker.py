@@ -248,8 +248,12 @@ def test_an_imbalanced_job_optimises_macro_f1_and_the_api_shows_it(server, clien
     metrics = finalist["metrics"]
     assert finalist["pareto"] and 0 <= metrics["dev_macro_f1"] <= 1 and 0 <= metrics["test_macro_f1"] <= 1
     assert set(metrics["test_per_class"]["positive"]) == {"precision", "recall", "f1", "support"}
-    assert "dev macro-F1" in client.get(f"/v1/jobs/{job_id}/pareto.svg").text or \
-        "test macro-F1" in client.get(f"/v1/jobs/{job_id}/pareto.svg").text
+    assert "macro-F1" in client.get(f"/v1/jobs/{job_id}/pareto.svg").text
+    # The model card's comparison shows the metric the job optimised.
+    response = client.get(f"/v1/jobs/{job_id}/candidates/{finalist['id']}/artifact", params={"format": "hf"})
+    with zipfile.ZipFile(io.BytesIO(response.content)) as zf:
+        card = next(zf.read(n) for n in zf.namelist() if n.endswith("README.md")).decode()
+    assert "The job optimised macro-F1" in card and "| dev macro-F1 | test macro-F1 |" in card
 
 
 def test_a_job_s_optuna_study_lives_in_the_service_database(server, client, settings, job_spec):

@@ -93,7 +93,8 @@ def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None) -> dict
     if done.exists():
         return read_json(done)
     teacher, task = ctx.teacher, ctx.eval_task
-    settings = replace(ctx.plan.finetune, max_length=teacher.max_length)
+    # The best state is the one with the best dev figure of the job's metric (macro-F1 on an imbalanced task).
+    settings = replace(ctx.plan.finetune, max_length=teacher.max_length, select=ctx.metric)
     if seed is not None:
         settings = replace(settings, seed=seed)
     supernet = ctx.routed_supernet(arch)
