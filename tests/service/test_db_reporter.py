@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from slimformer.store import jobs, leases
 from slimformer.store.db import session_scope
-from slimformer.store.models import Job
+from slimformer.store.models import Job, JobEvent
 
 
 def test_reporter_throttles_progress_registers_artifacts_and_stops_when_the_lease_is_lost(database_url, tmp_path):
@@ -85,6 +85,21 @@ def _exercise_reporter(url: str, tmp_path: Path) -> None:
         "config.json", "model.safetensors", "tokenizer.json"]
     assert sorted(p.name for p in (artifacts / formats["onnx"]).iterdir()) == [
         "config.json", "model.onnx", "tokenizer.json"]
+
+    # The baseline stage's reference points and metric reach the job when it is done; a warning is one.
+    write_json(run_dir / "teacher.json", {"teacher": {"name": "t", "dev_accuracy": 0.9, "test_accuracy": 0.8,
+                                                      "latency_ms": 4.0, "params": 1000}})
+    write_json(run_dir / "baseline.json", {"value": None, "error": "ValueError: one class"})
+    write_json(run_dir / "metric.json", {"metric": "macro_f1"})
+    assert job().teacher is None and job().metric is None
+    reporter.warning("TF-IDF + logistic regression baseline not available: one class")
+    reporter.stage_done("baseline", {"seconds": 0.2})
+    assert job().teacher["params"] == 1000 and job().teacher["dev_macro_f1"] is None
+    assert job().baseline is None and job().metric == "macro_f1"
+    with session_scope(factory) as session:
+        levels = {r.message: r.level for r in session.execute(select(JobEvent.message, JobEvent.level).where(
+            JobEvent.job_id == job_id))}
+    assert levels["TF-IDF + logistic regression baseline not available: one class"] == "warning"
 
     write_json(run_dir / "finalists.json", [{"hash": "h2", "pareto": True}, {"hash": "h1", "pareto": False}])
     reporter.stage_done("report", {"seconds": 0.1})
