@@ -24,15 +24,17 @@ FORMATS = {"fp32": "onnx", "int8": "onnx-int8"}  # download format of each varia
 MAX_INT8_ACCURACY_LOSS = 0.01
 
 
-def onnx_accuracy(folder: Path | str, rows: Sequence[Any], quantized: bool) -> float | None:
-    """Accuracy of the folder's model.onnx (or model.int8.onnx) on `rows` (objects with text, label)."""
+def onnx_metrics(folder: Path | str, rows: Sequence[Any], quantized: bool, labels: Sequence[str],
+                 split: str) -> dict[str, Any]:
+    """`<split>_accuracy`, `<split>_macro_f1` and `<split>_per_class` of the folder's ONNX model on `rows`."""
     from slimformer.inference import load
+    from slimformer.metrics import split_metrics
 
     if not rows:
-        return None
+        return {f"{split}_accuracy": None}
     clf = load(folder, backend="onnx", quantized=quantized, batch_size=64)
-    predicted = clf.logits([r.text for r in rows]).argmax(axis=-1)
-    return float(sum(int(p) == r.label for p, r in zip(predicted, rows, strict=True)) / len(rows))
+    predicted = [int(p) for p in clf.logits([r.text for r in rows]).argmax(axis=-1)]
+    return split_metrics(split, predicted, [r.label for r in rows], labels)
 
 
 def recommend(variants: dict[str, dict[str, Any]]) -> tuple[str, str]:
@@ -78,8 +80,9 @@ def measure_variants(ctx: RunContext, folder: Path, arch: Arch, latency_ms: floa
         memory = estimate_memory(arch, ctx.space, setting.batch, setting.seq_len, "int8" if quantized else "float32")
         out[name] = {
             "format": "hf" if name == "fp32" and setting.runtime == "torch" else FORMATS[name],
-            "dev_accuracy": onnx_accuracy(folder, task.dev, quantized),
-            "test_accuracy": onnx_accuracy(folder, task.test, quantized),
+            # Accuracy, macro-F1 and per-class precision/recall, from the same predictions.
+            **onnx_metrics(folder, task.dev, quantized, task.labels, "dev"),
+            **onnx_metrics(folder, task.test, quantized, task.labels, "test"),
             "latency_ms": latency, "memory_mb": round(memory.total_mb, 3), "params": params,
         }
     return out
@@ -106,6 +109,7 @@ def update_folder_metrics(folder: Path, record: dict[str, Any]) -> None:
     """metrics.json and the model card of the exported folder, now with every measured figure."""
     from slimformer.supernet.export import update_metrics
 
-    keys = ("dev_accuracy", "test_accuracy", "dev_accuracy_full_vocab", "test_accuracy_full_vocab", "latency_ms",
-            "params", "memory_mb", "vocab", "variants", "recommended_variant", "recommended_reason")
+    keys = ("dev_accuracy", "test_accuracy", "dev_macro_f1", "test_macro_f1", "dev_accuracy_full_vocab",
+            "test_accuracy_full_vocab", "latency_ms", "params", "memory_mb", "vocab", "variants", "recommended_variant",
+            "recommended_reason")
     update_metrics(folder, {k: record[k] for k in keys if k in record})

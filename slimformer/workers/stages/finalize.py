@@ -22,14 +22,14 @@ from slimformer.supernet.device import ray_gpus_per_task
 from slimformer.supernet.extract import extract
 from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
 from slimformer.supernet.model_timing import measure_models_latency, measure_onnx_models_latency
-from slimformer.supernet.task_metrics import model_metrics
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
 from slimformer.workers.references import write_card_comparison
 from slimformer.workers.variants import measure_variants, offered_variants, update_folder_metrics, variant_summary
 from slimformer.workers.vocab import job_kept_vocab
 
-# Beside accuracy, per finalist: macro-F1 and per-class precision/recall on the same dev/test rows.
+# Beside accuracy, per finalist: macro-F1 and per-class precision/recall on the same dev/test rows, of the
+# exported fp32 model (workers/variants.py), as its accuracy is.
 CLASS_METRICS = ("dev_macro_f1", "test_macro_f1", "dev_per_class", "test_per_class")
 
 
@@ -107,11 +107,7 @@ def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None) -> dict
             bridges=subnet_bridges(supernet, arch.hidden), teacher_facts=teacher.facts, teacher_logits=train_logits,
         )
     save_subnet(student, teacher.tokenizer, folder / "trained")
-    with torch_threads(settings.threads):  # macro-F1 and per-class precision/recall beside accuracy
-        scores = model_metrics(student, teacher.tokenizer, {"dev": task.dev, "test": task.test}, task.labels,
-                               settings.max_length)
     record = {"hash": arch.hash, "dev_accuracy": result.dev_accuracy, "test_accuracy": result.test_accuracy,
-              **{k: scores.get(k) for k in CLASS_METRICS},
               "finetune_seconds": round(result.seconds, 2), "finetune_steps": result.steps,
               "loss_first": result.loss_history[0] if result.loss_history else None,
               "loss_last": result.loss_history[-1] if result.loss_history else None,
@@ -208,7 +204,7 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
         own_folder = ctx.path("candidates", arch.hash, "model")
         variants = measure_variants(ctx, own_folder, arch, measured, int8_ms[i])
         # The figures of what is downloaded: the exported fp32 model with its own tokenizer.
-        fit = {**fit, **{k: variants["fp32"][k] for k in ("dev_accuracy", "test_accuracy")}}
+        fit = {**fit, **{k: variants["fp32"].get(k) for k in ("dev_accuracy", "test_accuracy", *CLASS_METRICS)}}
         records.append({
             "hash": arch.hash, "arch": arch.to_dict(), "short": arch.short(), "params": params,
             "memory_mb": round(mem.total_mb, 3), "dev_accuracy": fit["dev_accuracy"],
