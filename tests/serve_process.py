@@ -90,6 +90,10 @@ class ServeProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def flags(self) -> list[str]:
+        """The client commands' connection flags for this server."""
+        return ["--url", self.url, "--key", self.key]
+
     @property
     def log(self) -> Path:
         return self.home / f"serve-{self.starts}.log"
@@ -131,11 +135,13 @@ class ServeProcess:
         caller to report.
         """
         assert self.process is not None
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=timeout)  # reap it, so it is no zombie of ours
+        # Only while the leader is unreaped: its pid (the group's id) cannot have been reused then.
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(timeout=timeout)  # reap it, so it is no zombie of ours
         deadline = time.monotonic() + timeout
         while left := tagged_processes(self.tag):
             for pid in left:
