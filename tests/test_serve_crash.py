@@ -12,7 +12,9 @@ measurements; what is tested is that an interruption changes nothing else.
 The restarted embedded worker runs under the same stable name (one live holder at a time, by a lock
 in the home), so it takes its dead predecessor's job back at once instead of waiting out the lease.
 
-Slow (about three and a half minutes on two cores): three tiny jobs on a real Ray.
+Killed in `blocks` (some blocks trained, some checkpointed, as Ray tasks), in `search` (mid-way through
+the Optuna study in the service database) and in `finalize` (finalists fine-tuning as Ray tasks).
+Slow (about three and a half minutes on two cores): four tiny jobs on a real Ray.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def reference(tmp_path_factory, tiny_teacher_dir, task_csv):
         yield home, job_candidates(client, job.id)
 
 
-@pytest.mark.parametrize("stage", ["blocks", "finalize"])
+@pytest.mark.parametrize("stage", ["blocks", "search", "finalize"])
 def test_a_killed_server_resumes_its_job_to_the_same_front(stage, reference, tmp_path, tiny_teacher_dir, task_csv):
     ref_home, ref_candidates = reference
     home = tmp_path / "home"
@@ -86,7 +88,7 @@ def test_a_killed_server_resumes_its_job_to_the_same_front(stage, reference, tmp
         server.start()
         with SlimformerClient(server.url, server.key) as client:
             job_id = client.submit_job(job_spec(client, tiny_teacher_dir, task_csv)).id
-            # Into the stage: in `blocks`, once one block is trained (progress past the stage's start).
+            # Into the stage: once its progress moved past the stage's start (a block trained, trials told).
             entered = wait_for(client, job_id, server, lambda j: j.stage == stage, f"stage {stage}")
             wait_for(client, job_id, server, lambda j: j.stage != stage or j.progress > entered.progress,
                      f"progress in stage {stage}")
