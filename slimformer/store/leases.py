@@ -36,7 +36,8 @@ def claim_next_job(
     the job of this worker's earlier life, which died (a killed `slimformer serve` restarted on the
     same home), so it resumes now instead of after the rest of the dead lease. Only for a worker
     whose name is stable across restarts and held by one live process at a time
-    (`slimformer.workers.owner_lock`); a worker never claims while it runs a job.
+    (`slimformer.workers.owner_lock`), and only on its first claim after it started (later, a job
+    leased to its name is one it left on purpose, e.g. to its lease during a database outage).
 
     First settles abandoned jobs that must not run again (cancel requested, or `max_attempts`
     leases already spent) as cancelled or failed. On PostgreSQL the pick is
