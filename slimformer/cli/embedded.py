@@ -9,17 +9,19 @@ tested) on their own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "CREDENTIALS_FILE", "LOCAL_TENANT", "client_host", "ensure_credentials", "start_worker_process",
-    "stop_worker_process", "write_private_json",
+    "CREDENTIALS_FILE", "LOCAL_TENANT", "client_host", "embedded_worker_owner", "ensure_credentials",
+    "start_worker_process", "stop_worker_process", "write_private_json",
 ]
 
 CREDENTIALS_FILE = "credentials.json"
@@ -83,14 +85,27 @@ def write_private_json(path: Path, doc: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def start_worker_process(no_ray: bool = False) -> subprocess.Popen[bytes]:
+def embedded_worker_owner(home: Path) -> str:
+    """The embedded worker's lease owner name: the same every time `serve` starts on this home and host."""
+    digest = hashlib.sha256(str(Path(home).expanduser().resolve()).encode()).hexdigest()[:12]
+    return f"{socket.gethostname()}:embedded:{digest}"
+
+
+def start_worker_process(no_ray: bool = False, owner: str | None = None) -> subprocess.Popen[bytes]:
     """The embedded worker: `python -m slimformer.workers.worker` in its own process.
 
     A process, not a thread: training never competes with the API for the GIL, the worker gets
     signals (SIGTERM hands its job back), and a crash in training cannot take the API down. It
     dies with the API on Linux even if the API is killed.
+
+    Args:
+        owner: a lease owner name stable across restarts (`embedded_worker_owner`): the worker then
+            runs with --reclaim, so after `serve` was killed outright (no hand-back) and started
+            again, the job it was running resumes at once rather than after the dead lease.
     """
     command = [sys.executable, "-m", "slimformer.workers.worker"] + (["--no-ray"] if no_ray else [])
+    if owner:
+        command += ["--owner", owner, "--reclaim"]
     return subprocess.Popen(command, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from slimformer.cli.embedded import (
     LOCAL_TENANT,
     client_host,
+    embedded_worker_owner,
     ensure_credentials,
     start_worker_process,
     stop_worker_process,
@@ -80,7 +81,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         upgrade(settings.database_url)
         path = ensure_credentials(settings, url)
         print(f"slimformer: API key of tenant '{LOCAL_TENANT}' in {path}", file=sys.stderr)
-    worker = None if args.no_worker else start_worker_process(no_ray=args.no_ray)
+    worker = None if args.no_worker else start_worker_process(no_ray=args.no_ray,
+                                                              owner=embedded_worker_owner(settings.home))
     # uvicorn re-raises the signal that stopped it once it has shut down, with the handlers it
     # found installed: the default ones would kill this process before it stops its worker.
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -54,10 +54,12 @@ STRATEGIES = ("nsga2", "tpe", "random", "ctnas")
 
 
 def resume_seed(seed: int, finished: int) -> int:
-    """The sampler seed for a study that already has `finished` trials.
+    """The sampler seed for asking the next trial of a study that already has `finished` trials.
 
-    A fresh study uses `seed` itself (same seed, same trials). A resumed one must not replay the
-    first run's random draws - NSGA-II's first generation and TPE's start-up trials are plain
+    The sampler is seeded afresh for every trial (`run_search`), so a trial's draws depend only on
+    the study's stored history and its index: a search resumed after a crash asks what the
+    uninterrupted one asked (a sampler's random state is not stored with the study). And no
+    index replays another's draws - NSGA-II's first generation and TPE's start-up trials are plain
     random samples, so replaying them would propose the finished trials' architectures again.
     """
     return seed if finished == 0 else (seed * 1_000_003 + finished * 7_919) % (2**31 - 1)
@@ -186,9 +188,14 @@ def run_search(
         "population_size": population_size or default_population_size(trials),
         "n_startup_trials": max(4, min(10, trials // 5)),
     }
-    study, finished = open_study(
-        storage_url, study_name, len(objectives), _sampler_factory(strategy, seed), meta, defaults
-    )
+    make_sampler = _sampler_factory(strategy, seed)
+    stored: dict[str, Any] = {}
+
+    def make_and_keep(finished: int, merged: dict[str, Any]) -> optuna.samplers.BaseSampler:
+        stored.update(merged)  # the study's settings as stored (a resumed study keeps its first ones)
+        return make_sampler(finished, merged)
+
+    study, finished = open_study(storage_url, study_name, len(objectives), make_and_keep, meta, defaults)
     scorer = Scorer(space, evaluate, budgets, latency_table, setting, dtype, known_scores(study))
     seed_archs = [space.validate(a) for a in seed_archs][:trials]
 
@@ -199,7 +206,8 @@ def run_search(
             for arch in seed_archs:  # a resumed study already holds them (asked, or still WAITING)
                 study.enqueue_trial(params_of(arch), skip_if_exists=True)
         dists = distributions(space)
-        for _ in range(max(0, trials - finished)):
+        for done in range(finished, trials):
+            study.sampler = make_sampler(done, stored)  # a fresh, seeded sampler per trial: see resume_seed
             frozen = _run_trial(study, scorer, space, strategy, objectives, dists)
             if on_trial is not None:
                 on_trial(record_of(frozen, space))

@@ -187,9 +187,11 @@ def open_study(
 ) -> tuple[optuna.Study, int]:
     """Create a study, or load it to resume an interrupted search.
 
-    Resuming: trials left RUNNING by a crash are marked FAIL first (nothing is running them any
-    more, and samplers would otherwise treat them as pending forever); finished trials (COMPLETE
-    and PRUNED) are kept and counted, so the caller only asks for the remainder.
+    Resuming: trials left RUNNING by a crash go back to the queue (WAITING) with whatever
+    parameters they were given, so the next `ask` runs each again under its own number, as the
+    uninterrupted run did (marked FAIL instead, a crashed seed architecture was lost and every
+    later trial asked one step off); finished trials (COMPLETE and PRUNED) are kept and counted,
+    so the caller only asks for the remainder.
 
     Args:
         storage_url: SQLAlchemy URL for `RDBStorage` (e.g. "sqlite:///search.db"); None keeps the
@@ -239,7 +241,7 @@ def open_study(
     if stored_meta is None:
         study.set_user_attr(META_KEY, _meta_json(merged))
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(trial.number, state=TrialState.FAIL)
+        storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
     return study, finished
 
 

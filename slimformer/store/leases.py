@@ -27,9 +27,17 @@ MAX_ERROR_CHARS = 10_000
 
 
 def claim_next_job(
-    session: Session, owner: str, lease_seconds: float, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    session: Session, owner: str, lease_seconds: float, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    reclaim: bool = False,
 ) -> Job | None:
     """Take the oldest claimable job: queued, or running with a lease that ran out.
+
+    With `reclaim`, a job still leased to `owner` itself is claimable too, and taken first: it is
+    the job of this worker's earlier life, which died (a killed `slimformer serve` restarted on the
+    same home), so it resumes now instead of after the rest of the dead lease. Only for a worker
+    whose name is stable across restarts and held by one live process at a time
+    (`slimformer.workers.owner_lock`), and only on its first claim after it started (later, a job
+    leased to its name is one it left on purpose, e.g. to its lease during a database outage).
 
     First settles abandoned jobs that must not run again (cancel requested, or `max_attempts`
     leases already spent) as cancelled or failed. On PostgreSQL the pick is
@@ -42,6 +50,7 @@ def claim_next_job(
         owner: this worker's unique name (e.g. host:pid:uuid).
         lease_seconds: how long the claim lasts without a heartbeat.
         max_attempts: how many leases a job may spend before it is failed instead of retried.
+        reclaim: also take back a job whose (unexpired) lease names `owner`.
 
     Returns:
         The claimed job (status running, `lease_owner` = owner, `attempts` counted), or None.
@@ -49,16 +58,21 @@ def claim_next_job(
     """
     now = utcnow()
     _settle_abandoned(session, now, max_attempts)
+    expired = Job.lease_expires_at < now
+    own = and_(Job.status == "running", Job.lease_owner == owner)
     claimable = and_(
-        or_(Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < now)),
+        or_(Job.status == "queued", and_(Job.status == "running", or_(expired, own) if reclaim else expired)),
         Job.cancel_requested.is_(False),
         Job.attempts < max_attempts,
     )
+    # Only this (restarted) worker uses its name, so no other writer changes these rows meanwhile.
+    own_ids = set(session.scalars(select(Job.id).where(own))) if reclaim else set()
     values = dict(
         status="running", lease_owner=owner, lease_expires_at=now + _seconds(lease_seconds), heartbeat_at=now,
         attempts=Job.attempts + 1, started_at=func.coalesce(Job.started_at, now),
     )
-    oldest = select(Job.id).where(claimable).order_by(Job.created_at, Job.id).limit(1)
+    oldest = select(Job.id).where(claimable).order_by(
+        *([case((own, 0), else_=1)] if reclaim else []), Job.created_at, Job.id).limit(1)
     if session.get_bind().dialect.name == "postgresql":
         job_id = session.scalar(oldest.with_for_update(skip_locked=True))
         if job_id is None:
@@ -78,6 +92,8 @@ def claim_next_job(
     job = session.scalars(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).one()
     where = f"resuming after {job.stage}" if job.stage else "from the start"
     what = "claimed" if job.attempts == 1 else f"taken over (attempt {job.attempts}, {where})"
+    if job_id in own_ids:
+        what = f"reclaimed after its worker restarted (attempt {job.attempts}, {where})"
     add_event(session, job_id, f"job {what} by {owner}", stage=job.stage, data={"owner": owner})
     return job
 

@@ -20,9 +20,20 @@ from slimformer.supernet.model import Supernet
 SPLIT_DECISIONS = ("hidden",)
 
 
-def warm_start_state(space: SearchSpace, index: int, teacher_encoder: nn.Module, basis: torch.Tensor) -> dict:
-    """BlockTrainer weights for block `index`, initialised from the teacher in the permuted basis (init.py)."""
-    trainer = BlockTrainer(space, index)
+def warm_start_state(
+    space: SearchSpace, index: int, teacher_encoder: nn.Module, basis: torch.Tensor, seed: int = 0
+) -> dict:
+    """BlockTrainer weights for block `index`, initialised from the teacher in the permuted basis (init.py).
+
+    Ops the teacher has no weights for (SepConv) keep their random init, drawn from a generator
+    seeded by (seed, block) as in `train_block`, never from the caller's global RNG: that stream
+    depends on what the process did before (a resumed job starts in a fresh process, a cached
+    teacher is loaded instead of trained), and a resumed or repeated job must start every block
+    from the same weights.
+    """
+    with torch.random.fork_rng(devices=[]):  # seeding here must not move the caller's global RNG stream
+        torch.manual_seed(seed * 1000 + index)
+        trainer = BlockTrainer(space, index)
     init_block_from_teacher(trainer.block, teacher_encoder, basis)
     if trainer.embeddings is not None:
         init_embeddings_from_teacher(trainer.embeddings, teacher_encoder, basis)

@@ -168,8 +168,20 @@ class RunContext:
     # --- latency ---------------------------------------------------------------------------------
 
     def latency_table(self) -> LatencyTable:
-        """The per-op latency table for the job's shape on this machine (measured once, then cached)."""
+        """The per-op latency table for the job's shape, as this run first used it.
+
+        Measured once per machine and cached (cache_dir/latency); every table handed out by
+        `build_latency_table` is re-checked against whole models timed just then, which refits its
+        scale. The first table a run uses is kept in the run folder (latency_table.json), so every
+        stage of the run predicts with one scale, also after a restart: re-checked again, a
+        resumed search's trials were predicted on another scale than its first ones, and the
+        finalists of a run resumed in `finalize` got other predicted latencies than the search gave.
+        """
         if self._latency_table is None:
+            pinned = self.path("latency_table.json")
+            if pinned.exists():
+                self._latency_table = LatencyTable.from_dict(read_json(pinned))
+                return self._latency_table
             from slimformer.search_space.latency import table_cache_path
             from slimformer.supernet.latency_build import build_latency_table
 
@@ -177,6 +189,7 @@ class RunContext:
             table = build_latency_table(self.space, self.latency_setting, cache_dir=cache)
             key = table_cache_path(cache, table.hardware, self.latency_setting, table.torch_version, self.space).stem
             self.reporter.latency_table(key, table.to_dict(), self.space)  # lets the API check latency budgets
+            write_json(pinned, table.to_dict())
             self._latency_table = table
         return self._latency_table
 

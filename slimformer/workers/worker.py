@@ -1,13 +1,15 @@
 """The worker loop: claim a job with a lease, keep the lease alive, run the pipeline, record the end.
 
-    python -m slimformer.workers.worker [--lease 30] [--poll 1] [--no-ray] [--once]
+    python -m slimformer.workers.worker [--lease 30] [--poll 1] [--no-ray] [--once] [--owner NAME [--reclaim]]
 
 A job runs in `artifact_dir/runs/<job_id>`, the same folder whichever worker runs it, so a worker
 that takes over an abandoned job (its lease ran out) resumes at the first unfinished stage, and
 block training inside that stage resumes from its checkpoints. A heartbeat thread renews the lease
 every third of its length; when the lease is lost the reporter raises `LeaseLost` at the next
 report and the worker drops the job without another write. SIGTERM hands the running job back to
-the queue (`release_job`), so another worker resumes it at once instead of after the lease.
+the queue (`release_job`), so another worker resumes it at once instead of after the lease. A
+worker killed outright cannot hand back; with a stable `--owner` and `--reclaim` (as `slimformer
+serve` starts its embedded worker) its restarted self takes the job back at once (`owner_lock`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ class Worker:
             because parallelism comes from Ray tasks and several threads each oversubscribe the cores.
         max_attempts: leases a job may spend before it is failed instead of retried.
         ray_num_cpus: CPUs of a local Ray this worker starts (None: all); ignored with RAY_ADDRESS.
+        reclaim: `owner` is this worker's stable name, held by no other live process (see
+            `owner_lock`): at start, a job still leased to it is the job of this worker's dead
+            earlier life, claimed at once instead of after its lease. Only at start (the first
+            claim): later a job leased to this name is one it gave up on purpose.
     """
 
     def __init__(
@@ -71,6 +77,7 @@ class Worker:
         torch_threads: int | None = None,
         max_attempts: int = leases.DEFAULT_MAX_ATTEMPTS,
         ray_num_cpus: int | None = None,
+        reclaim: bool = False,
     ):
         self.settings = settings
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -80,6 +87,7 @@ class Worker:
         self.torch_threads = torch_threads or int(os.environ.get("SLIMFORMER_TORCH_THREADS", "1"))
         self.max_attempts = max_attempts
         self.ray_num_cpus = ray_num_cpus
+        self.reclaim = reclaim
         self.engine = make_engine(settings.database_url)
         self.factory = make_session_factory(self.engine)
         self.stopping = threading.Event()
@@ -126,7 +134,9 @@ class Worker:
         """
         self.prepare()
         with session_scope(self.factory) as session:
-            job = leases.claim_next_job(session, self.owner, self.lease_seconds, self.max_attempts)
+            job = leases.claim_next_job(session, self.owner, self.lease_seconds, self.max_attempts,
+                                        reclaim=self.reclaim)
+            self.reclaim = False
             if job is None:
                 return None
             # The same folder on every attempt: a takeover resumes from what earlier attempts wrote.
@@ -303,8 +313,20 @@ def run_worker(args: argparse.Namespace) -> int:
     # Our own messages at INFO; libraries (onnxruntime's quantizer is chatty) at WARNING.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     logging.getLogger("slimformer").setLevel(logging.INFO)
-    worker = Worker(Settings(), owner=args.owner, lease_seconds=args.lease, poll_seconds=args.poll,
-                    use_ray=not args.no_ray)
+    settings = Settings()
+    owner, reclaim = args.owner, bool(getattr(args, "reclaim", False))
+    if reclaim:
+        if not owner:
+            print("error: --reclaim needs --owner (a name that stays the same across restarts)", file=sys.stderr)
+            return 2
+        from slimformer.workers.owner_lock import acquire_owner_lock
+
+        if acquire_owner_lock(settings.home, owner) is None:  # held until this process ends
+            log.warning("another live worker runs as %s: this one runs under a name of its own and reclaims "
+                        "nothing", owner)
+            owner, reclaim = None, False
+    worker = Worker(settings, owner=owner, lease_seconds=args.lease, poll_seconds=args.poll,
+                    use_ray=not args.no_ray, reclaim=reclaim)
     try:
         worker.prepare()
         # After Ray starts: its core worker installs its own SIGTERM handler, which would kill

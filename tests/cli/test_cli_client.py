@@ -1,7 +1,8 @@
 """The CLI against a live `slimformer serve` (embedded default: SQLite, credentials.json, one worker).
 
-The server runs as a real subprocess (its worker with --no-ray, to keep the suite light); the
-client commands run in-process through `slimformer.cli.main`, as a user's shell would call them.
+The server runs as a real process group (tests/serve_process.py; its worker with --no-ray, to keep
+the suite light); the client commands run in-process through `slimformer.cli.main`, as a user's
+shell would call them.
 """
 
 from __future__ import annotations
@@ -9,76 +10,25 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from serve_process import ServeProcess, free_port
 
 from slimformer.cli import main
 
 
-@dataclass
-class Served:
-    process: subprocess.Popen
-    home: Path
-    url: str
-    key: str
-    log: Path
-
-    def flags(self) -> list[str]:
-        return ["--url", self.url, "--key", self.key]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[Served]:
-    home = tmp_path_factory.mktemp("serve-home")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("SLIMFORMER_DATABASE_URL", "SLIMFORMER_URL", "SLIMFORMER_API_KEY", "RAY_ADDRESS")}
-    env.update(SLIMFORMER_HOME=str(home), SLIMFORMER_TORCH_THREADS="1", HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false")
-    script = Path(sys.executable).with_name("slimformer")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "slimformer.cli"]
-    log = home / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(command + ["serve", "--port", str(port), "--no-ray", "--log-level", "warning"],
-                                   env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        assert process.poll() is None, f"slimformer serve exited: {log.read_text()}"
-        assert time.monotonic() < deadline, f"slimformer serve did not answer: {log.read_text()}"
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    credentials = json.loads((home / "credentials.json").read_text())
-    served = Served(process, home, url, credentials["api_key"], log)
-    try:
-        yield served
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+def served(tmp_path_factory) -> Iterator[ServeProcess]:
+    with ServeProcess(tmp_path_factory.mktemp("serve-home"), ray=False) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -212,3 +212,31 @@ def test_onnx_latency_is_measured(tmp_path, space):
     path = model_timing.export_for_latency(model, tmp_path)
     ms = model_timing.measure_onnx_latency(path, setting, vocab_size=TINY.vocab_size, repeats=5, warmup=1)
     assert 0 < ms < 1000
+
+
+def test_a_run_keeps_the_latency_table_it_first_used(tmp_path, space, monkeypatch):
+    """Every table handed out is re-checked (its scale refitted) against whole models timed just then; a run
+    resumed in a fresh process must still predict with the scale its search used, so the run keeps its table."""
+    from slimformer.contracts.spec import JobSpec
+    from slimformer.workers.context import RunContext, write_json
+
+    scales = iter([1.0, 2.0, 3.0])
+
+    def build(space, setting, cache_dir=None, **kwargs):
+        table = hand_table()
+        table.scale = next(scales)
+        return table
+
+    monkeypatch.setattr(latency_build, "build_latency_table", build)
+    run_dir = tmp_path / "run"
+    write_json(run_dir / "space.json", space.to_dict())
+    spec = JobSpec(preset="tiny", latency={"seq_len": SEQ})
+    arch = arch_of(64, "mha:2", "ffn:128", "conv:3")
+    first = RunContext(spec, run_dir, cache_dir=tmp_path / "cache")
+    predicted = first.predicted_latency(arch)
+    assert first.latency_table().scale == 1.0
+    resumed = RunContext(spec, run_dir, cache_dir=tmp_path / "cache")  # a restarted worker's context
+    assert resumed.predicted_latency(arch) == predicted and resumed.latency_table().scale == 1.0
+    other_run = RunContext(spec, tmp_path / "other", cache_dir=tmp_path / "cache")
+    write_json(other_run.path("space.json"), space.to_dict())
+    assert other_run.latency_table().scale == 2.0  # another run checks the table again

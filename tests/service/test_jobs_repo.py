@@ -103,6 +103,27 @@ def test_an_expired_lease_is_taken_over_and_the_stale_owner_is_shut_out(db):
     assert any("taken over" in m and "resuming after blocks" in m for m in messages)
 
 
+def test_a_restarted_worker_reclaims_its_own_live_lease_first_and_only_when_asked(db):
+    older, mine = _submit(db, 2)
+    assert _claim(db, "other").id == older
+    assert _claim(db, "serve").id == mine
+    with session_scope(db) as session:
+        assert leases.set_stage(session, mine, "serve", "blocks")
+    # Both leases are live: nobody takes either, not even the owner without `reclaim`.
+    assert _claim(db, "stranger", reclaim=True) is None
+    assert _claim(db, "serve") is None
+    (queued,) = _submit(db)  # a queued job is claimable, but the own job comes first
+    back = _claim(db, "serve", reclaim=True)
+    assert (back.id, back.lease_owner, back.attempts, back.stage) == (mine, "serve", 2, "blocks")
+    assert back.lease_expires_at > utcnow() + timedelta(seconds=50)
+    with session_scope(db) as session:
+        messages = [e.message for e in events.recent_events(session, mine)]
+        assert session.get(Job, older).lease_owner == "other"  # another worker's live lease is left alone
+    assert any(m.startswith("job reclaimed after its worker restarted (attempt 2, resuming after blocks)")
+               for m in messages), messages
+    assert _claim(db, "serve").id == queued  # (a worker reclaims once, at start: see Worker.reclaim)
+
+
 def test_abandoned_jobs_are_settled_not_retried_forever(db):
     cancelled, exhausted, retried = _submit(db, 3)
     for _ in range(3):

@@ -150,6 +150,32 @@ def test_region_training_only_samples_its_hidden_size():
     assert not torch.equal(result.state["block.bridge_out.weight"][:, :32], start["block.bridge_out.weight"][:, :32])
 
 
+def test_warm_start_is_the_same_whatever_the_global_rng_did_before():
+    """Ops the teacher has no weights for (SepConv) start from a seeded init, not the process's global RNG.
+
+    A job resumed after a crash builds its blocks' warm starts in a fresh process, whose global
+    stream is elsewhere: with an unseeded init its blocks, and so its front, came out different.
+    """
+    from transformers import BertConfig, BertModel
+
+    cfg = BertConfig(hidden_size=64, num_hidden_layers=6, num_attention_heads=4, intermediate_size=128,
+                     vocab_size=300, max_position_embeddings=128)
+    torch.manual_seed(0)
+    teacher = BertModel(cfg).eval()
+    basis = torch.linalg.qr(torch.randn(64, 64))[0]
+    torch.manual_seed(1)
+    before = torch.random.get_rng_state()
+    first = warm_start_state(TINY, 1, teacher, basis, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's stream is left where it was
+    torch.manual_seed(2)
+    torch.randn(1000)
+    again = warm_start_state(TINY, 1, teacher, basis, seed=3)
+    assert any("conv" in k for k in first)
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    other = warm_start_state(TINY, 1, teacher, basis, seed=4)
+    assert any(not torch.equal(first[k], other[k]) for k in first if "conv" in k)
+
+
 def test_warm_start_and_assembly_from_a_teacher():
     from transformers import BertConfig, BertModel
 

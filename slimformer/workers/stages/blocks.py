@@ -17,7 +17,8 @@ def stage_blocks(ctx: RunContext) -> dict[str, Any]:
     basis = load_file(str(ctx.path("basis.safetensors")))["basis"]
     encoder = ctx.teacher.model.encoder
     plan = ctx.plan
-    jobs = [BlockJob(i, Region(), warm_start_state(space, i, encoder, basis), plan.blocks.steps)
+    jobs = [BlockJob(i, Region(), warm_start_state(space, i, encoder, basis, plan.blocks.seed),
+                    plan.blocks.steps)
             for i in range(space.num_blocks)]
     done: list[Any] = []
 
