@@ -20,9 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_process import ServeProcess, free_port
 
 from slimformer.cli import main
+
+from serve_process import ServeProcess, free_port
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from same_front import duplicates, front_differences, job_candidates
-from serve_process import ServeProcess, tagged_processes
 
 from slimformer.client import SlimformerClient
 from slimformer.workers.pipeline import STAGE_NAMES
+
+from same_front import duplicates, front_differences, job_candidates
+from serve_process import ServeProcess, tagged_processes
 
 pytestmark = pytest.mark.slow
 
