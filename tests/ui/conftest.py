@@ -54,7 +54,9 @@ def no_browser_reason() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: playwright's sync API keeps an asyncio loop running in the main thread
+# while it is open, and any later test in the session that calls asyncio.run would then fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     """A headless Chromium (playwright `Browser`)."""
     reason = no_browser_reason()
