@@ -37,19 +37,24 @@ def onnx_metrics(folder: Path | str, rows: Sequence[Any], quantized: bool, label
     return split_metrics(split, predicted, [r.label for r in rows], labels)
 
 
-def recommend(variants: dict[str, dict[str, Any]]) -> tuple[str, str]:
-    """(variant, reason): int8 when it is faster at no more than 1 point of dev accuracy, else fp32."""
+def recommend(variants: dict[str, dict[str, Any]], metric: str = "accuracy") -> tuple[str, str]:
+    """(variant, reason): int8 when it is faster at no more than 1 point of the job's dev metric, else fp32.
+
+    `metric` is the job's task metric ("accuracy" or "macro_f1"): on an imbalanced task int8 must keep
+    macro-F1, which quantisation can lose on the small class while accuracy hardly moves.
+    """
+    key, name = f"dev_{metric}", "dev accuracy" if metric == "accuracy" else "dev macro-F1"
     fp32, int8 = variants.get("fp32"), variants.get("int8")
-    if not fp32 or not int8 or any(v.get(k) is None for v in (fp32, int8) for k in ("dev_accuracy", "latency_ms")):
+    if not fp32 or not int8 or any(v.get(k) is None for v in (fp32, int8) for k in (key, "latency_ms")):
         return "fp32", "no int8 figures to compare"
-    loss = fp32["dev_accuracy"] - int8["dev_accuracy"]
+    loss = fp32[key] - int8[key]
     if int8["latency_ms"] < fp32["latency_ms"] and loss <= MAX_INT8_ACCURACY_LOSS:
         return "int8", (f"int8 is {fp32['latency_ms'] / int8['latency_ms']:.2f}x as fast and loses "
-                        f"{100 * max(loss, 0.0):.2g} points of dev accuracy, within the "
+                        f"{100 * max(loss, 0.0):.2g} points of {name}, within the "
                         f"{100 * MAX_INT8_ACCURACY_LOSS:g}-point allowance")
     if int8["latency_ms"] >= fp32["latency_ms"]:
         return "fp32", "int8 is not faster at this shape"
-    return "fp32", f"int8 loses {100 * loss:.2g} points of dev accuracy (more than {100 * MAX_INT8_ACCURACY_LOSS:g})"
+    return "fp32", f"int8 loses {100 * loss:.2g} points of {name} (more than {100 * MAX_INT8_ACCURACY_LOSS:g})"
 
 
 def offered_variants(record: dict[str, Any], runtime: str) -> list[str]:
@@ -93,7 +98,7 @@ def variant_summary(ctx: RunContext, variants: dict[str, dict[str, Any]], fp32_o
     """The record's variant fields: both variants, the recommended one and why, the vocabulary."""
     # Recommend on onnxruntime figures for both, whatever the job's runtime: the same engine.
     recommended, reason = recommend({"fp32": {**variants["fp32"], "latency_ms": fp32_onnx_ms},
-                                     "int8": variants["int8"]})
+                                     "int8": variants["int8"]}, ctx.metric)
     out: dict[str, Any] = {"variants": variants, "recommended_variant": recommended, "recommended_reason": reason}
     vocab = job_vocab(ctx) if ctx.space.student_vocab else None  # trimmed only where the search costed it so
     if vocab:

@@ -33,6 +33,13 @@ def test_int8_is_recommended_when_faster_at_no_more_than_one_point():
     assert recommend({"fp32": record("a", 0.85, 1.0, 0.85, 1.0)["variants"]["fp32"]})[0] == "fp32"
 
 
+def test_int8_is_judged_on_the_job_metric():
+    variants = record("a", 0.85, 2.0, 0.845, 1.0)["variants"]
+    variants["fp32"]["dev_macro_f1"], variants["int8"]["dev_macro_f1"] = 0.70, 0.65  # the small class suffers
+    assert recommend(variants)[0] == "int8"  # accuracy barely moved
+    assert recommend(variants, "macro_f1") == ("fp32", "int8 loses 5 points of dev macro-F1 (more than 1)")
+
+
 def test_int8_variant_joins_the_onnxruntime_front_when_it_wins():
     # a's int8 is faster than everything at a's accuracy minus a little; b is slower and worse than a's int8.
     records = [record("a", 0.85, 2.0, 0.84, 0.8), record("b", 0.80, 1.5, 0.70, 1.4)]
