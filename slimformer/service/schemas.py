@@ -85,6 +85,9 @@ class TeacherPointOut(ClassMetricsOut):
     test_accuracy: float = Field(ge=0, le=1)
     latency_ms: float = Field(ge=0, description="measured like the finalists' (the spec's latency shape)")
     params: int = Field(ge=0)
+    source: Literal["given", "fine_tuned", "head"] = Field(
+        "fine_tuned", description="given: the uploaded classifier used unchanged; fine_tuned: slimformer "
+                                  "fine-tuned a head on the task; head: the folder's own mean-pooling head")
 
 
 class BaselinePointOut(ClassMetricsOut):

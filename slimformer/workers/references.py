@@ -33,8 +33,11 @@ def teacher_point(run_dir: Path) -> dict[str, Any] | None:
         return None
     t = read_json(path)["teacher"]
     scores = _value(Path(run_dir) / TEACHER_METRICS_FILE) or {}
+    # "given": the user's own classifier, used unchanged; "fine_tuned": slimformer fine-tuned a head;
+    # "head": a folder already holding slimformer's mean-pooling head, only evaluated.
     return {"name": t["name"], "dev_accuracy": t["dev_accuracy"], "test_accuracy": t["test_accuracy"],
-            "latency_ms": t["latency_ms"], "params": t["params"], **{k: scores.get(k) for k in CLASS_FIELDS}}
+            "latency_ms": t["latency_ms"], "params": t["params"], "source": t.get("source", "fine_tuned"),
+            **{k: scores.get(k) for k in CLASS_FIELDS}}
 
 
 def baseline_point(run_dir: Path) -> dict[str, Any] | None:
@@ -63,7 +66,8 @@ def card_rows(run_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
     refs = reference_points(run_dir)
     rows = []
     if refs["teacher"] is not None:
-        rows.append({**refs["teacher"], "name": f"teacher ({refs['teacher']['name']})"})
+        how = {"given": "as given", "head": "its own head"}.get(refs["teacher"]["source"], "fine-tuned by slimformer")
+        rows.append({**refs["teacher"], "name": f"teacher ({refs['teacher']['name']}, {how})"})
     if refs["baseline"] is not None:
         rows.append({**refs["baseline"], "params": None})
     rows.append({"name": f"this model ({record['hash']})", "params": record.get("params"),

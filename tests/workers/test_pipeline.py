@@ -82,7 +82,8 @@ def test_job_runs_every_stage_and_writes_its_outputs(finished_run):
     # Every finalist's model card compares it with the teacher and the baseline.
     card = (run_dir / "candidates" / export["best"] / "model" / "README.md").read_text()
     section = card[card.index("## Compared with"):]
-    assert "| teacher (" in section and "| TF-IDF + logistic regression |" in section
+    assert "| teacher (" in section and "fine-tuned by slimformer) |" in section
+    assert "| TF-IDF + logistic regression |" in section
     assert f"| this model ({export['best']}) |" in section and section.index("## Files") > 0
 
 
