@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 
 import optuna
 import pytest
@@ -120,10 +119,9 @@ def test_infeasible_budget_raises_at_once_naming_the_smallest_values():
     smallest = smallest_achievable(TINY, TABLE, SETTING)
     budgets = Budgets(latency_ms=smallest["latency_ms"] * 0.5, memory_mb=100.0, params_m=smallest["params_m"] * 0.9)
     calls = CountingProxy()
-    started = time.perf_counter()
     with pytest.raises(InfeasibleBudgetError) as info:
         run_search(TINY, calls, budgets, TABLE, SETTING, trials=50)
-    assert time.perf_counter() - started < 1.0
+    assert calls.calls == []  # "at once": refused before the first trial is scored
     message = str(info.value)
     assert "latency_ms budget" in message and "params_m budget" in message
     assert "memory_mb budget" not in message  # 100 MB is achievable: not named as violated
@@ -413,15 +411,16 @@ def test_ctnas_scores_only_feasible_candidates_and_is_reproducible():
 
 def test_tight_budget_finishes_without_looping():
     budgets = Budgets(latency_ms=SMALLEST["latency_ms"] * 1.02)  # only a handful of architectures fit
-    started = time.perf_counter()
     for strategy in ("nsga2", "ctnas"):
         proxy = CountingProxy()
         result = run_search(TINY, proxy, budgets, TABLE, SETTING, strategy=strategy, trials=10, seed=0,
                             ctnas=FAST_CTNAS)
         _assert_no_returned_candidate_violates(result, budgets, proxy.calls)
+        # No looping: the search ends within its 10 trials and scores each feasible architecture once,
+        # though few fit (a hang would trip the suite's timeout, not a wall-clock bound here).
+        assert len(result.trials) <= 10 and len(proxy.calls) == len({a.hash for a in proxy.calls}) <= 10
         if strategy == "ctnas":  # random draws rarely fit; the cheapest-architecture fallback does
             assert result.pareto
-    assert time.perf_counter() - started < 20
 
 
 def test_ctnas_study_resumes_without_rescoring(tmp_path):
