@@ -11,7 +11,6 @@ import hashlib
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +23,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 
@@ -37,32 +35,24 @@ from slimformer.store.models import Job, JobEvent, LatencyTableRecord
 from slimformer.workers.stages.report import measured_front
 from slimformer.workers.worker import Worker, study_name_for
 
+from live_server import LiveServer as SharedLiveServer  # tests/live_server.py
+
 PG_URL = os.environ.get("SLIMFORMER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-class LiveServer:
-    """uvicorn serving the app in a thread on a free loopback port."""
+class LiveServer(SharedLiveServer):
+    """The service tests' live server (tests/live_server.py: uvicorn signals its start-up, nothing is
+    polled) on `settings`, as a context manager, with sessions and fresh-tenant clients."""
 
     def __init__(self, settings: Settings):
-        self.app = create_app(settings)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        super().__init__(create_app(settings))
 
     def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
+        assert self.start(), "the API did not start"
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.sock.close()
+        self.stop()
 
     @contextmanager
     def session(self):
