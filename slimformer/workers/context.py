@@ -63,6 +63,7 @@ class RunContext:
     dataset_path: str | None = None  # where an uploaded data set lives (service), else spec.dataset
     optuna_storage_url: str | None = None  # the service passes its database; default a SQLite file here
     study_name: str = "search"
+    teacher_name: str | None = None  # the teacher as the user named it; None: spec.teacher (see run_job)
     # Built once per process on first use (never part of a run's state: rebuilt from files after a crash).
     _supernets: dict[tuple[str, str], Supernet] = field(default_factory=dict, repr=False)
     _latency_table: LatencyTable | None = field(default=None, repr=False)

@@ -63,6 +63,7 @@ def run_job(
     cache_dir: Path | None = None,
     optuna_storage_url: str | None = None,
     study_name: str = "search",
+    teacher_name: str | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) every stage of `spec` in `run_dir`; write results.json and candidates.csv.
 
@@ -70,12 +71,15 @@ def run_job(
         optuna_storage_url: database for the search's Optuna study (the service passes its own);
             default a SQLite file in the run folder.
         study_name: the study's name in that database (unique per job).
+        teacher_name: the teacher as the user named it (the service's uploaded-teacher id), shown in
+            the results and model cards instead of `spec.teacher`, which the service points at the
+            server folder it stored the upload in; default `spec.teacher`.
 
     Returns:
         The results document (also written to run_dir/results.json).
     """
     ctx = RunContext(spec, Path(run_dir), reporter or Reporter(), use_ray, dataset_path=dataset_path,
-                     optuna_storage_url=optuna_storage_url, study_name=study_name)
+                     optuna_storage_url=optuna_storage_url, study_name=study_name, teacher_name=teacher_name)
     if cache_dir is not None:
         ctx.cache_dir = Path(cache_dir)
     write_json(ctx.path("spec.json"), spec.model_dump())

@@ -177,7 +177,7 @@ class Worker:
             run_job(spec, run_dir, reporter, use_ray=self.use_ray,
                     dataset_path=str(dataset_path) if dataset_path else None, cache_dir=self.settings.home / "cache",
                     optuna_storage_url=normalise_url(self.settings.database_url).render_as_string(hide_password=False),
-                    study_name=study_name_for(job_id))
+                    study_name=study_name_for(job_id), teacher_name=str(job.spec.get("teacher", spec.teacher)))
             reporter.finish()
             log.info("job %s succeeded", job_id)
         except LeaseLost:

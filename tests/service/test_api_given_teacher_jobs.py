@@ -102,6 +102,9 @@ def test_an_uploaded_classifier_runs_to_a_front_distilling_its_own_logits(
     job = service.client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "succeeded", job["error"]
     assert job["teacher"]["source"] == "given"  # the API says the reference point is the user's own model
+    assert job["teacher"]["name"] == teacher["id"]  # as the user named it, never the server folder
+    card = (service.settings.artifacts / "runs" / job_id / "candidates").rglob("README.md")
+    assert all(str(service.settings.artifacts) not in path.read_text() for path in card)
     found = service.client.get(f"/v1/jobs/{job_id}/candidates", params={"limit": 50}).json()["items"]
     assert found and any(c["pareto"] for c in found)
     assert all(c["state"] == "exported" and 0 <= c["dev_accuracy"] <= 1 for c in found)

@@ -34,7 +34,7 @@ def stage_prepare(ctx: RunContext) -> dict[str, Any]:
         "task": {"name": task.name, "labels": task.labels, "train": len(task.train), "dev": len(task.dev),
                  "test": len(task.test), "fingerprint": task.fingerprint()},
         "teacher": {
-            "name": ctx.spec.teacher,
+            "name": ctx.teacher_name or ctx.spec.teacher,  # never the server folder of an upload
             # "given": the folder's own classifier, its logits the target unchanged; else fine-tuned here.
             "source": teacher.source, "fine_tuned": teacher.fine_tuned,
             "dev_accuracy": teacher.dev_accuracy, "test_accuracy": teacher.test_accuracy,

@@ -207,7 +207,8 @@ export function drawChart(container, state) {
     mark.setAttribute("class", `ref ${p.ref.kind}`);
     mark.setAttribute("tabindex", "0");
     mark.setAttribute("data-reference", p.ref.kind);
-    const right = px(p.x) > W - 160; // near the right edge the label goes to the left of its mark
+    // A label that would run past the plot's right edge (about 7 px a character) goes left of its mark.
+    const right = px(p.x) + 11 + 7 * p.ref.label.length > W - M.right;
     return [interactive(mark, p), svg("text", { x: px(p.x) + (right ? -11 : 11), y: py(p.y) - 8, class: "ref-label",
       "text-anchor": right ? "end" : "start" }, p.ref.label)];
   }));
