@@ -123,7 +123,7 @@ def test_a_baseline_that_cannot_be_fitted_does_not_fail_the_job(spec, tmp_path, 
     refs = reference_points(tmp_path / "run")
     assert refs["baseline"] is None and refs["teacher"]["params"] > 0
     rows = card_rows(tmp_path / "run", {"hash": "abc", "params": 5, "latency_ms": 1.0, "dev_accuracy": 0.5})
-    assert [r["name"] for r in rows] == [f"teacher ({spec.teacher})", "this model (abc)"]
+    assert [r["name"] for r in rows] == [f"teacher ({spec.teacher}, fine-tuned by slimformer)", "this model (abc)"]
 
 
 
