@@ -6,6 +6,11 @@ Fine-tuned here with a mean-pooling head (teacher.py) or used as given with its 
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,3 +63,27 @@ class TaskTeacher:
     def fine_tuned(self) -> bool:
         """Whether slimformer trained this teacher on the task (now or in a cached earlier job)."""
         return self.source == "fine_tuned"
+
+
+@contextmanager
+def cache_entry_writer(cache_root: Path, entry: Path) -> Iterator[Path]:
+    """A temporary folder to fill with a teacher cache entry, renamed into place at the end.
+
+    The caller writes meta.json last: an entry is complete when it has one. A crash never leaves
+    half an entry, and when another worker published the same entry first its copy is kept (the
+    two are equivalent). On any error the temporary folder is removed.
+    """
+    cache_root.mkdir(parents=True, exist_ok=True)
+    tmp = cache_root / f".tmp-{entry.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, entry)
+        except OSError:
+            if not (entry / "meta.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another worker wrote the same entry first
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -18,7 +18,6 @@ import math
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +29,7 @@ from slimformer.contracts.teacher_labels import is_given_classifier
 from slimformer.data.types import TaskData
 from slimformer.errors import TeacherError
 from slimformer.search_space.space import TeacherFacts
-from slimformer.supernet.task_teacher import TaskTeacher  # noqa: F401 - re-exported
+from slimformer.supernet.task_teacher import TaskTeacher, cache_entry_writer  # noqa: F401 - re-exported
 from slimformer.supernet.teacher_folder import (  # noqa: F401 - re-exported
     BUILTIN_TEACHERS,
     SUPPORTED_MODEL_TYPES,
@@ -253,10 +252,7 @@ def _write_entry(
     """Save a cache entry through a temporary sibling folder and one atomic rename."""
     from safetensors.torch import save_file
 
-    cache_root.mkdir(parents=True, exist_ok=True)
-    tmp = cache_root / f".tmp-{entry.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with cache_entry_writer(cache_root, entry) as tmp:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         config = model.config
@@ -268,16 +264,6 @@ def _write_entry(
         with quiet_transformers():
             tokenizer.save_pretrained(tmp)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        try:
-            os.rename(tmp, entry)
-        except OSError:
-            if not (entry / "meta.json").is_file():
-                raise
-            # Another worker finished the same job first; its entry is equivalent, keep it.
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _load_entry(entry: Path) -> TaskTeacher:

@@ -15,10 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,7 +29,7 @@ from slimformer.contracts.teacher_labels import TeacherLabelsMismatch, head_labe
 from slimformer.data.types import TaskData, iter_batches
 from slimformer.errors import TeacherError
 from slimformer.search_space.space import TeacherFacts
-from slimformer.supernet.task_teacher import TaskTeacher
+from slimformer.supernet.task_teacher import TaskTeacher, cache_entry_writer
 from slimformer.supernet.teacher_folder import (
     load_bert,
     load_tokenizer,
@@ -232,21 +229,9 @@ def _write_entry(cache_root: Path, entry: Path, head: nn.Linear, meta: dict[str,
     """meta.json and head.safetensors through a temporary sibling and one atomic rename."""
     from safetensors.torch import save_file
 
-    cache_root.mkdir(parents=True, exist_ok=True)
-    tmp = cache_root / f".tmp-{entry.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with cache_entry_writer(cache_root, entry) as tmp:
         save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(tmp / "head.safetensors"))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        try:
-            os.rename(tmp, entry)
-        except OSError:
-            if not (entry / "meta.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another worker wrote the same entry first
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _json_float(x: float) -> float | None:
