@@ -13,6 +13,11 @@ smaller one that scores well. Ties go to the larger model.
 The pool is every feasible scored trial, not only the score-vs-latency front: a wide model with a
 slightly worse score than a narrow one at the same latency is off that front, and it is exactly
 the model we want to see.
+
+Beside the band picks, the teacher's layer-dropped models (`SearchSpace.reference_finalists`) are
+always fine-tuned when the search scored them within budget (`reference_records`): the front is
+then never worse than the plain cut at its latency, by construction, and a band pick is handed
+over only where its measured figures beat the cut's.
 """
 
 from __future__ import annotations
@@ -82,3 +87,16 @@ def choose_finalists(records: Iterable[TrialRecord], k: int, exclude: set[str] =
         band = [r for r in rest if abs(r.latency_ms - target) <= half]
         taken.append(_borda_best(band) if band else min(rest, key=lambda r: (abs(r.latency_ms - target), r.proxy)))
     return sorted(taken, key=lambda r: (r.latency_ms, r.proxy))
+
+
+def reference_records(records: Iterable[TrialRecord], hashes: list[str]) -> list[TrialRecord]:
+    """The feasible scored records of `hashes` (the layer-dropped references), in the order given.
+
+    A reference outside the budgets, or not scored (the search ran without its seed
+    architectures), is left out: only what the user may be handed goes to finalize.
+    """
+    by_hash: dict[str, TrialRecord] = {}
+    for r in records:
+        if r.feasible and r.proxy is not None and r.latency_ms is not None:
+            by_hash.setdefault(r.hash, r)
+    return [by_hash[h] for h in dict.fromkeys(hashes) if h in by_hash]

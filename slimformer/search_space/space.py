@@ -247,6 +247,30 @@ class SearchSpace:
             return []
         return list(dict.fromkeys(archs))
 
+    def reference_finalists(self) -> dict[str, Arch]:
+        """The layer-dropped models every search hands to finalize besides its own picks.
+
+        The first-k truncations (k = 1..L-1) and every other layer from layer 0: the cuts a user
+        makes without slimformer. Fine-tuned with the finalists' recipe, they put each cut's measured
+        figures on the job's front, so no band's pick is handed over where the plain cut is better
+        (bench/results/quality.json, stop 15: every other layer fine-tuned to 0.819 at 17 ms while the
+        band's own pick reached 0.776). Every other layer from layer 1 is left out: it scored below
+        layer 0's in the same run and would cost one more fine-tune. Empty when the space cannot
+        express teacher layers.
+
+        Returns:
+            {what the model is, in words: "teacher's first 2 layers"; its architecture}.
+        """
+        n = self.teacher.num_layers
+        try:
+            named = {f"teacher's first {k} layer{'s' if k > 1 else ''}": self.truncated_arch(k) for k in range(1, n)}
+            if n > 2:
+                named["teacher's every other layer (" + ", ".join(map(str, range(0, n, 2))) + ")"] = (
+                    self.every_other_arch(0))
+        except (SpaceError, ArchError):
+            return {}
+        return named
+
     def wide_variants(self) -> list[Arch]:
         """Full-width models the search should see early, besides truncations and every other layer.
 

@@ -78,6 +78,15 @@ def _variant_lines(metrics: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _origin_line(metrics: dict[str, Any]) -> str:
+    """What the model is: the search's own find, or a plain cut of the teacher the job kept to compare."""
+    if metrics.get("origin") == "layer_dropped":
+        return (f"A compressed BERT-style text classifier: the {metrics.get('reference', 'layer-dropped teacher')}, "
+                "fine-tuned with distillation. slimformer keeps it on the front as the plain cut every found model "
+                "must beat.")
+    return "A compressed BERT-style text classifier found by slimformer's architecture search."
+
+
 def write_card(
     folder: Path, config: dict[str, Any], metrics: dict[str, Any] | None, sizes: dict[str, int] | None = None
 ) -> Path:
@@ -98,7 +107,7 @@ def write_card(
     lines = [
         f"# slimformer student `{config['arch_hash']}`",
         "",
-        "A compressed BERT-style text classifier found by slimformer's architecture search.",
+        _origin_line(metrics or {}),
         "",
         f"- parameters: {config['num_params']:,}",
         f"- hidden size: {arch.hidden}, non-identity sub-layers: {arch.depth()}",
@@ -113,7 +122,7 @@ def write_card(
     lines += [f"| {b} | " + " | ".join(str(op) for op in block) + " |" for b, block in enumerate(arch.blocks)]
     lines += ["", "```json", json.dumps(config["arch"]), "```", ""]
     lines += _vocab_lines((metrics or {}).get("vocab")) + _variant_lines(metrics or {})
-    shown_apart = ("vocab", "variants", "recommended_variant", "recommended_reason")
+    shown_apart = ("vocab", "variants", "recommended_variant", "recommended_reason", "origin", "reference")
     metrics = {k: v for k, v in (metrics or {}).items() if k not in shown_apart}
     if metrics:
         lines += ["## Metrics", "", "| metric | value |", "|---|---|"]

@@ -116,5 +116,5 @@ def update_folder_metrics(folder: Path, record: dict[str, Any]) -> None:
 
     keys = ("dev_accuracy", "test_accuracy", "dev_macro_f1", "test_macro_f1", "dev_accuracy_full_vocab",
             "test_accuracy_full_vocab", "latency_ms", "params", "memory_mb", "vocab", "variants", "recommended_variant",
-            "recommended_reason")
+            "recommended_reason", "origin", "reference")
     update_metrics(folder, {k: record[k] for k in keys if k in record})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slimformer.search.finalists import candidate_pool, choose_finalists
+from slimformer.search.finalists import candidate_pool, choose_finalists, reference_records
 from slimformer.search.study import TrialRecord
 
 
@@ -53,3 +53,16 @@ def test_the_pool_drops_infeasible_unscored_dominated_and_excluded_records():
     duplicate = TrialRecord(5, {}, "h0", 0.5, 5.0, 1.0, 10, True, "COMPLETE")  # same arch, later trial
     pool = candidate_pool([ok, dominated, infeasible, unscored, teacher, duplicate], exclude={"h4"})
     assert [r.hash for r in pool] == ["h0"]
+
+
+def test_reference_records_keep_the_given_order_and_only_feasible_scored_ones():
+    cut1, cut2 = _record(1, 6.0, 0.5), _record(2, 11.0, 0.4)
+    over_budget = _record(3, 17.0, 0.3, feasible=False)
+    unscored = TrialRecord(4, {}, "h4", None, 20.0, 1.0, 1, True, "FAIL")
+    again = TrialRecord(5, {}, "h2", 0.9, 11.5, 1.0, 1, True, "COMPLETE")  # cut 2 again: the first one counts
+    records = [cut2, over_budget, unscored, cut1, again]
+    picked = reference_records(records, ["h1", "h2", "h3", "h4", "h9"])
+    assert [r.hash for r in picked] == ["h1", "h2"] and picked[1].proxy == 0.4
+    # The band picks leave the references to them: choose_finalists never returns an excluded hash.
+    assert not {"h1", "h2"} & set(_picks([cut1, cut2, _record(6, 7.0, 0.2), _record(7, 12.0, 0.1)], 2,
+                                         exclude={"h1", "h2"}))

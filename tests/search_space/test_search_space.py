@@ -160,3 +160,15 @@ def test_wide_variants_are_full_width_and_new():
     # A space without identity cannot drop layers: only the slim full-depth seeds remain, no error.
     no_identity = MINILM.with_(allow_identity=False).wide_variants()
     assert slim in no_identity and all(op.kind != "id" for a in no_identity for b in a.blocks for op in b)
+
+
+def test_reference_finalists_are_the_plain_cuts_of_the_teacher():
+    """Every search hands these to finalize: the first-k truncations and every other layer, named in words."""
+    named = MINILM.reference_finalists()
+    assert list(named.values()) == [MINILM.truncated_arch(k) for k in range(1, 6)] + [MINILM.every_other_arch(0)]
+    assert list(named)[0] == "teacher's first 1 layer" and list(named)[2] == "teacher's first 3 layers"
+    assert list(named)[-1] == "teacher's every other layer (0, 2, 4)"
+    assert MINILM.teacher_arch() not in named.values()  # the teacher is the reference point, not a finalist
+    assert set(named.values()) <= set(MINILM.seed_archs())  # so the search has scored each of them
+    # A space that cannot drop layers has none, without an error.
+    assert MINILM.with_(allow_identity=False).reference_finalists() == {}

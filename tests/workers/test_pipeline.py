@@ -185,8 +185,14 @@ def test_search_stage_finds_finalists_within_budgets(spec, finished_run, tmp_pat
     assert search["scorer"] == "task"  # scored with the task-tuned shared weights
     assert all(0 <= c["shared_dev_accuracy"] <= 1 and c["shared_kl"] >= 0 for c in scored)
     assert {r["hash"] for r in search["trials"] if r.get("proxy") is not None} <= set(search["shared_scores"])
-    assert 1 <= len(results["finalists"]) <= 2
     assert all(f["params"] <= limit * 1e6 for f in results["finalists"])
+    # Up to 2 band picks of the search's own, plus every plain cut of the teacher within the budget.
+    own = [f for f in results["finalists"] if f["origin"] == "nsga2"]
+    cuts = {f["hash"]: f["reference"] for f in results["finalists"] if f["origin"] == "layer_dropped"}
+    assert 1 <= len(own) <= 2 and len(own) + len(cuts) == len(results["finalists"])
+    within = {a.hash: name for name, a in space.reference_finalists().items()
+              if count_params(a, space) <= limit * 1e6}
+    assert within and cuts == within
 
 
 def test_a_finalist_measured_over_budget_is_kept_but_not_offered(spec, finished_run, tmp_path):

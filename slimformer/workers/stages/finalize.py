@@ -35,9 +35,13 @@ CLASS_METRICS = ("dev_macro_f1", "test_macro_f1", "dev_per_class", "test_per_cla
 
 def stage_finalize(ctx: RunContext) -> dict[str, Any]:
     """Fine-tune the chosen candidates in parallel, then export and measure each of them."""
-    archs = [ctx.space.parse(item["arch"]) for item in read_json(ctx.path("chosen.json"))]
+    chosen = read_json(ctx.path("chosen.json"))
+    archs = [ctx.space.parse(item["arch"]) for item in chosen]
     trained = train_finalists(ctx, archs)
-    records = export_and_measure(ctx, archs, trained)
+    # Where each finalist came from: the search's own pick, or a plain cut of the teacher kept as a reference.
+    origins = [{"origin": item.get("source"), **({"reference": item["reference"]} if item.get("reference") else {})}
+               for item in chosen]
+    records = export_and_measure(ctx, archs, trained, origins)
     limits = ctx.spec.budgets.model_dump(exclude_none=True)
     for record in records:
         apply_budgets(record, limits, ctx.latency_setting.runtime)
@@ -159,8 +163,12 @@ def train_finalists(ctx: RunContext, archs: list[Arch], seed: int | None = None)
     return [r for r in results if r is not None]
 
 
-def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Export every finalist (safetensors, ONNX, int8) and measure torch and onnxruntime latency."""
+def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[str, Any]],
+                       origins: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Export every finalist (safetensors, ONNX, int8) and measure torch and onnxruntime latency.
+
+    `origins` (one per arch) are merged into the records as they are: `origin` and `reference`.
+    """
     from slimformer.supernet.export import export_folder
     from slimformer.supernet.load import load_subnet
     from slimformer.supernet.vocab import trim_subnet, trim_tokenizer
@@ -215,7 +223,7 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
             "predicted_latency_rechecked_ms": rechecked.predict(arch) if rechecked is not None else None,
             "size_bytes": exported["sizes"], "folder": exported["folder"],
             "finetune_seconds": fit["finetune_seconds"], "state": "exported",
-            **variant_summary(ctx, variants, ort_ms[i], trained[i]),
+            **variant_summary(ctx, variants, ort_ms[i], trained[i]), **(origins[i] if origins else {}),
         })
         update_folder_metrics(own_folder, records[-1])
     ctx.reporter.event(f"measured {len(records)} finalists in {time.perf_counter() - started:.1f} s")

@@ -7,7 +7,9 @@ CTNAS). The search starts from the teacher-shaped anchors and the teacher's laye
 (truncations, every other layer) and full-width variants (`SearchSpace.seed_archs`). Every trial is
 reported as a candidate in state "scored" as soon as it exists. The finalists are k architectures
 spread over the predicted latency range, each the best of its band by score and size together
-(`slimformer.search.finalists`), so the user gets a choice across the latency range.
+(`slimformer.search.finalists`), so the user gets a choice across the latency range, plus the
+teacher's layer-dropped models within budget (`SearchSpace.reference_finalists`), so the measured
+front is never worse than a plain cut of the teacher.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from safetensors.torch import load_file
 
 from slimformer.search.budgets import Budgets, check_budgets
-from slimformer.search.finalists import choose_finalists
+from slimformer.search.finalists import choose_finalists, reference_records
 from slimformer.search.proxy import ProxyEvaluator
 from slimformer.search.strategies import run_search
 from slimformer.search.study import TrialRecord
@@ -115,12 +117,18 @@ def stage_search(ctx: RunContext) -> dict[str, Any]:
         shared = {h: s.__dict__ for h, s in evaluator.scores.items()} if task_aware else {}
     # The teacher's own shape is the reference every result is shown against, not a compressed model.
     teacher = {space.teacher_arch().hash} if space.layer_dropped_archs() else set()
-    chosen = choose_finalists(result.trials, ctx.plan.finalists, exclude=teacher) or choose_finalists(
-        result.trials, ctx.plan.finalists)
+    named = {arch.hash: name for name, arch in space.reference_finalists().items()}
+    references = reference_records(result.trials, list(named))
+    exclude = teacher | {r.hash for r in references}
+    picks = choose_finalists(result.trials, ctx.plan.finalists, exclude=exclude) or (
+        [] if references else choose_finalists(result.trials, ctx.plan.finalists))
+    chosen = sorted(picks + references, key=lambda r: (r.latency_ms, r.proxy))
+    sources = {r.hash: {"source": "layer_dropped", "reference": named[r.hash]} for r in references}
     write_json(ctx.path("search.json"), {**result.to_dict(), "smallest_achievable": smallest,
                                          "scorer": "task" if task_aware else "blockwise",
                                          "evaluations": evaluations, "shared_scores": shared})
-    write_json(ctx.path("chosen.json"), [{"arch": r.arch, "hash": r.hash, "source": search.strategy,
+    own = {"source": search.strategy}
+    write_json(ctx.path("chosen.json"), [{"arch": r.arch, "hash": r.hash, **sources.get(r.hash, own),
                                           "proxy": r.proxy, "predicted_latency_ms": r.latency_ms,
                                           **({"shared": shared[r.hash]} if r.hash in shared else {})}
                                          for r in chosen])
