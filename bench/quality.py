@@ -4,7 +4,8 @@ One run of the default preset on MiniLM-L6 + Rotten Tomatoes, on this machine. W
 bench/results/quality.json and bench/results/quality.png:
 
   teacher          dev/test accuracy, latency, params, its own training time, a frozen-embedding LR beside it
-  found[]          the job's finalists: measured latency, dev/test accuracy (whole splits), speed-up
+  found[]          the job's finalists: measured latency, dev/test accuracy (whole splits), speed-up, origin
+                   (the search's own pick, or "layer_dropped": a plain cut of the teacher the job always keeps)
   baselines        tfidf_lr; truncated[] (first k layers, k = 1..L-1) and every_other[], fine-tuned with
                    the finalists' recipe from the teacher's own weights; random[]: plain random search
                    with the same number of trials and scorer, finalists fine-tuned the same way
@@ -185,8 +186,9 @@ def main() -> int:
                     "frozen_lr_dev_accuracy": frozen.dev_accuracy, "frozen_lr_test_accuracy": frozen.test_accuracy,
                     "frozen_lr_latency_ms": frozen.latency_ms,
                     "eval_examples": {"dev": len(task.dev), "test": len(task.test)}},
-        "found": [{"hash": r["hash"], "arch": r["short"], "params": r["params"],
-                   "latency_job_ms": r["latency_ms"], **figures(measured["found"][r["hash"]], r)}
+        "found": [{"hash": r["hash"], "arch": r["short"], "params": r["params"], "origin": r.get("origin"),
+                   "reference": r.get("reference"), "latency_job_ms": r["latency_ms"],
+                   **figures(measured["found"][r["hash"]], r)}
                   for r in found_records],
         "baselines": {
             "tfidf_lr": {"dev_accuracy": tfidf.dev_accuracy, "test_accuracy": tfidf.test_accuracy,
