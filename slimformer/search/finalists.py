@@ -100,3 +100,29 @@ def reference_records(records: Iterable[TrialRecord], hashes: list[str]) -> list
         if r.feasible and r.proxy is not None and r.latency_ms is not None:
             by_hash.setdefault(r.hash, r)
     return [by_hash[h] for h in dict.fromkeys(hashes) if h in by_hash]
+
+
+def choose_below_cuts(records: Iterable[TrialRecord], cut_latencies: list[float], k: int,
+                      exclude: set[str] = frozenset()) -> list[TrialRecord]:
+    """One band pick per tier between consecutive plain cuts of the teacher, at most k, fastest first.
+
+    A tier is (latency of the cut with one layer fewer, latency of this cut]: its pick is a model
+    at most as slow as the cut, which is what a user holding that cut would swap it for. The
+    cheapest cut opens no tier (nothing plain is faster to compare against), so a teacher with L
+    layers gives L-2 tiers; with more than k, k of them evenly spaced are kept. Each tier's pick is
+    its best candidate by combined rank (`_borda_best`); an empty tier gives none, since the cut
+    itself is a finalist there.
+    """
+    cuts = sorted(cut_latencies)
+    tiers = list(zip(cuts, cuts[1:], strict=False))
+    if k <= 0 or not tiers:
+        return []
+    if len(tiers) > k:
+        tiers = [tiers[round(i * (len(tiers) - 1) / max(1, k - 1))] for i in range(k)] if k > 1 else [tiers[-1]]
+    pool = candidate_pool(records, exclude)
+    taken = []
+    for lo, hi in tiers:
+        band = [r for r in pool if lo < r.latency_ms <= hi]
+        if band:
+            taken.append(_borda_best(band))
+    return sorted(taken, key=lambda r: (r.latency_ms, r.proxy))

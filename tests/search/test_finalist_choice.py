@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slimformer.search.finalists import candidate_pool, choose_finalists, reference_records
+from slimformer.search.finalists import candidate_pool, choose_below_cuts, choose_finalists, reference_records
 from slimformer.search.study import TrialRecord
 
 
@@ -66,3 +66,20 @@ def test_reference_records_keep_the_given_order_and_only_feasible_scored_ones():
     # The band picks leave the references to them: choose_finalists never returns an excluded hash.
     assert not {"h1", "h2"} & set(_picks([cut1, cut2, _record(6, 7.0, 0.2), _record(7, 12.0, 0.1)], 2,
                                          exclude={"h1", "h2"}))
+
+
+def test_one_pick_at_most_as_slow_as_each_cut():
+    # Cuts at 6, 11, 17, 22, 28 ms open four tiers: (6, 11], (11, 17], (17, 22], (22, 28].
+    cuts = [6.0, 11.0, 17.0, 22.0, 28.0]
+    just_over = _record(1, 11.2, 0.1, params=9)  # slower than the 2-layer cut: tier 3, not tier 2
+    tier2 = [_record(2, 10.5, 0.4, params=5), _record(3, 10.9, 0.3, params=6)]
+    tier3 = [just_over, _record(4, 16.0, 0.5, params=4)]
+    tier5 = [_record(5, 27.0, 0.2, params=10)]
+    faster = [_record(6, 4.0, 0.9, params=1)]  # faster than every cut: no tier, the 1-layer cut covers it
+    records = tier2 + tier3 + tier5 + faster
+    picks = choose_below_cuts(records, cuts, 4)
+    assert [r.hash for r in picks] == ["h3", "h1", "h5"]  # tier (17, 22] is empty: no pick there
+    assert all(any(lo < r.latency_ms <= hi for lo, hi in zip(cuts, cuts[1:])) for r in picks)
+    # Fewer picks than tiers: evenly spaced tiers (the first and the last) are kept.
+    assert [r.hash for r in choose_below_cuts(records, cuts, 2)] == ["h3", "h5"]
+    assert choose_below_cuts(records, [6.0], 4) == [] and choose_below_cuts(records, cuts, 0) == []

@@ -5,11 +5,12 @@ Candidates are scored with shared weights on held-out task data by the task-awar
 task stage did not run. Strategies come from `slimformer.search` (Optuna NSGA-II / TPE / random, or
 CTNAS). The search starts from the teacher-shaped anchors and the teacher's layer-dropped variants
 (truncations, every other layer) and full-width variants (`SearchSpace.seed_archs`). Every trial is
-reported as a candidate in state "scored" as soon as it exists. The finalists are k architectures
-spread over the predicted latency range, each the best of its band by score and size together
-(`slimformer.search.finalists`), so the user gets a choice across the latency range, plus the
-teacher's layer-dropped models within budget (`SearchSpace.reference_finalists`), so the measured
-front is never worse than a plain cut of the teacher.
+reported as a candidate in state "scored" as soon as it exists. The finalists are the
+teacher's layer-dropped models within budget (`SearchSpace.reference_finalists`), so the
+measured front is never worse than a plain cut of the teacher, and the search's own picks: the
+best by score and size together (`slimformer.search.finalists`) in each latency tier just below a
+cut, so each cut is set against a model at most as slow; without cuts, picks spread evenly over
+the predicted latency range.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from safetensors.torch import load_file
 
 from slimformer.search.budgets import Budgets, check_budgets
-from slimformer.search.finalists import choose_finalists, reference_records
+from slimformer.search.finalists import choose_below_cuts, choose_finalists, reference_records
 from slimformer.search.proxy import ProxyEvaluator
 from slimformer.search.strategies import run_search
 from slimformer.search.study import TrialRecord
@@ -81,6 +82,21 @@ def stage_sample(ctx: RunContext) -> dict[str, Any]:
     return {"chosen": [c["hash"] for c in chosen]}
 
 
+def pick_finalists(ctx: RunContext, trials: list[TrialRecord], exclude: set[str]) -> list[TrialRecord]:
+    """The search's own finalists beside the plain cuts: one below each cut first, then evenly spread.
+
+    Below each cut means at most as slow as the teacher's first k layers and slower than its first
+    k-1 (`choose_below_cuts`); tiers the budgets leave empty are made up by picks spread evenly
+    over the rest of the latency range, so a tight budget still gets `plan.finalists` choices.
+    """
+    k, space = ctx.plan.finalists, ctx.space
+    cuts = [ctx.predicted_latency(space.truncated_arch(n)) for n in range(1, space.teacher.num_layers)]
+    picks = choose_below_cuts(trials, cuts, k, exclude=exclude)
+    if len(picks) < k:
+        picks += choose_finalists(trials, k - len(picks), exclude=exclude | {r.hash for r in picks})
+    return picks
+
+
 def stage_search(ctx: RunContext) -> dict[str, Any]:
     search = ctx.spec.search
     if search.strategy == "sample":
@@ -120,8 +136,8 @@ def stage_search(ctx: RunContext) -> dict[str, Any]:
     named = {arch.hash: name for name, arch in space.reference_finalists().items()}
     references = reference_records(result.trials, list(named))
     exclude = teacher | {r.hash for r in references}
-    picks = choose_finalists(result.trials, ctx.plan.finalists, exclude=exclude) or (
-        [] if references else choose_finalists(result.trials, ctx.plan.finalists))
+    picks = pick_finalists(ctx, result.trials, exclude) if references else []
+    picks = picks or choose_finalists(result.trials, ctx.plan.finalists)
     chosen = sorted(picks + references, key=lambda r: (r.latency_ms, r.proxy))
     sources = {r.hash: {"source": "layer_dropped", "reference": named[r.hash]} for r in references}
     write_json(ctx.path("search.json"), {**result.to_dict(), "smallest_achievable": smallest,
