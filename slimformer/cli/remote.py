@@ -138,7 +138,8 @@ def cmd_pareto(args: argparse.Namespace, client: SlimformerClient) -> int:
     suffix = (plot.suffix.lower().lstrip(".") or "png") if plot else ""
     if plot and suffix not in ("png", "svg"):
         raise UserError(f"--plot {plot}: use a .png or .svg file name")
-    # The front is at most `finalists` (<= 20) candidates, usually one page; every page is read anyway.
+    # The front is at most the finalists (the search's picks, <= 20, plus the teacher's plain cuts), usually
+    # one page; every page is read anyway.
     front = list(client.iter_candidates(args.job_id, pareto=True, sort="measured_latency_ms"))
     if args.json:
         print(json.dumps([c.raw for c in front], indent=2))

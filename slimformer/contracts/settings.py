@@ -45,7 +45,7 @@ class Settings(BaseSettings):
             one of the tenant's uploaded teachers (`POST /v1/teachers`). The artifact directory
             and the worker cache are never allowed, even under a listed folder.
         ray_address: the Ray cluster the workers use; the API only reports it (/v1/health).
-        rate_limit_per_minute: job submissions plus data set uploads one API key may make per
+        rate_limit_per_minute: job submissions plus data set and teacher uploads one API key may make per
             minute (429 with `Retry-After` above it), with bursts up to the same number; 0 turns
             the limit off. Counted in each API process's memory: N API processes behind a load
             balancer allow up to N times this, and a restart forgets the counts.

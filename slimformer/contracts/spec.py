@@ -89,7 +89,9 @@ class SearchSettings(BaseModel):
     fewshot_splits: bool = True
     # Start from teacher-shaped archs at every hidden size (`SearchSpace.anchors`), see run_search.
     anchors: bool = True
-    finalists: OptionalInteger = Field(None, ge=1, le=20)
+    finalists: OptionalInteger = Field(
+        None, ge=1, le=20, description="How many finalists the search picks itself (default: the preset's); the "
+        "teacher's plain cuts within budget are fine-tuned beside them.")
     objectives: list[Literal["proxy", "latency", "memory"]] = Field(
         default_factory=lambda: ["proxy", "latency"], min_length=2, max_length=3
     )

@@ -1,4 +1,4 @@
-"""Named tasks and corpora: what `--task` and `--corpus` may say, and how each becomes data."""
+"""Named tasks and corpora: what `--dataset` and `--corpus` may say, and how each becomes data."""
 
 from __future__ import annotations
 

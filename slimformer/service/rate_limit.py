@@ -1,4 +1,4 @@
-"""A per-API-key rate limit on the requests that make work: job submissions and data set uploads.
+"""A per-API-key rate limit on the requests that make work: job submissions and data set and teacher uploads.
 
 A token bucket per key, in this process's memory: each key may make `rate` requests per window
 (one minute in production), in bursts of up to `rate`, after which a request is refused (429)

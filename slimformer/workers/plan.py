@@ -46,7 +46,8 @@ def plan_for(spec: JobSpec) -> StagePlan:
     """Settings per stage for the spec's preset (search trials and finalists may be overridden).
 
     tiny: seconds, for tests on a tiny teacher. quick (the default): the demo and the quality
-    benchmark, at most 20 minutes on 2 CPU cores once the task's teacher is cached. standard: for
+    benchmark, aiming at 20 minutes on 2 CPU cores once the task's teacher is cached (measured:
+    bench/results/quality.json `job_seconds`). standard: for
     bigger machines (longer task-aware tuning, finalists trained for up to 4 epochs).
     """
     seed = spec.seed
