@@ -1,5 +1,6 @@
 """The dashboard in a real headless browser against a live API and worker: log in with a key,
-submit a tiny job with an uploaded data set, watch it finish, read the chart, download a model.
+submit a tiny job with an uploaded data set, watch it finish, read the chart (each finalist's fp32
+and int8 models, the teacher and the baseline), download a model.
 
 SLIMFORMER_UI_SCREENSHOTS=docs/screenshots also saves the screenshots the docs show there.
 """
@@ -119,24 +120,68 @@ def test_log_in_submit_watch_chart_and_download(page, service, tiny_teacher_dir,
     assert chart.locator('[data-reference="baseline"]').count() == 1
     assert "TF-IDF + logistic regression" in chart.text_content()
     assert "reports no" not in page.inner_text("#chart-note")
-    front_dot = chart.locator("circle.pt.front").first
-    front_dot.hover()
+    # The teacher is named with how the job got it: the tiny teacher is a bare encoder, so slimformer
+    # fine-tuned a head on it. The page's header and the teacher's tooltip say so.
+    teacher_text = f"teacher: {teacher_id} (fine-tuned by slimformer)"
+    assert page.inner_text("#job-teacher") == teacher_text
+    chart.locator('[data-reference="teacher"]').focus()
     tooltip = page.locator("#chart-tooltip")
     tooltip.wait_for(state="visible")
+    assert teacher_text in tooltip.inner_text()
+    page.evaluate("document.activeElement.blur()")
+    tooltip.wait_for(state="hidden")
+    front_dot = chart.locator("circle.pt.front").first
+    front_dot.hover()
+    tooltip.wait_for(state="visible")
     text = tooltip.inner_text()
-    assert "on the front" in text and "dev accuracy" in text and "latency onnxruntime" in text
+    assert "on the front" in text and "fp32" in text and "dev accuracy" in text and "latency onnxruntime" in text
     assert re.search(r"H\d+ \|", text), text  # the architecture
     page.mouse.move(0, 0)
     tooltip.wait_for(state="hidden")
-    front_dot.focus()  # keyboard focus shows the same figures, and holds still for the screenshot
+    front_dot.focus()  # keyboard focus shows the same figures
     tooltip.wait_for(state="visible")
-    screenshot(page.locator("#pareto"), "chart", tmp_path)
+    page.evaluate("document.activeElement.blur()")
 
+    # Each finalist's int8 ONNX model is a point of its own, at its own measured latency and score
+    # (the API's metrics.variants): beside fp32 on onnxruntime, alone on the int8 switch, absent on
+    # torch. Each finalist's recommended variant is ringed where it is drawn.
+    found = httpx.get(f"{service.url}/v1/jobs/{job_id}/candidates", headers={"Authorization": f"Bearer {key}"})
+    finalists = {c["id"]: c["metrics"] for c in found.json()["items"]}
+    assert len(finalists) == 2 and all({"fp32", "int8"} <= set(m["variants"]) for m in finalists.values())
+    shown = {"torch": ("fp32",), "onnxruntime": ("fp32", "int8"), "int8": ("int8",)}
     for runtime in ("onnxruntime", "int8", "torch"):
         page.click(f'button[data-runtime="{runtime}"]')
         assert page.get_attribute(f'button[data-runtime="{runtime}"]', "aria-pressed") == "true"
-        assert chart.locator("circle.pt").count() == 2
         assert runtime.replace("int8", "int8 (onnxruntime)") in chart.text_content()
+        for variant in ("fp32", "int8"):
+            assert chart.locator(f'.pt[data-variant="{variant}"]').count() == (2 if variant in shown[runtime] else 0)
+        ringed = {(cid, m["recommended_variant"]) for cid, m in finalists.items()
+                  if runtime != "torch" and m["recommended_variant"] in shown[runtime]}
+        marked = chart.locator('.pt[data-recommended="true"]')
+        assert {(marked.nth(i).get_attribute("data-candidate-id"), marked.nth(i).get_attribute("data-variant"))
+                for i in range(marked.count())} == ringed
+        assert chart.locator("circle.rec-ring").count() == len(ringed)
+        for candidate_id, metrics in finalists.items():
+            if "int8" not in shown[runtime]:
+                continue
+            # The int8 point sits at the int8 model's latency and dev accuracy, not its fp32 twin's.
+            int8 = metrics["variants"]["int8"]
+            dot = chart.locator(f'.pt[data-variant="int8"][data-candidate-id="{candidate_id}"]')
+            drawn = re.search(r": ([\d.]+) ms, dev accuracy ([\d.]+)", dot.get_attribute("aria-label"))
+            assert drawn, dot.get_attribute("aria-label")
+            assert abs(float(drawn[1]) - int8["latency_ms"]) <= (0.006 if int8["latency_ms"] < 10 else 0.06)
+            assert abs(float(drawn[2]) - int8["dev_accuracy"]) <= 0.0006
+            dot.focus()
+            tooltip.wait_for(state="visible")
+            text = tooltip.inner_text()
+            assert f"{candidate_id[-8:]} · int8" in text and "latency int8 (onnxruntime)" in text, text
+            assert "latency torch" not in text, text
+            if runtime == "onnxruntime" and metrics["recommended_variant"] == "int8":
+                assert "recommended variant" in text, text
+            if runtime == "onnxruntime" and candidate_id == min(finalists):
+                # The docs' chart: fp32 and int8 points, the teacher and the baseline, an int8 tooltip.
+                screenshot(page.locator("#pareto"), "chart", tmp_path)
+            page.evaluate("document.activeElement.blur()")
     page.select_option("#metric-select", "test_accuracy")
     assert "test accuracy" in chart.text_content()
     page.select_option("#metric-select", "dev_accuracy")
@@ -149,6 +194,7 @@ def test_log_in_submit_watch_chart_and_download(page, service, tiny_teacher_dir,
     row = page.locator(f'#candidate-table tr[data-candidate-id="{front_id}"]')
     assert "selected" in (row.get_attribute("class") or "")
     page.mouse.move(0, 0)
+    page.click('button[data-runtime="onnxruntime"]')  # the docs' page shows the variants too
     page.evaluate("window.scrollTo(0, 0)")
     screenshot(page, "job", tmp_path, full_page=True)
 
@@ -180,7 +226,7 @@ def test_the_dashboard_ships_in_the_package_with_a_strict_policy(service):
     assert index.status_code == 200 and "js/app.js" in index.text
     policy = index.headers["content-security-policy"]
     assert "default-src 'self'" in policy and "connect-src 'self'" in policy
-    for asset in ("app.css", "js/app.js", "js/chart.js"):
+    for asset in ("app.css", "js/app.js", "js/chart.js", "js/points.js"):
         assert httpx.get(f"{service.url}/ui/{asset}").status_code == 200
     assert httpx.get(f"{service.url}/ui/../pyproject.toml").status_code == 404
     assert "/ui" not in httpx.get(f"{service.url}/v1/openapi.json").json()["paths"]

@@ -1,38 +1,16 @@
 // The Pareto chart, plain SVG: measured latency (x, one runtime at a time) against a task metric (y).
-// Every measured candidate is a dot; the front of what is shown is a staircase; the teacher and
-// baselines (where the API reports them) are labelled marks. Hover or focus a mark for its figures.
+// Every measured candidate is a dot; on onnxruntime a finalist's int8 model is a triangle of its
+// own (points.js); the front of what is shown is a staircase; the teacher and baselines (where the
+// API reports them) are labelled marks. Hover or focus a mark for its figures.
 
 import { fill, fmt, h, svg } from "./dom.js";
+import { RUNTIMES, candidateLatency, plotted, pointLatencies, referenceLatency, valueOf } from "./points.js";
 
-export const RUNTIMES = [
-  { id: "torch", label: "torch", key: "latency_torch_ms" },
-  { id: "onnxruntime", label: "onnxruntime", key: "latency_onnx_ms" },
-  { id: "int8", label: "int8 (onnxruntime)", key: "latency_onnx_int8_ms" },
-];
+export { RUNTIMES, candidateLatency, valueOf };  // the table and the job page read figures the same way
 
 const W = 720;
 const H = 400;
 const M = { left: 64, right: 28, top: 18, bottom: 50 };
-
-// A figure of a candidate or reference: top-level field first, then its `metrics`.
-export function valueOf(item, key) {
-  const value = typeof item[key] === "number" ? item[key] : item.metrics?.[key];
-  return typeof value === "number" && Number.isFinite(value) ? value : null;
-}
-
-// A candidate's latency on a runtime: metrics.latency_<runtime>_ms, or the headline
-// measured_latency_ms when the job itself measured on that runtime.
-export function candidateLatency(candidate, runtime, jobRuntime) {
-  const own = valueOf(candidate, runtime.key);
-  if (own != null) return own;
-  return runtime.id === jobRuntime ? valueOf(candidate, "measured_latency_ms") : null;
-}
-
-// A reference's latency: its figure for the runtime if it has one, else its single `latency_ms`
-// (a TF-IDF baseline has no torch or onnxruntime; the teacher may be timed on one runtime only).
-export function referenceLatency(ref, runtime) {
-  return valueOf(ref, runtime.key) ?? valueOf(ref, "latency_ms");
-}
 
 export const metricLabel = (key) => key.replace(/_/g, " ").replace("macro f1", "macro-F1");
 
@@ -100,22 +78,29 @@ function figureLines(item, metrics, latencies) {
   ].filter(([, text]) => text !== "–");
 }
 
+const VARIANT_TEXT = { fp32: "fp32 ONNX / safetensors", int8: "int8 ONNX (dynamically quantized)" };
+
 function tooltipContent(point, state) {
   const metrics = state.metrics;
   if (point.ref) {
     const ref = point.ref;
     const latencies = RUNTIMES.map((r) => [r.label, valueOf(ref, r.key)]);
     if (latencies.every(([, v]) => v == null)) latencies.push([`(${ref.runtime || "as reported"})`, valueOf(ref, "latency_ms")]);
-    return [h("strong", {}, ref.label), h("div", { class: "muted" }, ref.kind),
+    return [h("strong", {}, ref.title || ref.label), h("div", { class: "muted" }, ref.kind),
       table(figureLines(ref, metrics, latencies))];
   }
   const c = point.candidate;
-  const latencies = RUNTIMES.map((r) => [r.label, candidateLatency(c, r, state.jobRuntime)]);
+  const figures = point.figures;
+  const reason = c.metrics?.recommended_reason;
   return [
-    h("strong", {}, `candidate ${c.id.slice(-8)}`, point.front ? " · on the front" : ""),
+    h("strong", {}, `candidate ${c.id.slice(-8)}`, point.variant ? ` · ${point.variant}` : "",
+      point.front ? " · on the front" : ""),
+    point.variant ? h("div", { class: "muted small" }, VARIANT_TEXT[point.variant] || point.variant) : null,
     h("div", { class: "mono small arch" }, archText(c)),
-    table([...figureLines(c, metrics, latencies), ["memory", fmt.mb(c.memory_mb)], ["state", c.state]]),
-    c.metrics?.within_budget === false ? h("div", { class: "warn small" }, "over the job's budgets") : null,
+    table([...figureLines(figures, metrics, pointLatencies(point, state.jobRuntime)),
+      ["memory", fmt.mb(valueOf(figures, "memory_mb"))], ["state", c.state]]),
+    point.recommended ? h("div", { class: "small rec-note" }, `recommended variant${reason ? `: ${reason}` : ""}`) : null,
+    point.withinBudget ? null : h("div", { class: "warn small" }, "over the job's budgets"),
   ];
 }
 
@@ -139,21 +124,21 @@ function referenceMark(kind, x, y) {
 // metrics (keys shown on hover), jobRuntime, front (a Set of ids, or null to compute), selected, onSelect}.
 export function drawChart(container, state) {
   const { runtime, metric } = state;
-  const points = state.candidates
-    .map((c) => ({ id: c.id, candidate: c, x: candidateLatency(c, runtime, state.jobRuntime), y: valueOf(c, metric) }))
-    .filter((p) => p.x != null && p.y != null);
+  const points = plotted(state.candidates, runtime, metric, state.jobRuntime);
   const refs = state.references
     .map((ref, i) => ({ id: `ref-${i}`, ref, x: referenceLatency(ref, runtime), y: valueOf(ref, metric) }))
     .filter((p) => p.x != null && p.y != null);
   if (!points.length && !refs.length) {
     container.replaceChildren(h("p", { class: "empty" }, `No candidate has a ${runtime.label} latency and a `,
       `${metricLabel(metric)} yet: candidates appear here once they are measured.`));
-    return { shown: 0, front: new Set() };
+    return { shown: 0, points: 0, front: new Set() };
   }
-  // The job's own front where given; otherwise recomputed among the candidates within budget.
-  const eligible = points.filter((p) => p.candidate.metrics?.within_budget !== false);
+  // The job's own front where given (candidate ids); otherwise recomputed among the points within
+  // budget, each variant on its own figures.
+  const eligible = points.filter((p) => p.withinBudget);
   const front = state.front || paretoFront(eligible.length ? eligible : points);
   for (const p of points) p.front = front.has(p.id);
+  const shown = new Set(points.map((p) => p.candidate.id)).size;
   const xa = axis([...points, ...refs].map((p) => p.x));
   const ya = axis([...points, ...refs].map((p) => p.y));
   const px = (x) => M.left + ((x - xa.lo) / (xa.hi - xa.lo)) * (W - M.left - M.right);
@@ -194,14 +179,26 @@ export function drawChart(container, state) {
     return el;
   };
 
-  const dots = svg("g", { class: "points" }, points.map((p) => interactive(svg("circle", {
-    cx: px(p.x), cy: py(p.y), r: 6, tabindex: 0, "data-candidate-id": p.id,
-    class: `pt${p.front ? " front" : ""}${p.id === state.selected ? " selected" : ""}${
-      p.candidate.metrics?.within_budget === false ? " over" : ""}`,
-    "aria-label": `candidate ${p.id}: ${fmt.ms(p.x)}, ${metricLabel(metric)} ${fmt.score(p.y)}`,
-    onclick: () => state.onSelect?.(p.id),
-    onkeydown: (e) => { if (e.key === "Enter") state.onSelect?.(p.id); },
-  }), p)));
+  const dots = svg("g", { class: "points" }, points.map((p) => {
+    const attrs = {
+      tabindex: 0, "data-candidate-id": p.candidate.id, "data-variant": p.variant,
+      "data-recommended": p.recommended ? "true" : null,
+      class: `pt${p.variant === "int8" ? " int8" : ""}${p.front ? " front" : ""}${
+        p.candidate.id === state.selected ? " selected" : ""}${p.withinBudget ? "" : " over"}`,
+      "aria-label": `candidate ${p.candidate.id}${p.variant ? ` ${p.variant}` : ""}: ${fmt.ms(p.x)}, ${
+        metricLabel(metric)} ${fmt.score(p.y)}${p.recommended ? ", recommended" : ""}`,
+      onclick: () => state.onSelect?.(p.candidate.id),
+      onkeydown: (e) => { if (e.key === "Enter") state.onSelect?.(p.candidate.id); },
+    };
+    const x = px(p.x);
+    const y = py(p.y);
+    // int8 is a triangle, so it reads apart from its fp32 twin without colour; the recommended
+    // variant of a finalist gets a ring (drawn under the mark, so the mark keeps the pointer).
+    const mark = p.variant === "int8"
+      ? svg("polygon", { ...attrs, points: `${x},${y - 8} ${x + 7.5},${y + 5.5} ${x - 7.5},${y + 5.5}` })
+      : svg("circle", { ...attrs, cx: x, cy: y, r: 6 });
+    return [p.recommended ? svg("circle", { class: "rec-ring", cx: x, cy: y, r: 11 }) : null, interactive(mark, p)];
+  }));
   const marks = svg("g", { class: "refs" }, refs.map((p) => {
     const mark = referenceMark(p.ref.kind, px(p.x), py(p.y));
     mark.setAttribute("class", `ref ${p.ref.kind}`);
@@ -214,8 +211,8 @@ export function drawChart(container, state) {
   }));
 
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "pareto", id: "pareto-chart", role: "img",
-    "aria-label": `Pareto chart: ${points.length} candidates, ${front.size} on the front` },
+    "aria-label": `Pareto chart: ${points.length} points of ${shown} candidates, ${front.size} on the front` },
   grid, titles, frontLine, dots, marks);
   container.replaceChildren(chart, tooltip);
-  return { shown: points.length, front };
+  return { shown, points: points.length, front };
 }

@@ -9,6 +9,15 @@ import { candidateTable } from "./table.js";
 const POLL_MS = 1500;
 const CANDIDATES_EVERY_MS = 3000;
 
+// How the job got its teacher (the API's teacher.source; the model card words it the same way).
+const TEACHER_SOURCES = { given: "as given", fine_tuned: "fine-tuned by slimformer", head: "its own head" };
+
+// "teacher: minilm-l6 (fine-tuned by slimformer)"; the source is left out where the API gives none.
+export function teacherText(teacher) {
+  const how = TEACHER_SOURCES[teacher.source] || teacher.source;
+  return `teacher: ${teacher.name || "?"}${how ? ` (${how})` : ""}`;
+}
+
 // Reference points the API reports beside the candidates: `teacher`, `baseline`, `baselines` or
 // `references` on the job (or its `result`), each with a latency and metrics named like a
 // candidate's (latency_ms or latency_torch_ms..., dev_accuracy, test_accuracy, ...).
@@ -18,7 +27,7 @@ export function referencesOf(job) {
     if (!item || typeof item !== "object") return;
     const k = item.kind || kind;
     const label = k === "teacher" ? `teacher${item.name ? ` (${item.name})` : ""}` : item.name || k;
-    found.push({ ...item, kind: k, label });
+    found.push({ ...item, kind: k, label, title: k === "teacher" ? teacherText(item) : label });
   };
   for (const source of [job, job.result || {}]) {
     add(source.teacher, "teacher");
@@ -93,7 +102,8 @@ export function jobPage(root, jobId) {
   const legend = h("p", { class: "legend small" },
     h("span", { class: "key pt" }), "candidate ", h("span", { class: "key pt front" }), "Pareto front ",
     h("span", { class: "key teacher" }), "teacher ", h("span", { class: "key baseline" }), "baseline ",
-    h("span", { class: "key pt over" }), "over budget");
+    h("span", { class: "key pt over" }), "over budget ", h("span", { class: "key int8" }), "int8 variant ",
+    h("span", { class: "key rec" }), "recommended variant");
   const tableBox = h("div", { id: "candidates" });
   root.replaceChildren(header, h("div", { class: "columns" }, status, events),
     h("section", { class: "card", id: "pareto" }, h("h2", {}, "Pareto front: latency against the task metric"),
@@ -104,7 +114,8 @@ export function jobPage(root, jobId) {
     const cancel = isLive(job) && !job.cancel_requested
       ? h("button", { type: "button", id: "cancel-job", onclick: cancelJob }, "Cancel job") : null;
     fill(header, h("h1", {}, job.name || "(unnamed job)"), statusBadge(job.status),
-      h("span", { class: "muted mono small" }, job.id), cancel);
+      h("span", { class: "muted mono small" }, job.id),
+      job.teacher ? h("span", { class: "muted small", id: "job-teacher" }, teacherText(job.teacher)) : null, cancel);
   }
 
   async function cancelJob() {
@@ -145,17 +156,19 @@ export function jobPage(root, jobId) {
         return select;
       })()));
 
-    // The job's own front (on its runtime and metric, within budget) once it is published;
-    // any other view recomputes it.
+    // The job's own front (on its runtime and metric, within budget) once it is published; any
+    // other view recomputes it. The API flags candidates, not variants, so a view with fp32 and
+    // int8 points (onnxruntime) always recomputes: for an onnxruntime job the report stage did the same.
     const flagged = candidates.filter((c) => c.pareto).map((c) => c.id);
-    const own = view.runtime === jobRuntime && view.metric === jobMetric && flagged.length;
+    const own = view.runtime === jobRuntime && view.runtime === "torch" && view.metric === jobMetric && flagged.length;
     const references = referencesOf(job);
     const drawn = drawChart(chart, { candidates, references, runtime, metric: view.metric, metrics, jobRuntime,
       front: own ? new Set(flagged) : null, selected: view.selected, onSelect: select });
-    chart.dataset.points = String(drawn.shown);
+    chart.dataset.points = String(drawn.points);
 
     const notes = [own ? "The front is the one the job chose." :
-      `The front is recomputed for ${runtime.label} latency and ${metricLabel(view.metric)}.`];
+      `The front is recomputed for ${runtime.label} latency and ${metricLabel(view.metric)}${
+        view.runtime === "torch" ? "" : ", each variant a point of its own"}.`];
     const unmeasured = candidates.length - drawn.shown;
     if (unmeasured > 0) notes.push(`${unmeasured} candidate(s) without these figures are in the table only.`);
     const absent = ["teacher", "baseline"].filter((kind) => !references.some((r) => r.kind === kind));
