@@ -167,3 +167,20 @@ def test_trimmed_factorised_model_exports_to_onnx_and_loads_back(space, tokenize
     with torch.no_grad():
         want = model(**{k: full_in[k] for k in ("input_ids", "attention_mask", "token_type_ids")})["logits"]
     np.testing.assert_allclose(expected, want.numpy(), atol=1e-4)
+
+
+def test_fine_tuning_trains_both_factors(space, tokenizer, tiny_task):
+    import copy
+
+    from slimformer.supernet.finetune import FinetuneSettings, finetune_subnet
+
+    student = extract(make_supernet(space, 3), space.parse({**MIXED, "embedding_rank": 8}), LABELS)
+    before = {k: v.clone() for k, v in student.state_dict().items() if k.startswith("embeddings.word_embeddings.")}
+    assert set(before) == {"embeddings.word_embeddings.lookup.weight", "embeddings.word_embeddings.projection"}
+    settings = FinetuneSettings(epochs=1, lr=1e-3, batch_size=16, max_length=32, patience=0, evals_per_epoch=1,
+                                kd_weight=0.0)
+    finetune_subnet(student, copy.deepcopy(student), tokenizer, tiny_task.train, tiny_task.dev[:8],
+                    tiny_task.dev[:2], settings)
+    after = student.state_dict()
+    for name, old in before.items():
+        assert not torch.equal(after[name], old), name
