@@ -6,12 +6,12 @@ evaluation. `check_budgets` rejects a budget that no architecture in the space c
 the smallest achievable value of each axis is computed exactly, never by sampling.
 
 Why it is exact and cheap: every slot may hold any op, independently of the others, and all slots
-offer the same ops at a given hidden size H. Latency and parameters are a fixed part per H
-(embeddings, head, overhead) plus a sum over slots, so their minimum at H puts the cheapest op in
-every slot. Memory is weights (a sum over slots) plus the peak activation (a max over slots):
+offer the same ops at a given hidden size H. Latency and parameters are a fixed part per H and
+embedding rank r (embeddings, head, overhead) plus a sum over slots, so their minimum at (H, r)
+puts the cheapest op in every slot. Memory is weights (a sum over slots) plus the peak activation (a max over slots):
 given any architecture with peak P, putting in every slot the lightest op whose activations are
 <= P lowers neither term's bound, so again a uniform architecture is optimal. Hence the minimum
-over the space is the minimum over the |H| x |ops| uniform architectures, each costed by the very
+over the space is the minimum over the |H| x |ranks| x |ops| uniform architectures, each costed by the very
 functions the search uses (no second cost formula to drift out of sync).
 """
 
@@ -114,9 +114,14 @@ def arch_costs(
     }
 
 
-def _uniform(space: SearchSpace, hidden: int, op: Op) -> Arch:
+def _uniform(space: SearchSpace, hidden: int, op: Op, rank: int | None = None) -> Arch:
     block = tuple(op for _ in range(space.slots_per_block))
-    return Arch(hidden, tuple(block for _ in range(space.num_blocks)))
+    return Arch(hidden, tuple(block for _ in range(space.num_blocks)), rank)
+
+
+def _uniforms(space: SearchSpace) -> list[Arch]:
+    """Every uniform architecture: each (H, embedding rank, op), in that order (ties go to the first)."""
+    return [_uniform(space, h, op, r) for h in space.hidden_sizes for r in space.ranks_at(h) for op in space.slot_ops()]
 
 
 def cheapest_arch(
@@ -130,7 +135,7 @@ def cheapest_arch(
 
     Returns:
         The uniform architecture (one op in every slot) with the lowest cost on `axis`; ties go
-        to the smaller hidden size, then to the earlier op of `space.slot_ops()`.
+        to the smaller hidden size, then to the plain embeddings, then to the earlier op of `space.slot_ops()`.
 
     Raises:
         ValueError: for an unknown axis.
@@ -139,12 +144,10 @@ def cheapest_arch(
     if axis not in AXES:
         raise ValueError(f"axis: {axis!r} not in {list(AXES)}")
     best: tuple[float, Arch] | None = None
-    for h in space.hidden_sizes:
-        for op in space.slot_ops():
-            arch = _uniform(space, h, op)
-            value = arch_costs(arch, space, latency_table, setting, dtype)[axis]
-            if best is None or value < best[0]:
-                best = (value, arch)
+    for arch in _uniforms(space):
+        value = arch_costs(arch, space, latency_table, setting, dtype)[axis]
+        if best is None or value < best[0]:
+            best = (value, arch)
     assert best is not None  # SearchSpace guarantees at least one hidden size and one op
     return best[1]
 
@@ -167,10 +170,7 @@ def smallest_achievable(
     Raises:
         LatencyTableError: if the table does not cover the space.
     """
-    costs = [
-        arch_costs(_uniform(space, h, op), space, latency_table, setting, dtype)
-        for h in space.hidden_sizes for op in space.slot_ops()
-    ]
+    costs = [arch_costs(arch, space, latency_table, setting, dtype) for arch in _uniforms(space)]
     return {axis: min(c[axis] for c in costs) for axis in AXES}
 
 
@@ -193,14 +193,14 @@ def largest_achievable(
     ops = space.slot_ops()
     n_slots = space.num_blocks * space.slots_per_block
     out = {axis: -math.inf for axis in AXES}
+    for arch in _uniforms(space):
+        costs = arch_costs(arch, space, latency_table, s, dtype)
+        out["latency_ms"] = max(out["latency_ms"], costs["latency_ms"])
+        out["params_m"] = max(out["params_m"], costs["params_m"])
     for h in space.hidden_sizes:
-        for op in ops:
-            costs = arch_costs(_uniform(space, h, op), space, latency_table, s, dtype)
-            out["latency_ms"] = max(out["latency_ms"], costs["latency_ms"])
-            out["params_m"] = max(out["params_m"], costs["params_m"])
         floor = 2 * s.batch * s.seq_len * h
         acts = {op: max(floor, op_activation_elems(op, h, s.batch, s.seq_len, space)) for op in ops}
-        fixed = embedding_params(h, space) + head_params(h, space)
+        fixed = max(embedding_params(h, space, r) for r in space.ranks_at(h)) + head_params(h, space)
         for p in ops:
             others = max(op_params(q, h, space) for q in ops if acts[q] <= acts[p])
             weights = fixed + op_params(p, h, space) + (n_slots - 1) * others

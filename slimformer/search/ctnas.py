@@ -75,15 +75,22 @@ class CTNASSettings:
 
 
 def mutate(arch: Arch, space: SearchSpace, rng: random.Random) -> Arch:
-    """A neighbour of `arch`: another hidden size (1 in 5), else one or two slots changed."""
+    """A neighbour of `arch`: another hidden size (1 in 5), another embedding rank (1 in 8 of the rest,
+    in spaces with ranks), else one or two slots changed. A rank the new H cannot take becomes the
+    nearest one it can (the plain table when none)."""
     if len(space.hidden_sizes) > 1 and rng.random() < 0.2:
-        return Arch(rng.choice([h for h in space.hidden_sizes if h != arch.hidden]), arch.blocks)
+        h = rng.choice([h for h in space.hidden_sizes if h != arch.hidden])
+        return Arch(h, arch.blocks, space.fit_rank(arch.embedding_rank, h))
+    if space.embedding_ranks and rng.random() < 0.125:
+        others = [r for r in space.ranks_at(arch.hidden) if r != arch.embedding_rank]
+        if others:
+            return arch.with_rank(rng.choice(others))
     blocks = [list(b) for b in arch.blocks]
     ops = space.slot_ops()
     for _ in range(rng.choice((1, 2))):
         b, s = rng.randrange(space.num_blocks), rng.randrange(space.slots_per_block)
         blocks[b][s] = rng.choice(ops)
-    return Arch(arch.hidden, tuple(tuple(b) for b in blocks))
+    return Arch(arch.hidden, tuple(tuple(b) for b in blocks), arch.embedding_rank)
 
 
 class _Pool:
@@ -216,7 +223,7 @@ def run_ctnas(
             attrs = record_attrs(cand.arch, cand.costs, cand.params, True, cand.violations, proxy)
             values = [proxy if o == "proxy" else cand.costs[OBJECTIVES[o]] for o in objectives]
             study.add_trial(create_trial(
-                params=params_of(cand.arch), distributions=dists, values=values, user_attrs={RECORD_KEY: attrs},
+                params=params_of(cand.arch, space), distributions=dists, values=values, user_attrs={RECORD_KEY: attrs},
                 constraints=cand.violations or None, state=TrialState.COMPLETE,
             ))
             scored.append((cand.arch, proxy))

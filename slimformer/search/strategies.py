@@ -204,7 +204,7 @@ def run_search(
     else:
         if finished == 0 and not study.get_trials(deepcopy=False):
             for arch in seed_archs:  # a resumed study already holds them (asked, or still WAITING)
-                study.enqueue_trial(params_of(arch), skip_if_exists=True)
+                study.enqueue_trial(params_of(arch, space), skip_if_exists=True)
         dists = distributions(space)
         for done in range(finished, trials):
             study.sampler = make_sampler(done, stored)  # a fresh, seeded sampler per trial: see resume_seed

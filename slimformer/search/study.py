@@ -45,14 +45,20 @@ def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
     return objs
 
 
+RANK = "embedding_rank"
+
+
 def slot_name(block: int, slot: int) -> str:
     return f"b{block}s{slot}"
 
 
 def distributions(space: SearchSpace) -> dict[str, CategoricalDistribution]:
-    """The search parameters: `hidden` over the hidden sizes, and one op-string choice per slot."""
+    """The search parameters: `hidden` over the hidden sizes, one op-string choice per slot, and (in spaces
+    with ranks) `embedding_rank` over 0 (the plain table) and the ranks."""
     ops = tuple(str(op) for op in space.slot_ops())
     dists: dict[str, CategoricalDistribution] = {"hidden": CategoricalDistribution(tuple(space.hidden_sizes))}
+    if space.embedding_ranks:
+        dists[RANK] = CategoricalDistribution((0, *space.embedding_ranks))
     for b in range(space.num_blocks):
         for s in range(space.slots_per_block):
             dists[slot_name(b, s)] = CategoricalDistribution(ops)
@@ -60,16 +66,24 @@ def distributions(space: SearchSpace) -> dict[str, CategoricalDistribution]:
 
 
 def arch_from_params(space: SearchSpace, params: dict[str, Any]) -> Arch:
-    """The architecture a trial's params describe (validated against the space)."""
+    """The architecture a trial's params describe (validated against the space).
+
+    The rank is drawn independently of H, so one the drawn H cannot take becomes the largest it can
+    (`SearchSpace.fit_rank`): several params then name one arch, which the search sees as a repeat.
+    """
     blocks = tuple(
         tuple(Op.parse(params[slot_name(b, s)]) for s in range(space.slots_per_block)) for b in range(space.num_blocks)
     )
-    return space.validate(Arch(int(params["hidden"]), blocks))
+    hidden = int(params["hidden"])
+    rank = space.fit_rank(int(params.get(RANK) or 0) or None, hidden)
+    return space.validate(Arch(hidden, blocks, rank))
 
 
-def params_of(arch: Arch) -> dict[str, Any]:
-    """Inverse of `arch_from_params`."""
+def params_of(arch: Arch, space: SearchSpace | None = None) -> dict[str, Any]:
+    """Inverse of `arch_from_params`; with `space`, exactly the keys of `distributions(space)`."""
     params: dict[str, Any] = {"hidden": arch.hidden}
+    if arch.embedding_rank is not None or (space is not None and space.embedding_ranks):
+        params[RANK] = arch.embedding_rank or 0
     for b, block in enumerate(arch.blocks):
         for s, op in enumerate(block):
             params[slot_name(b, s)] = str(op)

@@ -9,6 +9,10 @@ An op is written as a short string so an architecture stays a small readable JSO
 
     {"hidden": 256, "blocks": [["mha:4", "ffn:1024", "id", "conv:3"], ...]}
 
+An optional "embedding_rank": r factorises the word embeddings into V x r times r x H (ALBERT
+style); absent (None) means the plain V x H table, and the document is then exactly what it was
+before the option existed, so stored archs keep their hashes.
+
 `Arch` is immutable and hashable; `Arch.hash` is a canonical content hash of its JSON so the same
 architecture always gets the same id, in the database, in caches and in file names.
 """
@@ -60,13 +64,18 @@ class Arch:
 
     hidden: int
     blocks: tuple[tuple[Op, ...], ...]
+    # Rank of the factorised word embeddings (V x r @ r x H); None: the plain V x H table.
+    embedding_rank: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_rank(self.embedding_rank)
 
     @classmethod
     def from_dict(cls, doc: Any) -> Arch:
         """Build from the JSON document form. Raises ArchError naming the bad field."""
         if not isinstance(doc, dict):
             raise ArchError(f"arch: expected an object with 'hidden' and 'blocks', got {type(doc).__name__}")
-        unknown = set(doc) - {"hidden", "blocks"}
+        unknown = set(doc) - {"hidden", "blocks", "embedding_rank"}
         if unknown:
             raise ArchError(f"arch: unknown field(s) {sorted(unknown)}")
         hidden = doc.get("hidden")
@@ -80,7 +89,7 @@ class Arch:
             if not isinstance(block, list | tuple) or not block:
                 raise ArchError(f"blocks[{b}]: expected a non-empty list of ops")
             parsed.append(tuple(Op.parse(op, f"blocks[{b}][{s}]") for s, op in enumerate(block)))
-        return cls(hidden, tuple(parsed))
+        return cls(hidden, tuple(parsed), _check_rank(doc.get("embedding_rank")))
 
     @classmethod
     def from_json(cls, text: str) -> Arch:
@@ -91,7 +100,14 @@ class Arch:
         return cls.from_dict(doc)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"hidden": self.hidden, "blocks": [[str(op) for op in block] for block in self.blocks]}
+        doc: dict[str, Any] = {"hidden": self.hidden, "blocks": [[str(op) for op in block] for block in self.blocks]}
+        if self.embedding_rank is not None:  # unfactorised archs keep the documents (and hashes) they had
+            doc["embedding_rank"] = self.embedding_rank
+        return doc
+
+    def with_rank(self, rank: int | None) -> Arch:
+        """The same blocks and H with word-embedding rank `rank` (None: the plain table)."""
+        return Arch(self.hidden, self.blocks, rank)
 
     def to_json(self) -> str:
         """Canonical JSON: no whitespace, fixed key order. Equal archs give equal strings."""
@@ -110,6 +126,14 @@ class Arch:
         return sum(op.kind != "id" for op in self.ops())
 
     def short(self) -> str:
-        """One line for tables: H256 | mha:4 ffn:1024 - conv:3 | ..."""
+        """One line for tables: H256 | mha:4 ffn:1024 - conv:3 | ...; "H128 r32 | ..." when factorised."""
         parts = [" ".join("-" if op.kind == "id" else str(op) for op in block) for block in self.blocks]
-        return f"H{self.hidden} | " + " | ".join(parts)
+        rank = f" r{self.embedding_rank}" if self.embedding_rank is not None else ""
+        return f"H{self.hidden}{rank} | " + " | ".join(parts)
+
+
+def _check_rank(rank: Any) -> int | None:
+    """`rank` if it is None or a positive integer, else ArchError (whether the space allows it is the space's call)."""
+    if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool) or rank <= 0):
+        raise ArchError(f"embedding_rank: expected a positive integer or null, got {rank!r}")
+    return rank

@@ -10,11 +10,13 @@ head_size, I the FFN inner size and k the kernel:
     id    0
     embeddings  (V + P + T) H + 2H           word, position, token type tables, LayerNorm
                                              (V: the trimmed vocabulary when the space has one)
+                factorised (rank r):  V r + r H replaces V H (lookup and projection, no bias)
     head        HC + C                       classifier over the mean-pooled last hidden state
 
 FLOPs count multiply-adds as 2 for every matmul and convolution at batch 1 (LayerNorm, softmax,
-activations and lookups are left out: they are <1% here). Memory is weights at a dtype plus peak
-activations for an input shape (the largest set of tensors alive at once during one slot).
+activations and lookups are left out: they are <1% here; a factorised embedding's r x H matmul
+is in). Memory is weights at a dtype plus peak activations for an input shape (the largest set of
+tensors alive at once during one slot; a factorised lookup's [B, L, r] is below the 2 B L H floor).
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ def op_params(op: Op, hidden: int, space: SearchSpace) -> int:
 
 def vocab_size(space: SearchSpace) -> int:
     """Rows of a student's word embeddings: the trimmed vocabulary if the space has one."""
-    return space.student_vocab or space.teacher.vocab_size
+    return space.word_rows()
 
 
-def embedding_params(hidden: int, space: SearchSpace) -> int:
+def embedding_params(hidden: int, space: SearchSpace, rank: int | None = None) -> int:
+    """Word (plain or rank-`rank` factorised), position and token-type tables plus the LayerNorm."""
     t = space.teacher
-    return (vocab_size(space) + t.max_position + t.type_vocab_size) * hidden + 2 * hidden
+    return space.word_params(hidden, rank) + (t.max_position + t.type_vocab_size) * hidden + 2 * hidden
 
 
 def head_params(hidden: int, space: SearchSpace) -> int:
@@ -51,7 +54,7 @@ def count_params(arch: Arch, space: SearchSpace) -> int:
     """Exact parameter count of the standalone sub-network for `arch`."""
     h = arch.hidden
     body = sum(op_params(op, h, space) for op in arch.ops())
-    return embedding_params(h, space) + body + head_params(h, space)
+    return embedding_params(h, space, arch.embedding_rank) + body + head_params(h, space)
 
 
 def op_flops(op: Op, hidden: int, seq_len: int, space: SearchSpace) -> int:
@@ -71,6 +74,8 @@ def count_flops(arch: Arch, space: SearchSpace, seq_len: int = 128, batch: int =
     """FLOPs of one forward pass over `batch` sequences of `seq_len` tokens."""
     per_seq = sum(op_flops(op, arch.hidden, seq_len, space) for op in arch.ops())
     per_seq += 2 * arch.hidden * space.teacher.num_labels
+    if arch.embedding_rank is not None:  # the factorised lookup's r x H projection, per token
+        per_seq += 2 * seq_len * arch.embedding_rank * arch.hidden
     return batch * per_seq
 
 

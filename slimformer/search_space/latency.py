@@ -6,6 +6,10 @@ per-forward overhead. A prediction is their sum:
 
     predict = scale * (overhead + embeddings[H] + sum(op[H] for op in arch) + head[H]) + offset
 
+where an arch with factorised word embeddings of rank r (`Arch.embedding_rank`) reads
+`factorised[(H, r)]` (lookup of r floats, an r x H matmul, positions, LayerNorm) instead of
+`embeddings[H]`: both are measured, in context, by the profiler.
+
 `scale` and `offset` default to 1 and 0; `LatencyTable.calibrate` fits them from a few whole-model
 measurements (used to carry a torch-measured table over to another runtime such as onnxruntime).
 
@@ -170,6 +174,8 @@ class LatencyTable:
         ops: {(op string, hidden size): ms}, e.g. {("mha:4", 256): 0.91}. Identity ("id") may be
             absent, in which case it costs 0.
         embeddings: {hidden size: ms} for the embedding layer (lookups + LayerNorm).
+        factorised: {(hidden size, rank): ms} for the embedding layer of archs whose word
+            embeddings are factorised at that rank (the r x H matmul included).
         head: {hidden size: ms} for the classification head (the profiler times the classifier;
             the mean pool before it, microseconds, falls into overhead_ms).
         overhead_ms: fixed per-forward cost not in any part (mask building, mean pool, Python
@@ -185,6 +191,7 @@ class LatencyTable:
     setting: LatencySetting
     ops: dict[tuple[str, int], float] = field(default_factory=dict)
     embeddings: dict[int, float] = field(default_factory=dict)
+    factorised: dict[tuple[int, int], float] = field(default_factory=dict)
     head: dict[int, float] = field(default_factory=dict)
     overhead_ms: float = 0.0
     scale: float = 1.0
@@ -221,14 +228,30 @@ class LatencyTable:
             )
         return part[hidden]
 
+    def embeddings_ms(self, hidden: int, rank: int | None = None) -> float:
+        """Milliseconds of the embedding layer at `hidden`, plain (rank None) or factorised at `rank`.
+
+        Raises:
+            LatencyTableError: if the table has no such entry.
+        """
+        if rank is None:
+            return self._part(self.embeddings, "embeddings", hidden)
+        if (hidden, rank) not in self.factorised:
+            raise LatencyTableError(
+                f"latency table has no entry for embeddings r{rank} at H={hidden} "
+                f"(has {sorted(self.factorised)}; setting {self.setting.key()})",
+                entry=f"embeddings r{rank} at H={hidden}",
+            )
+        return self.factorised[(hidden, rank)]
+
     def raw_predict(self, arch: Arch) -> float:
-        """Uncalibrated prediction: overhead + embeddings[H] + sum of ops + head[H], in ms.
+        """Uncalibrated prediction: overhead + embeddings[H] (or factorised[H, r]) + sum of ops + head[H], in ms.
 
         Raises:
             LatencyTableError: naming the first missing entry.
         """
         h = arch.hidden
-        total = self.overhead_ms + self._part(self.embeddings, "embeddings", h)
+        total = self.overhead_ms + self.embeddings_ms(h, arch.embedding_rank)
         total += sum(self.op_ms(op, h) for op in arch.ops())
         return total + self._part(self.head, "head", h)
 
@@ -244,6 +267,8 @@ class LatencyTable:
             out += [f"{op} at H={h}" for op in ops if (str(op), h) not in self.ops]
             parts = (("embeddings", self.embeddings), ("head", self.head))
             out += [f"{name} at H={h}" for name, part in parts if h not in part]
+            ranks = [r for r in space.ranks_at(h) if r is not None]
+            out += [f"embeddings r{r} at H={h}" for r in ranks if (h, r) not in self.factorised]
         return out
 
     # --- correction ----------------------------------------------------------------------------
@@ -307,10 +332,17 @@ class LatencyTable:
             "overhead_ms": self.overhead_ms,
             "calibration": {"scale": self.scale, "offset_ms": self.offset_ms},
             "embeddings": {str(h): ms for h, ms in sorted(self.embeddings.items())},
+            **({"factorised_embeddings": self._factorised_doc()} if self.factorised else {}),
             "head": {str(h): ms for h, ms in sorted(self.head.items())},
             "ops": by_h,
             "meta": self.meta,
         }
+
+    def _factorised_doc(self) -> dict[str, dict[str, float]]:
+        doc: dict[str, dict[str, float]] = {}
+        for (h, r), ms in sorted(self.factorised.items()):
+            doc.setdefault(str(h), {})[str(r)] = ms
+        return doc
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> LatencyTable:
@@ -333,6 +365,9 @@ class LatencyTable:
                 setting=LatencySetting.from_dict(doc["setting"]),
                 ops=ops,
                 embeddings={int(h): float(ms) for h, ms in doc["embeddings"].items()},
+                # Absent in tables made before factorised embeddings: `missing` then names the gaps.
+                factorised={(int(h), int(r)): float(ms) for h, row in doc.get("factorised_embeddings", {}).items()
+                            for r, ms in row.items()},
                 head={int(h): float(ms) for h, ms in doc["head"].items()},
                 overhead_ms=float(doc["overhead_ms"]),
                 scale=float(cal.get("scale", 1.0)),

@@ -2,7 +2,8 @@
 
 NAS-BERT style: the teacher's layers are grouped into `num_blocks` blocks; each student block has
 `slots_per_block` sub-layer slots; each slot holds MHA(heads), FFN(inner), SepConv(kernel) or
-Identity. One hidden size H holds for the whole student.
+Identity. One hidden size H holds for the whole student. The word embeddings may be factorised
+(V x r times r x H) with r from `embedding_ranks`, chosen per architecture (`Arch.embedding_rank`).
 
 The space also carries the few teacher facts needed to count a student's cost exactly
 (vocabulary, positions, head size, label count), so cost needs no torch and no teacher on disk.
@@ -69,6 +70,9 @@ class SearchSpace:
     # Rows of the student's word embeddings when its vocabulary is trimmed to the task's tokens
     # (supernet/vocab.py); None: the teacher's whole vocabulary. Only costs read it.
     student_vocab: int | None = None
+    # Ranks r an arch may factorise its word embeddings with (V x r @ r x H); each arch may also keep
+    # the plain V x H table. Empty: no factorisation (what a stored space document without the key means).
+    embedding_ranks: tuple[int, ...] = (32, 64, 128)
 
     def __post_init__(self) -> None:
         t = self.teacher
@@ -88,7 +92,9 @@ class SearchSpace:
             raise SpaceError("the space has no ops")
         if self.student_vocab is not None and not 0 < self.student_vocab <= t.vocab_size:
             raise SpaceError(f"student_vocab: {self.student_vocab} not in 1..{t.vocab_size}")
-        for name in ("hidden_sizes", "heads", "ffn_sizes", "conv_kernels"):
+        if any(not isinstance(r, int) or isinstance(r, bool) or r <= 0 for r in self.embedding_ranks):
+            raise SpaceError(f"embedding_ranks: ranks must be positive integers, got {self.embedding_ranks}")
+        for name in ("hidden_sizes", "heads", "ffn_sizes", "conv_kernels", "embedding_ranks"):
             values = getattr(self, name)
             if tuple(sorted(set(values))) != tuple(values):
                 object.__setattr__(self, name, tuple(sorted(set(values))))
@@ -116,16 +122,39 @@ class SearchSpace:
             ops.append(Op("id", 0))
         return ops
 
+    def ranks_at(self, hidden: int) -> tuple[int | None, ...]:
+        """Word-embedding ranks an arch of hidden size `hidden` may use: None (the plain table), then each r < H."""
+        return (None,) + tuple(r for r in self.embedding_ranks if r < hidden)
+
+    def fit_rank(self, rank: int | None, hidden: int) -> int | None:
+        """`rank` if an arch of hidden size `hidden` may use it, else the largest smaller one it may
+        (None, the plain table, when there is none): where a search changes H under a rank."""
+        allowed = self.ranks_at(hidden)
+        if rank in allowed:
+            return rank
+        return max((r for r in allowed if r is not None and r < rank), default=None)
+
     def size(self) -> int:
         """Number of distinct architectures in the space."""
-        return len(self.hidden_sizes) * len(self.slot_ops()) ** (self.num_blocks * self.slots_per_block)
+        per_h = len(self.slot_ops()) ** (self.num_blocks * self.slots_per_block)
+        return sum(len(self.ranks_at(h)) for h in self.hidden_sizes) * per_h
 
     # --- validation ----------------------------------------------------------------------------
 
     def validate(self, arch: Arch) -> Arch:
-        """Return `arch` if it belongs to this space, else raise ArchError naming the bad field."""
+        """Return `arch` if it belongs to this space, else raise ArchError naming the bad field.
+
+        An embedding rank must be one of `embedding_ranks` and below H: a rank >= H is refused, not
+        read as the plain table (it would cost more than V x H and factorise nothing).
+        """
         if arch.hidden not in self.hidden_sizes:
             raise ArchError(f"hidden: {arch.hidden} not in {list(self.hidden_sizes)}")
+        r = arch.embedding_rank
+        if r is not None and r not in self.embedding_ranks:
+            allowed = list(self.embedding_ranks) or "none (this space does not factorise embeddings)"
+            raise ArchError(f"embedding_rank: {r} not allowed; ranks are {allowed}")
+        if r is not None and r >= arch.hidden:
+            raise ArchError(f"embedding_rank: {r} must be below hidden {arch.hidden} (a rank >= H saves nothing)")
         if len(arch.blocks) != self.num_blocks:
             raise ArchError(f"blocks: expected {self.num_blocks} blocks, got {len(arch.blocks)}")
         allowed = set(self.slot_ops())
@@ -155,7 +184,9 @@ class SearchSpace:
         ops = self.slot_ops()
         h = hidden if hidden is not None else rng.choice(self.hidden_sizes)
         blocks = tuple(tuple(rng.choice(ops) for _ in range(self.slots_per_block)) for _ in range(self.num_blocks))
-        return self.validate(Arch(h, blocks))
+        # Drawn last, and only where ranks exist, so spaces without them sample what they always did.
+        rank = rng.choice(self.ranks_at(h)) if self.embedding_ranks else None
+        return self.validate(Arch(h, blocks, rank))
 
     def sample_block(self, rng: random.Random) -> tuple[Op, ...]:
         ops = self.slot_ops()
@@ -327,43 +358,64 @@ class SearchSpace:
             return (h * op.size + h) + (h * h + h) + 2 * h
         return 0
 
+    def word_rows(self) -> int:
+        """Rows of a student's word embeddings: the trimmed vocabulary if the space has one."""
+        return self.student_vocab or self.teacher.vocab_size
+
+    def word_params(self, hidden: int, rank: int | None) -> int:
+        """Parameters of the word embeddings: V H plain, V r + r H factorised (no bias)."""
+        v = self.word_rows()
+        return v * hidden if rank is None else v * rank + rank * hidden
+
     def smallest(self) -> Arch:
-        """Narrowest H and the cheapest op in every slot: cheaper than any other arch in every cost."""
+        """Narrowest H, the cheapest op in every slot and the cheapest word embeddings (usually the
+        smallest rank): fewer parameters and less memory than any other arch. Latency may be lower
+        elsewhere (a factorised lookup adds a matmul); `search.budgets` finds each axis's minimum."""
         h = min(self.hidden_sizes)
         cheapest = min(self.slot_ops(), key=lambda op: (self.op_params(op, h), op.size))
         block = tuple(cheapest for _ in range(self.slots_per_block))
-        return Arch(h, tuple(block for _ in range(self.num_blocks)))
+        rank = min(self.ranks_at(h), key=lambda r: (self.word_params(h, r), r is not None))
+        return Arch(h, tuple(block for _ in range(self.num_blocks)), rank)
 
     # --- encoding for learned models -----------------------------------------------------------
 
+    def _rank_choices(self) -> list[int | None]:
+        return [None, *self.embedding_ranks] if self.embedding_ranks else []
+
     def encoding_size(self) -> int:
-        return len(self.hidden_sizes) + self.num_blocks * self.slots_per_block * len(self.slot_ops())
+        slots = self.num_blocks * self.slots_per_block * len(self.slot_ops())
+        return len(self.hidden_sizes) + slots + len(self._rank_choices())
 
     def encode(self, arch: Arch) -> list[float]:
-        """Fixed-length one-hot vector: H, then each slot's op. Same length for every arch."""
+        """Fixed-length one-hot vector: H, then each slot's op, then the embedding rank (spaces with ranks)."""
         self.validate(arch)
         vec = [1.0 if h == arch.hidden else 0.0 for h in self.hidden_sizes]
         ops = self.slot_ops()
         for block in arch.blocks:
             for op in block:
                 vec += [1.0 if op == o else 0.0 for o in ops]
-        return vec
+        return vec + [1.0 if arch.embedding_rank == r else 0.0 for r in self._rank_choices()]
 
     # --- serialisation -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
-        for key in ("hidden_sizes", "heads", "ffn_sizes", "conv_kernels"):
+        for key in ("hidden_sizes", "heads", "ffn_sizes", "conv_kernels", "embedding_ranks"):
             doc[key] = list(doc[key])
         if doc["student_vocab"] is None:  # untrimmed spaces keep the documents (and hashes) they had
             del doc["student_vocab"]
+        if not doc["embedding_ranks"]:  # likewise spaces without factorised embeddings
+            del doc["embedding_ranks"]
         return doc
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> SearchSpace:
+        """Inverse of `to_dict`. A document without "embedding_ranks" (every space stored before
+        factorised embeddings existed) gets none, so a stored job's space stays what it was."""
         doc = dict(doc)
         teacher = TeacherFacts(**doc.pop("teacher", {}))
-        for key in ("hidden_sizes", "heads", "ffn_sizes", "conv_kernels"):
+        doc.setdefault("embedding_ranks", ())
+        for key in ("hidden_sizes", "heads", "ffn_sizes", "conv_kernels", "embedding_ranks"):
             if key in doc:
                 doc[key] = tuple(doc[key])
         return cls(teacher=teacher, **doc)
@@ -375,7 +427,8 @@ class SearchSpace:
 def space_for_teacher(teacher: TeacherFacts, **overrides: Any) -> SearchSpace:
     """Default space derived from a teacher (the issue's defaults for MiniLM-L6).
 
-    Hidden sizes are fractions of the teacher's width (1/3, 1/2, 2/3, 1 for 384 -> 128..384);
+    Hidden sizes are fractions of the teacher's width (1/3, 1/2, 2/3, 1 for 384 -> 128..384), and so
+    are the word-embedding ranks (1/12, 1/6, 1/3 -> 32, 64, 128);
     heads from 2 up to the teacher's own count; FFN up to the teacher's inner size; one block per two
     teacher layers (two MHA/FFN slot pairs). So the teacher itself, its first-k-layer truncations and
     its every-other-layer models are all architectures of the space (`teacher_arch`,
@@ -387,9 +440,11 @@ def space_for_teacher(teacher: TeacherFacts, **overrides: Any) -> SearchSpace:
     inner = teacher.intermediate_size
     ffn = tuple(sorted({i for i in (256, 512, 768, 1024, 1536) if i <= inner} | {inner}))
     num_blocks = teacher.num_layers // 2 if teacher.num_layers % 2 == 0 else teacher.num_layers
+    # Word-embedding ranks at 1/12, 1/6 and 1/3 of the teacher's width: 32, 64, 128 for 384.
+    ranks = tuple(sorted({max(8, round(d * f / 8) * 8) for f in (1 / 12, 1 / 6, 1 / 3)}))
     defaults: dict[str, Any] = dict(
         teacher=teacher, hidden_sizes=hidden, num_blocks=num_blocks, slots_per_block=4,
-        heads=heads, ffn_sizes=ffn, conv_kernels=(3, 5, 7), allow_identity=True,
+        heads=heads, ffn_sizes=ffn, conv_kernels=(3, 5, 7), allow_identity=True, embedding_ranks=ranks,
     )
     defaults.update(overrides)
     return SearchSpace(**defaults)

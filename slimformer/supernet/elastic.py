@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from slimformer.supernet import functional as SF
+from slimformer.supernet.factorised_embedding import SvdBasis
 
 
 class ElasticLinear(nn.Module):
@@ -119,7 +120,13 @@ class ElasticSepConv(nn.Module):
 
 
 class ElasticEmbeddings(nn.Module):
-    """Word, position and token-type tables of width H_max; the first H columns are the active ones."""
+    """Word, position and token-type tables of width H_max; the first H columns are the active ones.
+
+    A factorised arch (embedding rank r) embeds a token as its row projected onto the top r right
+    singular vectors of the active word table (`factorised_embedding`), i.e. the row of A @ B
+    that `extract` gives the student; `svd_rows` (teacher ids of a trimmed vocabulary, or None)
+    says which rows that SVD is taken over. Not part of the state dict: it belongs to the job.
+    """
 
     def __init__(self, vocab: int, max_position: int, type_vocab: int, hidden_max: int, eps: float):
         super().__init__()
@@ -127,18 +134,30 @@ class ElasticEmbeddings(nn.Module):
         self.position_embeddings = nn.Parameter(torch.randn(max_position, hidden_max) * 0.02)
         self.token_type_embeddings = nn.Parameter(torch.randn(type_vocab, hidden_max) * 0.02)
         self.LayerNorm = ElasticLayerNorm(hidden_max, eps)
+        self.svd = SvdBasis()
+        self.svd_rows: torch.Tensor | None = None
 
-    def active_weights(self, hidden: int) -> dict[str, torch.Tensor]:
+    def active_weights(self, hidden: int, rank: int | None = None) -> dict[str, torch.Tensor]:
+        if rank is None:
+            word = {"word_embeddings.weight": self.word_embeddings[:, :hidden]}
+        else:
+            a, b = self.svd.factors(self.word_embeddings, hidden, rank, self.svd_rows)
+            word = {"word_embeddings.lookup.weight": a, "word_embeddings.projection": b}
         return {
-            "word_embeddings.weight": self.word_embeddings[:, :hidden],
+            **word,
             "position_embeddings.weight": self.position_embeddings[:, :hidden],
             "token_type_embeddings.weight": self.token_type_embeddings[:, :hidden],
             "LayerNorm.weight": self.LayerNorm.weight[:hidden],
             "LayerNorm.bias": self.LayerNorm.bias[:hidden],
         }
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, hidden: int) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, hidden: int, rank: int | None = None
+    ) -> torch.Tensor:
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.word_embeddings[input_ids, :hidden] + self.position_embeddings[positions, :hidden][None]
+        words = self.word_embeddings[input_ids, :hidden]
+        if rank is not None:  # what the factorised student's A[ids] @ B gives, reconstruction error included
+            words = self.svd.project(words, self.word_embeddings, hidden, rank, self.svd_rows)
+        x = words + self.position_embeddings[positions, :hidden][None]
         x = x + self.token_type_embeddings[token_type_ids, :hidden]
         return self.LayerNorm(x)

@@ -17,7 +17,8 @@ def active_state_dict(supernet: Supernet, arch: Arch) -> dict[str, torch.Tensor]
     """The SubNet state dict for `arch`, as views into the supernet's weights."""
     supernet.space.validate(arch)
     h = arch.hidden
-    state = {f"embeddings.{k}": v for k, v in supernet.embeddings.active_weights(h).items()}
+    # A factorised arch's word factors come from the (cached) SVD of the supernet's table (elastic.py).
+    state = {f"embeddings.{k}": v for k, v in supernet.embeddings.active_weights(h, arch.embedding_rank).items()}
     for b, (block, ops) in enumerate(zip(supernet.blocks, arch.blocks, strict=True)):
         for s, (slot, op) in enumerate(zip(block.slots, ops, strict=True)):
             if op.kind == "id":

@@ -48,7 +48,7 @@ class Supernet(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         h = self.active.hidden
-        x = self.embeddings(input_ids, token_type_ids, h)
+        x = self.embeddings(input_ids, token_type_ids, h, self.active.embedding_rank)
         bias = SF.mask_bias(attention_mask, x.dtype)
         states = [x]
         for block in self.blocks:

@@ -111,6 +111,8 @@ def write_card(
         "",
         f"- parameters: {config['num_params']:,}",
         f"- hidden size: {arch.hidden}, non-identity sub-layers: {arch.depth()}",
+        *([f"- word embeddings: factorised, rank {arch.embedding_rank} (vocabulary x {arch.embedding_rank}"
+            f" lookup times {arch.embedding_rank} x {arch.hidden} projection)"] if arch.embedding_rank else []),
         f"- labels: {', '.join(config['labels'])}",
         f"- max tokens per text: {config['tokenizer']['max_length']}",
         "",

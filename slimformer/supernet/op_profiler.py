@@ -43,7 +43,8 @@ def profiling_archs(space: SearchSpace, hidden: int, copies: int = 3, seed: int 
 
     Identity is included like any op, so each op's neighbours look like those in uniformly
     sampled archs. Ops are shuffled with a seeded RNG and cut into archs; the last is topped up
-    with random ops.
+    with random ops. Word-embedding ranks (`space.ranks_at(hidden)`, plain first) go round the
+    archs, with archs added until every rank has one, so the table times every embedding variant.
     """
     rng = random.Random(f"{seed}-{hidden}")
     ops = [op for op in space.slot_ops() for _ in range(copies)]
@@ -51,12 +52,15 @@ def profiling_archs(space: SearchSpace, hidden: int, copies: int = 3, seed: int 
     per_arch = space.num_blocks * space.slots_per_block
     while len(ops) % per_arch:
         ops.append(rng.choice(space.slot_ops()))
+    ranks = space.ranks_at(hidden)
+    while len(ops) < len(ranks) * per_arch:
+        ops.append(rng.choice(space.slot_ops()))
     archs = []
-    for start in range(0, len(ops), per_arch):
+    for i, start in enumerate(range(0, len(ops), per_arch)):
         flat = ops[start : start + per_arch]
         k = space.slots_per_block
         blocks = tuple(tuple(flat[b * k : (b + 1) * k]) for b in range(space.num_blocks))
-        archs.append(space.validate(Arch(hidden, blocks)))
+        archs.append(space.validate(Arch(hidden, blocks, ranks[i % len(ranks)])))
     return archs
 
 
@@ -165,7 +169,12 @@ class TableProfiler:
                     by_op.setdefault(str(op), []).extend(timer.samples)
             for op_key, samples in by_op.items():
                 table.ops[(op_key, h)] = summarize_ms(samples, stat)
-            table.embeddings[h] = summarize_ms([s for m in at_h for s in m.timers[0].samples], stat)
+            for rank in self.space.ranks_at(h):
+                ms = summarize_ms([s for m in at_h if m.arch.embedding_rank == rank for s in m.timers[0].samples], stat)
+                if rank is None:
+                    table.embeddings[h] = ms
+                else:
+                    table.factorised[(h, rank)] = ms
             table.head[h] = summarize_ms([s for m in at_h for s in m.timers[-1].samples], stat)
         # One overhead for all hidden sizes: the mean pool and mask bias it holds cost microseconds
         # at any H here, and a per-H residual from a handful of models would mostly fit noise.

@@ -18,6 +18,7 @@ from torch import nn
 
 from slimformer.search_space import Arch, Op, SearchSpace
 from slimformer.supernet import functional as SF
+from slimformer.supernet.factorised_embedding import word_embedding_module
 
 
 @dataclass
@@ -59,9 +60,12 @@ class SubNetConfig:
 
 
 class SubNetEmbeddings(nn.Module):
-    def __init__(self, cfg: SubNetConfig, hidden: int):
+    """Word (plain V x H, or factorised V x r @ r x H for an arch with embedding_rank r), position
+    and token-type embeddings, summed and normalised."""
+
+    def __init__(self, cfg: SubNetConfig, hidden: int, rank: int | None = None):
         super().__init__()
-        self.word_embeddings = nn.Embedding(cfg.vocab_size, hidden)
+        self.word_embeddings = word_embedding_module(cfg.vocab_size, hidden, rank)
         self.position_embeddings = nn.Embedding(cfg.max_position, hidden)
         self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, hidden)
         self.LayerNorm = nn.LayerNorm(hidden, eps=cfg.layer_norm_eps)
@@ -142,7 +146,7 @@ class SubNet(nn.Module):
         arch = cfg.parsed_arch
         self.arch = arch
         h = arch.hidden
-        self.embeddings = SubNetEmbeddings(cfg, h)
+        self.embeddings = SubNetEmbeddings(cfg, h, arch.embedding_rank)
         self.blocks = nn.ModuleList(
             nn.ModuleList(build_op(op, h, cfg.head_size, cfg.layer_norm_eps) for op in block) for block in arch.blocks
         )

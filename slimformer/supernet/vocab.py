@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # torch only where a model is trimmed: the service reads `min
     from slimformer.supernet.subnet import SubNet
 
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
+# The V x r lookup of a factorised student (supernet/factorised_embedding.py): its rows are the tokens.
+FACTORISED_LOOKUP = "embeddings.word_embeddings.lookup.weight"
 _BATCH = 1024
 
 
@@ -244,6 +246,8 @@ def trim_tokenizer(tokenizer: Any, kept: KeptVocab) -> Any:
 def trim_subnet(model: SubNet, kept: KeptVocab) -> SubNet:
     """A copy of `model` whose word embeddings hold only the kept rows, in new-id order.
 
+    For a factorised student the rows are those of the V x r lookup; the r x H projection is shared.
+
     Raises:
         ValueError: the model embeds fewer tokens than the kept ids name, or its pad token was
             not kept.
@@ -259,7 +263,8 @@ def trim_subnet(model: SubNet, kept: KeptVocab) -> SubNet:
     if pad is None:
         raise ValueError(f"pad token id {cfg.pad_token_id} is not in the kept vocabulary")
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    state[WORD_EMBEDDINGS] = state[WORD_EMBEDDINGS][torch.tensor(kept.old_ids)].contiguous()
+    rows = FACTORISED_LOOKUP if FACTORISED_LOOKUP in state else WORD_EMBEDDINGS
+    state[rows] = state[rows][torch.tensor(kept.old_ids)].contiguous()
     trimmed = SubNet(replace(cfg, vocab_size=kept.size, pad_token_id=pad))
     trimmed.load_state_dict(state, strict=True)
     return trimmed.train(model.training)

@@ -132,8 +132,18 @@ class RunContext:
         if key not in self._supernets:
             # Block 0's state carries the embeddings, trained with it (per region in the few-shot split).
             states = [load_file(str(self.block_file(region_key, i))) for i in range(self.space.num_blocks)]
-            self._supernets[key] = assemble_supernet(self.space, states, self.teacher.model.classifier)
+            self._supernets[key] = self._with_svd_rows(
+                assemble_supernet(self.space, states, self.teacher.model.classifier))
         return self._supernets[key]
+
+    def _with_svd_rows(self, supernet: Supernet) -> Supernet:
+        """Factorised archs take their word factors from an SVD over the rows the exported student
+        keeps (vocab.json, when the search costs a trimmed vocabulary): see factorised_embedding."""
+        if self.space.student_vocab and self.space.embedding_ranks:
+            kept = read_json(self.path("vocab.json")).get("kept")
+            if kept:
+                supernet.embeddings.svd_rows = torch.tensor(kept["old_ids"], dtype=torch.long)
+        return supernet
 
     def task_supernet(self, region_key: str = "all") -> Supernet:
         """The region's supernet after the task-aware stage; the block-wise one if that stage did not run."""
@@ -144,7 +154,7 @@ class RunContext:
         if key not in self._supernets:
             supernet = Supernet(self.space)
             supernet.load_state_dict(load_file(str(file)), strict=True)
-            self._supernets[key] = supernet.eval()
+            self._supernets[key] = self._with_svd_rows(supernet.eval())
         return self._supernets[key]
 
     def region_key(self, arch: Arch) -> str:

@@ -55,8 +55,11 @@ def make_table(space: SearchSpace) -> LatencyTable:
                 ops[(str(op), h)] = 0.01 + 0.0004 * op.size * h / 64
             elif op.kind == "conv":
                 ops[(str(op), h)] = 0.01 + 0.004 * op.size * h / 64
+    # A factorised lookup adds an r x H matmul: dearer than the plain lookup, more so with r.
+    factorised = {(h, r): 0.02 * h / 64 + 0.0001 * r * h / 64
+                  for h in space.hidden_sizes for r in space.ranks_at(h) if r is not None}
     return LatencyTable(
-        setting=SETTING, ops=ops, embeddings={h: 0.02 * h / 64 for h in space.hidden_sizes},
+        setting=SETTING, ops=ops, embeddings={h: 0.02 * h / 64 for h in space.hidden_sizes}, factorised=factorised,
         head={h: 0.005 for h in space.hidden_sizes}, overhead_ms=0.05, hardware={"cpu": "test"},
     )
 
@@ -98,14 +101,16 @@ def _quiet_optuna():
 
 @pytest.mark.parametrize("allow_identity", [True, False])
 def test_smallest_and_largest_achievable_equal_brute_force_over_a_small_space(allow_identity):
-    # 4 H x 7^3 (or 6^3 without identity) = 1372 (864) architectures, one block of three slots.
+    # 4 H with their embedding ranks (11 (H, r) pairs) x 7^3 (or 6^3 without identity) architectures,
+    # one block of three slots.
     space = TINY.with_(num_blocks=1, slots_per_block=3, allow_identity=allow_identity)
     table = make_table(space)
     ops = space.slot_ops()
     costs = [
-        arch_costs(Arch(h, (combo,)), space, table, SETTING)
-        for h in space.hidden_sizes for combo in itertools.product(ops, repeat=3)
+        arch_costs(Arch(h, (combo,), r), space, table, SETTING)
+        for h in space.hidden_sizes for r in space.ranks_at(h) for combo in itertools.product(ops, repeat=3)
     ]
+    assert len(costs) == space.size() and any(r is not None for r in space.ranks_at(max(space.hidden_sizes)))
     smallest = smallest_achievable(space, table, SETTING)
     largest = largest_achievable(space, table, SETTING)
     for axis in AXES:
@@ -435,3 +440,23 @@ def test_ctnas_study_resumes_without_rescoring(tmp_path):
     assert [t.state for t in result.trials] == ["COMPLETE"] * 12
     assert len(resumed_proxy.calls) == 4
     assert not {a.hash for a in first_proxy.calls} & {a.hash for a in resumed_proxy.calls}
+
+
+@pytest.mark.parametrize("strategy", ["nsga2", "ctnas"])
+def test_params_budget_only_factorisation_reaches_is_accepted_and_met(strategy):
+    # Just under the cheapest plain-embedding arch: only factorised word embeddings fit.
+    plain = TINY.with_(embedding_ranks=())
+    budget = count_params(plain.smallest(), plain) / 1e6 * 0.98
+    budgets = Budgets(params_m=budget)
+    with pytest.raises(InfeasibleBudgetError):
+        check_budgets(plain, budgets, make_table(plain), SETTING)
+    smallest = check_budgets(TINY, budgets, TABLE, SETTING)  # accepted with ranks
+    assert smallest["params_m"] <= budget and TINY.smallest().embedding_rank is not None
+    proxy = CountingProxy()
+    result = run_search(TINY, proxy, budgets, TABLE, SETTING, strategy=strategy, trials=8, seed=0,
+                        ctnas=FAST_CTNAS, seed_archs=[TINY.smallest()])
+    _assert_no_returned_candidate_violates(result, budgets, proxy.calls)
+    assert result.pareto and proxy.calls
+    for record in result.pareto:
+        arch = TINY.parse(record.arch)
+        assert arch.embedding_rank is not None and count_params(arch, TINY) / 1e6 <= budget

@@ -136,6 +136,9 @@ def test_build_table_covers_space_and_second_call_loads_cache(tmp_path, space, m
     table = latency_build.build_latency_table(space, setting, cache_dir=tmp_path, repeats=2, warmup=1, copies=1)
     assert table.missing(space) == []
     assert all(ms > 0 for ms in table.ops.values()) and table.torch_version == torch.__version__
+    # The embedding layer is timed per (H, rank) too: every factorised variant of the space has an entry.
+    assert set(table.factorised) == {(h, r) for h in space.hidden_sizes for r in space.ranks_at(h) if r}
+    assert all(ms > 0 for ms in table.factorised.values())
     assert table.meta["clock"] == "thread_cpu"
     path = table_cache_path(tmp_path, hardware_fingerprint(), setting, torch.__version__, space)
     assert path.exists()
@@ -147,7 +150,7 @@ def test_build_table_covers_space_and_second_call_loads_cache(tmp_path, space, m
     again = latency_build.build_latency_table(space, setting, cache_dir=tmp_path, repeats=2, warmup=1, copies=1)
     assert again.meta.pop("loaded_from") == str(path)
     assert again.meta.pop("checked")["scale"] == round(again.scale, 4) > 0  # checked against whole models now
-    measured_parts = ("ops", "embeddings", "head", "overhead_ms")
+    measured_parts = ("ops", "embeddings", "factorised", "head", "overhead_ms")
     assert [getattr(again, p) for p in measured_parts] == [getattr(table, p) for p in measured_parts]
     with pytest.raises(AssertionError, match="measured again"):  # another shape is another table
         latency_build.build_latency_table(space, LatencySetting(seq_len=16), cache_dir=tmp_path)

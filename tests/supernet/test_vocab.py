@@ -194,7 +194,7 @@ def test_parameter_counts_are_exact_with_the_trimmed_vocabulary(space, model, ke
     for arch in archs:
         small = trim_subnet(extract(supernet, arch), kept)
         assert count_params(arch, trimmed_space) == small.num_params(), arch.short()
-        saved = (space.teacher.vocab_size - kept.size) * arch.hidden
+        saved = (space.teacher.vocab_size - kept.size) * (arch.embedding_rank or arch.hidden)  # rows of V x r or V x H
         assert count_params(arch, space) - count_params(arch, trimmed_space) == saved
     smallest = space.smallest()
     assert estimate_memory(smallest, trimmed_space).total < estimate_memory(smallest, space).total

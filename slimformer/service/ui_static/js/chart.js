@@ -67,7 +67,7 @@ function axis(values, count = 5) {
 const archText = (c) =>
   c.metrics?.short ||
   (c.arch && Array.isArray(c.arch.blocks)
-    ? `H${c.arch.hidden} | ${c.arch.blocks.map((b) => b.join(" ")).join(" | ")}`
+    ? `H${c.arch.hidden}${c.arch.embedding_rank ? ` r${c.arch.embedding_rank}` : ""} | ${c.arch.blocks.map((b) => b.join(" ")).join(" | ")}`
     : JSON.stringify(c.arch || {}));
 
 function figureLines(item, metrics, latencies) {
