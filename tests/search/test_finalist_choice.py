@@ -79,7 +79,7 @@ def test_one_pick_at_most_as_slow_as_each_cut():
     records = tier2 + tier3 + tier5 + faster
     picks = choose_below_cuts(records, cuts, 4)
     assert [r.hash for r in picks] == ["h3", "h1", "h5"]  # tier (17, 22] is empty: no pick there
-    assert all(any(lo < r.latency_ms <= hi for lo, hi in zip(cuts, cuts[1:])) for r in picks)
+    assert all(any(lo < r.latency_ms <= hi for lo, hi in zip(cuts, cuts[1:], strict=False)) for r in picks)
     # Fewer picks than tiers: evenly spaced tiers (the first and the last) are kept.
     assert [r.hash for r in choose_below_cuts(records, cuts, 2)] == ["h3", "h5"]
     assert choose_below_cuts(records, [6.0], 4) == [] and choose_below_cuts(records, cuts, 0) == []

@@ -152,3 +152,21 @@ def test_an_imbalanced_task_is_judged_on_macro_f1_and_the_search_s_error_follows
     accuracy = context(spec, tmp_path / "third", Recorder(), cache)
     accuracy.plan.score_metric = "error"
     assert accuracy.metric == "accuracy" and score_metric(accuracy) == "error"
+
+
+def test_a_second_job_on_the_task_reads_the_teachers_figures_from_its_cache(spec, tmp_path, cache, monkeypatch):
+    from slimformer.supernet import task_metrics
+
+    first = stage_baseline(context(spec, tmp_path / "first", Recorder(), cache))
+    ctx = context(spec, tmp_path / "second", Recorder(), cache)
+    kept = list(ctx.teacher.cache_path.glob("eval_metrics-*.json"))
+    assert [f.name for f in kept] == [f"eval_metrics-{ctx.eval_task.fingerprint()}.json"]
+
+    def no_forward_pass(*args, **kwargs):
+        raise AssertionError("the teacher's figures were computed again")
+
+    monkeypatch.setattr(task_metrics, "model_metrics", no_forward_pass)
+    second = stage_baseline(ctx)
+    assert second["teacher_dev_macro_f1"] == first["teacher_dev_macro_f1"] is not None
+    assert read_json(tmp_path / "second" / "teacher_metrics.json") == read_json(
+        tmp_path / "first" / "teacher_metrics.json")
