@@ -135,7 +135,7 @@ def test_log_in_submit_watch_chart_and_download(page, service, tiny_teacher_dir,
     tooltip.wait_for(state="visible")
     text = tooltip.inner_text()
     assert "on the front" in text and "fp32" in text and "dev accuracy" in text and "latency onnxruntime" in text
-    assert re.search(r"H\d+ \|", text), text  # the architecture
+    assert re.search(r"H\d+( r\d+)? \|", text), text  # the architecture
     page.mouse.move(0, 0)
     tooltip.wait_for(state="hidden")
     front_dot.focus()  # keyboard focus shows the same figures
