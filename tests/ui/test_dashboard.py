@@ -130,7 +130,7 @@ def test_log_in_submit_watch_chart_and_download(page, service, tiny_teacher_dir,
     assert teacher_text in tooltip.inner_text()
     page.evaluate("document.activeElement.blur()")
     tooltip.wait_for(state="hidden")
-    front_dot = chart.locator("circle.pt.front").first
+    front_dot = chart.locator("circle.pt.front").last  # drawn last: on top where marks overlap
     front_dot.hover()
     tooltip.wait_for(state="visible")
     text = tooltip.inner_text()

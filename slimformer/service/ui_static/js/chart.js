@@ -179,7 +179,10 @@ export function drawChart(container, state) {
     return el;
   };
 
-  const dots = svg("g", { class: "points" }, points.map((p) => {
+  // Front points are drawn last, so where two marks overlap (models a few hundredths of a
+  // millisecond apart at one score) the one on the front takes the pointer.
+  const drawOrder = [...points].sort((a, b) => Number(Boolean(a.front)) - Number(Boolean(b.front)));
+  const dots = svg("g", { class: "points" }, drawOrder.map((p) => {
     const attrs = {
       tabindex: 0, "data-candidate-id": p.candidate.id, "data-variant": p.variant,
       "data-recommended": p.recommended ? "true" : null,
