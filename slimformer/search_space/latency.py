@@ -251,9 +251,11 @@ class LatencyTable:
             LatencyTableError: naming the first missing entry.
         """
         h = arch.hidden
-        total = self.overhead_ms + self.embeddings_ms(h, arch.embedding_rank)
-        total += sum(self.op_ms(op, h) for op in arch.ops())
-        return total + self._part(self.head, "head", h)
+        terms = [self.overhead_ms, self.embeddings_ms(h, arch.embedding_rank), self._part(self.head, "head", h)]
+        # fsum is exactly rounded, so two archs with the same ops in another order predict the very same
+        # float: a plain sum differs in the last bit, and a calibration's scale could then order them
+        # one way in one run and the other way in the next.
+        return math.fsum(terms + [self.op_ms(op, h) for op in arch.ops()])
 
     def predict(self, arch: Arch) -> float:
         """Calibrated prediction in ms: scale * raw_predict + offset_ms."""

@@ -62,6 +62,19 @@ def test_predict_sums_the_parts():
     assert predict_latency(arch, table) == pytest.approx(expected + 8 * 0.002)
 
 
+def test_the_same_ops_in_another_order_predict_the_very_same_float():
+    # A plain left-to-right sum of these differs in the last bit between the two orders; a run's
+    # calibration scale then ordered such twins differently from another run's (a resumed job's
+    # candidates came out in another order than the uninterrupted job's).
+    table = hand_table()
+    table.ops.update({("mha:2", 64): 0.1, ("ffn:128", 64): 0.2, ("conv:3", 64): 0.3})
+    one, other = arch_of(64, "mha:2", "ffn:128", "conv:3"), arch_of(64, "conv:3", "ffn:128", "mha:2")
+    assert (0.05 + 0.04 + 0.1 + 0.2 + 0.3) != (0.05 + 0.04 + 0.3 + 0.2 + 0.1)  # why a plain sum is not enough
+    for scale, offset in ((1.0, 0.0), (1.37, 0.21), (0.93, -0.05)):
+        table.scale, table.offset_ms = scale, offset
+        assert predict_latency(one, table) == predict_latency(other, table)
+
+
 def test_missing_entry_raises_and_names_it():
     table = hand_table()
     with pytest.raises(LatencyTableError, match=r"conv:3 at H=32") as info:
