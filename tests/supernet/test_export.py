@@ -19,7 +19,6 @@ import torch
 
 import slimformer
 from slimformer.errors import ModelFormatError
-from slimformer.search_space import TeacherFacts, space_for_teacher
 from slimformer.supernet.export import export_folder, save_subnet
 from slimformer.supernet.extract import extract
 from slimformer.supernet.load import load_subnet
@@ -55,20 +54,6 @@ SPARSE = {
     "hidden": 16,
     "blocks": [["id", "id", "id", "id"], ["conv:5", "id", "id", "id"], ["id", "id", "id", "mha:2"]],
 }
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_teacher_dir: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(tiny_teacher_dir), local_files_only=True)
-
-
-@pytest.fixture(scope="module")
-def space(tokenizer):
-    facts = TeacherFacts(hidden_size=64, num_layers=6, num_heads=4, intermediate_size=128,
-                         vocab_size=len(tokenizer), max_position=128)
-    return space_for_teacher(facts)
 
 
 @pytest.fixture(scope="module")

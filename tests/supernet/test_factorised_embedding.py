@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from slimformer.search_space import TeacherFacts, count_params, space_for_teacher
+from slimformer.search_space import count_params
 from slimformer.supernet.export import WEIGHTS_FILE, export_folder
 from slimformer.supernet.extract import extract
 from slimformer.supernet.factorised_embedding import FactorisedEmbedding, SvdBasis
@@ -27,20 +27,6 @@ TRAIN = ["the movie was good", "this film is really bad", "what a wonderful hote
 KNOWN = ["the film was good", "what a bad movie", "this hotel is really wonderful", "boring food!", ""]
 MIXED = {"hidden": 48, "blocks": [["conv:3", "id", "mha:2", "ffn:128"], ["conv:7", "id", "id", "id"],
                                   ["id", "mha:4", "ffn:128", "conv:3"]]}
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_teacher_dir: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(tiny_teacher_dir), local_files_only=True)
-
-
-@pytest.fixture(scope="module")
-def space(tokenizer):
-    facts = TeacherFacts(hidden_size=64, num_layers=6, num_heads=4, intermediate_size=128,
-                         vocab_size=len(tokenizer), max_position=128)
-    return space_for_teacher(facts)
 
 
 @pytest.fixture(scope="module")

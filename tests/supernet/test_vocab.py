@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import slimformer
-from slimformer.search_space import TeacherFacts, count_params, estimate_memory, space_for_teacher
+from slimformer.search_space import count_params, estimate_memory
 from slimformer.supernet.export import export_folder
 from slimformer.supernet.extract import extract
 from slimformer.supernet.model import Supernet
@@ -38,13 +38,6 @@ MIXED = {"hidden": 48, "blocks": [["conv:3", "id", "mha:2", "ffn:128"], ["conv:7
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_teacher_dir: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(tiny_teacher_dir), local_files_only=True)
-
-
-@pytest.fixture(scope="module")
 def kept(tokenizer) -> KeptVocab:
     return kept_vocab(tokenizer, TRAIN)
 
@@ -52,13 +45,6 @@ def kept(tokenizer) -> KeptVocab:
 @pytest.fixture(scope="module")
 def trimmed(tokenizer, kept):
     return trim_tokenizer(tokenizer, kept)
-
-
-@pytest.fixture(scope="module")
-def space(tokenizer):
-    facts = TeacherFacts(hidden_size=64, num_layers=6, num_heads=4, intermediate_size=128,
-                         vocab_size=len(tokenizer), max_position=128)
-    return space_for_teacher(facts)
 
 
 @pytest.fixture(scope="module")
