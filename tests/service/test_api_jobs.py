@@ -367,3 +367,31 @@ def test_openapi_is_served(api):
             "/v1/jobs/{job_id}/candidates/{candidate_id}/artifact", "/v1/jobs/{job_id}/pareto.svg"} <= set(doc["paths"])
     assert any("HTTPBearer" in s for s in doc["components"]["securitySchemes"])
 
+
+
+@sqlite_only
+def test_a_1_5m_params_budget_on_minilm_is_accepted_and_searched_within(api):
+    """Issue 9's budget: 1.5M parameters on MiniLM-L6 (22.7M; its word table alone is 11.7M).
+
+    Accepted over HTTP, and a search on the same space with the job's kept vocabulary (16,023 rows
+    at the quick preset on Rotten Tomatoes + news, bench/results/compact.json) returns only models
+    within it: every one factorised, since a plain 16k x 128 table alone is over 2M.
+    """
+    from slimformer.search import Budgets, run_search
+
+    client = api.tenant_client()
+    assert client.post("/v1/jobs", json={"teacher": "minilm-l6", "budgets": {"params_m": 1.5}}).status_code == 201
+    space = space_for_teacher(_facts(), student_vocab=16_023)
+    budgets = Budgets(params_m=1.5)
+    table = LatencyTable.from_dict(_made_up_table(space, 128, 1.0, "test"))
+    scored = []
+
+    def smaller_is_worse(arch):  # a made-up score that pulls the search towards the budget's edge
+        scored.append(arch)
+        return count_params(arch, space) / 1e6
+
+    result = run_search(space, smaller_is_worse, budgets, table, table.setting, strategy="nsga2", trials=10, seed=0,
+                        seed_archs=[space.smallest()])
+    assert result.pareto and scored
+    for arch in scored + [space.parse(r.arch) for r in result.pareto]:
+        assert count_params(arch, space) <= 1_500_000 and arch.embedding_rank is not None, arch.short()
