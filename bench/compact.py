@@ -123,7 +123,7 @@ def smallest(space, shape) -> dict:
             "memory_mb": round(estimate_memory(arch, space, shape.batch, shape.seq_len).total_mb, 3)}
 
 
-def compact_twins(run_dir: Path, ranks: list[int]) -> list[dict]:
+def compact_twins(run_dir: Path, ranks: list[int], only: list[str] | None = None) -> list[dict]:
     """Fine-tune, export and measure each plain cut of the job again with a factorised word table.
 
     The job's plain cuts (origin "layer_dropped") have the teacher's V x H table (trimmed); the same
@@ -138,20 +138,27 @@ def compact_twins(run_dir: Path, ranks: list[int]) -> list[dict]:
     from slimformer.search_space import Arch
     from slimformer.workers.context import RunContext, write_json
     from slimformer.workers.progress import ConsoleReporter
+    from slimformer.workers.ray_runtime import init_ray, shutdown_ray
     from slimformer.workers.stages.finalize import export_and_measure, train_finalists
 
     spec = JobSpec.model_validate(json.loads((run_dir / "spec.json").read_text()))
-    ctx = RunContext(spec, run_dir, ConsoleReporter(), use_ray=False)
+    init_ray(num_cpus=os.cpu_count())  # one fine-tune per core, as the job's finalize stage runs them
+    ctx = RunContext(spec, run_dir, ConsoleReporter(), use_ray=True)
     cuts = [r for r in json.loads((run_dir / "finalists.json").read_text())
             if r.get("origin") == "layer_dropped" and Arch.from_dict(r["arch"]).embedding_rank is None]
     archs, origins = [], []
+    if only:  # a subset of the cuts, by their words ("teacher's first 2 layers")
+        cuts = [c for c in cuts if c.get("reference") in only]
     for cut in cuts:
         for rank in ranks:
             arch = ctx.space.parse(replace(Arch.from_dict(cut["arch"]), embedding_rank=rank).to_dict())
             archs.append(arch)
             origins.append({"origin": "compact_twin", "reference": f"{cut.get('reference', cut['hash'])}, "
                             f"word table at rank {rank}", "twin_of": cut["hash"]})
-    trained = train_finalists(ctx, archs)
+    try:
+        trained = train_finalists(ctx, archs)
+    finally:
+        shutdown_ray()
     records = export_and_measure(ctx, archs, trained, origins)
     write_json(run_dir / "compact_twins.json", records)
     return records
@@ -255,6 +262,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "compact.json")
     parser.add_argument("--probe", action="store_true", help="also run the frozen-encoder accuracy probe (minutes)")
     parser.add_argument("--twins", default="", help="ranks, e.g. 64,128: fine-tune each plain cut again factorised")
+    parser.add_argument("--twin-cuts", default="", help="only these cuts, ';'-separated: \"teacher's first 2 layers\"")
     args = parser.parse_args()
 
     from slimformer.contracts.spec import JobSpec
@@ -270,7 +278,8 @@ def main() -> None:
     trimmed = space_for_teacher(facts, student_vocab=vocab["vocab_size"])
     before, after = smallest(full, spec.latency), smallest(trimmed, spec.latency)
     if args.twins and args.run_dir:
-        compact_twins(args.run_dir, [int(r) for r in args.twins.split(",")])
+        only = [c.strip() for c in args.twin_cuts.split(";") if c.strip()] or None
+        compact_twins(args.run_dir, [int(r) for r in args.twins.split(",")], only)
     result = {
         "teacher": spec.teacher, "dataset": spec.dataset, "corpus": spec.corpus,
         "smallest_params": {"before": before["params"], "after": after["params"]},
