@@ -10,16 +10,15 @@ Writes bench/results/compact.json:
                                            (finalist, variant) point: params, memory_mb, latency_ms,
                                            test_accuracy, variant, vocab_size, embedding_rank (None: full),
                                            params_untrimmed_full_rank (the same model with the teacher's
-                                           whole vocabulary and a V x H table)
-
-    twins[]                                (--twins 64,128) the "without factorisation" comparison, measured
-                                           in the same run: each plain cut of the teacher the job fine-tuned
-                                           (full-rank word table) is fine-tuned again, same recipe, same
-                                           task-tuned shared weights, with its word table factorised at
-                                           each rank; their points join front[] with origin "compact_twin"
+                                           whole vocabulary and a V x H table); with --twins 64,128 also
+                                           the "without factorisation" comparison, measured in the same
+                                           run: each plain cut the job fine-tuned (full-rank word table) is
+                                           fine-tuned again, same recipe, same task-tuned shared weights,
+                                           its word table factorised at each rank (origin "compact_twin")
+    targets                                issue 9's three targets with the figures that decide them
 
 The vocabulary part tokenizes the task and corpus only (about a minute on 2 cores); the front needs a
-job that already ran with this code (`slimformer run` at the quick preset takes ~20 minutes), so it is
+job that already ran with this code (a quick-preset job: 3,796 s and 4,816 s measured on a shared machine), so it is
 read, never run, here. Twins are fine-tuned into the same run folder (candidates/<hash>), so a second
 call finds them trained and only re-reads them.
 

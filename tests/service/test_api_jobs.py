@@ -368,7 +368,6 @@ def test_openapi_is_served(api):
     assert any("HTTPBearer" in s for s in doc["components"]["securitySchemes"])
 
 
-
 @sqlite_only
 def test_a_1_5m_params_budget_on_minilm_is_accepted_and_searched_within(api):
     """Issue 9's budget: 1.5M parameters on MiniLM-L6 (22.7M; its word table alone is 11.7M).
