@@ -20,6 +20,7 @@ Latencies of the found models, the baselines and the teacher (as a SubNet, the s
 measured together in interleaved rounds at the end, so machine drift moves them all alike.
 
     .venv/bin/python bench/quality.py [--ranking-archs 12] [--ranking-seeds 2] [--run-dir runs/bench-quality]
+                                      [--carry-ranking bench/results/quality.json]
 """
 
 from __future__ import annotations
@@ -35,13 +36,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from quality_parts import (  # noqa: E402
-    bootstrap_tau,
+    carried_ranking,
     comparator_figures,
-    kendall,
     layer_baselines,
     measure_together,
     plot,
-    spread_by_latency,
+    ranking_figures,
     targets,
 )
 
@@ -51,6 +51,9 @@ def main() -> int:
     parser.add_argument("--run-dir", default="runs/bench-quality")
     parser.add_argument("--ranking-archs", type=int, default=12)
     parser.add_argument("--ranking-seeds", type=int, default=2)
+    parser.add_argument("--carry-ranking", metavar="QUALITY_JSON",
+                        help="copy `ranking` from an earlier results file instead of measuring it again "
+                             "(marked `carried_from`); for a run that changes nothing the ranking measures")
     parser.add_argument("--out", default=str(HERE / "results" / "quality.json"))
     parser.add_argument("--teacher", default="minilm-l6")
     parser.add_argument("--dataset", default="rotten-tomatoes")
@@ -64,14 +67,13 @@ def main() -> int:
     from slimformer.search.budgets import Budgets
     from slimformer.search.finalists import choose_finalists
     from slimformer.search.strategies import run_search
-    from slimformer.search_space import count_params
     from slimformer.supernet.teacher import load_teacher
     from slimformer.workers.context import RunContext, read_json
     from slimformer.workers.pipeline import run_job
     from slimformer.workers.progress import ConsoleReporter
     from slimformer.workers.ray_runtime import init_ray, shutdown_ray
     from slimformer.workers.stages.finalize import export_and_measure, train_finalists
-    from slimformer.workers.stages.search import make_blockwise_evaluator, make_task_evaluator
+    from slimformer.workers.stages.search import make_task_evaluator
 
     walls: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -130,32 +132,10 @@ def main() -> int:
 
         # --- ranking: task-aware score vs fine-tuned dev accuracy, 2 seeds ------------------------
         t = time.perf_counter()
-        scored = {r["hash"]: r for r in main_search["trials"] if r.get("proxy") is not None}
-        ranking_archs = spread_by_latency([space.parse(r["arch"]) for r in scored.values()], ctx,
-                                          args.ranking_archs)
-        seeds = [None] + [spec.seed + s for s in range(1, args.ranking_seeds)]
-        dev_by_seed = [[r["dev_accuracy"] for r in train_finalists(ctx, ranking_archs, seed)] for seed in seeds]
-        dev = [sum(col) / len(col) for col in zip(*dev_by_seed, strict=True)]
-        with make_task_evaluator(ctx) as task_eval, make_blockwise_evaluator(ctx, "fewshot") as block_eval:
-            task_scores = [task_eval.task_score(a) for a in ranking_archs]
-            block_scores = [block_eval.score(a) for a in ranking_archs]
-        params = [count_params(a, space) for a in ranking_archs]
-        kl, err = [-s.kl for s in task_scores], [-(1 - s.accuracy) for s in task_scores]
-        ranking = {
-            "n": len(ranking_archs), "seeds": len(seeds),
-            "task_aware_tau": kendall(kl, dev), "task_aware_tau_ci95": bootstrap_tau(kl, dev),
-            "task_aware_error_tau": kendall(err, dev), "task_aware_error_tau_ci95": bootstrap_tau(err, dev),
-            "blockwise_tau": kendall([-b for b in block_scores], dev),
-            "blockwise_tau_ci95": bootstrap_tau([-b for b in block_scores], dev),
-            "params_tau": kendall(params, dev), "params_tau_ci95": bootstrap_tau(params, dev),
-            "seed_gap_mean": (sum(abs(a - b) for a, b in zip(*dev_by_seed[:2], strict=True)) / len(dev)
-                              if len(dev_by_seed) > 1 else None),
-            "archs": [{"hash": a.hash, "arch": a.short(), "params": p, "predicted_latency_ms": ctx.predicted_latency(a),
-                       "shared_kl": s.kl, "shared_dev_accuracy": s.accuracy, "blockwise_proxy": b,
-                       "dev_accuracy_per_seed": [col[i] for col in dev_by_seed], "dev_accuracy": d}
-                      for i, (a, p, s, b, d) in enumerate(zip(ranking_archs, params, task_scores, block_scores, dev,
-                                                               strict=True))],
-        }
+        if args.carry_ranking:
+            ranking = carried_ranking(Path(args.carry_ranking))
+        else:
+            ranking = ranking_figures(ctx, main_search, args.ranking_archs, args.ranking_seeds)
         walls["ranking"] = round(time.perf_counter() - t, 1)
 
         # --- every latency measured together ------------------------------------------------------

@@ -73,14 +73,15 @@ def _train_layers(spec_doc: dict, run_dir: str, cache_dir: str, name: str, layer
     arch = ctx.space.layers_arch(layers)
     student = extract(warm_supernet(ctx), arch, ctx.task.labels)
     teacher = ctx.teacher
-    settings = replace(ctx.plan.finetune, max_length=teacher.max_length)
+    settings = ctx.finetune_settings(arch)  # the finalists' recipe for an arch of this cost
     with torch_threads(settings.threads):
         fit = finetune_subnet(student, teacher.model, teacher.tokenizer, ctx.task.train, ctx.task.dev, ctx.task.test,
                               settings, teacher_logits=ctx.teacher_logits()["train"])
     save_subnet(student, teacher.tokenizer, folder / "trained")
     record = {"layers": layers, "hash": arch.hash, "params": count_params(arch, ctx.space),
               "dev_accuracy": fit.dev_accuracy, "test_accuracy": fit.test_accuracy, "best_step": fit.best_step,
-              "steps": fit.steps, "seconds": round(fit.seconds, 1)}
+              "steps": fit.steps, "seconds": round(fit.seconds, 1), "finetune_epochs": settings.epochs,
+              "finetune_examples": settings.max_train_examples or len(ctx.task.train)}
     folder.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(record, indent=2))
     return record
@@ -183,6 +184,57 @@ def comparator_figures(ctx, main_search: dict, objectives, reference) -> dict[st
         "evaluations_saved": (len(nsga_curve) - reached) if reached is not None else None,
         "ctnas_final_hypervolume": ctnas_curve[-1] if ctnas_curve else 0.0,
     }
+
+
+# --- ranking: shared-weight scores against fine-tuned dev accuracy ----------------------------------
+
+
+def ranking_figures(ctx, main_search: dict, n_archs: int, n_seeds: int) -> dict[str, Any]:
+    """Kendall tau of the task-aware score, the block-wise proxy and the parameter count against the
+    dev accuracy of `n_archs` scored archs spread over the latency range, each fine-tuned with the
+    finalists' recipe under `n_seeds` seeds (averaged), with 95% bootstrap intervals."""
+    from slimformer.search_space import count_params
+    from slimformer.workers.stages.finalize import train_finalists
+    from slimformer.workers.stages.search import make_blockwise_evaluator, make_task_evaluator
+
+    space, spec = ctx.space, ctx.spec
+    scored = {r["hash"]: r for r in main_search["trials"] if r.get("proxy") is not None}
+    ranking_archs = spread_by_latency([space.parse(r["arch"]) for r in scored.values()], ctx, n_archs)
+    seeds = [None] + [spec.seed + s for s in range(1, n_seeds)]
+    dev_by_seed = [[r["dev_accuracy"] for r in train_finalists(ctx, ranking_archs, seed)] for seed in seeds]
+    dev = [sum(col) / len(col) for col in zip(*dev_by_seed, strict=True)]
+    with make_task_evaluator(ctx) as task_eval, make_blockwise_evaluator(ctx, "fewshot") as block_eval:
+        task_scores = [task_eval.task_score(a) for a in ranking_archs]
+        block_scores = [block_eval.score(a) for a in ranking_archs]
+    params = [count_params(a, space) for a in ranking_archs]
+    kl, err = [-s.kl for s in task_scores], [-(1 - s.accuracy) for s in task_scores]
+    return {
+        "n": len(ranking_archs), "seeds": len(seeds),
+        "task_aware_tau": kendall(kl, dev), "task_aware_tau_ci95": bootstrap_tau(kl, dev),
+        "task_aware_error_tau": kendall(err, dev), "task_aware_error_tau_ci95": bootstrap_tau(err, dev),
+        "blockwise_tau": kendall([-b for b in block_scores], dev),
+        "blockwise_tau_ci95": bootstrap_tau([-b for b in block_scores], dev),
+        "params_tau": kendall(params, dev), "params_tau_ci95": bootstrap_tau(params, dev),
+        "seed_gap_mean": (sum(abs(a - b) for a, b in zip(*dev_by_seed[:2], strict=True)) / len(dev)
+                          if len(dev_by_seed) > 1 else None),
+        "archs": [{"hash": a.hash, "arch": a.short(), "params": p, "predicted_latency_ms": ctx.predicted_latency(a),
+                   "shared_kl": s.kl, "shared_dev_accuracy": s.accuracy, "blockwise_proxy": b,
+                   "dev_accuracy_per_seed": [col[i] for col in dev_by_seed], "dev_accuracy": d}
+                  for i, (a, p, s, b, d) in enumerate(zip(ranking_archs, params, task_scores, block_scores, dev,
+                                                           strict=True))],
+    }
+
+
+def carried_ranking(results_file: Path) -> dict[str, Any]:
+    """An earlier run's `ranking`, marked with where it came from (it was not measured in this run)."""
+    import json
+
+    earlier = json.loads(Path(results_file).read_text())
+    ranking = dict(earlier["ranking"])
+    ranking.pop("carried_from", None)
+    source = earlier["ranking"].get("carried_from") or {"command": earlier.get("command"),
+                                                         "job_seconds_total": earlier["job_seconds"]["total"]}
+    return {**ranking, "carried_from": source}
 
 
 # --- targets and plot ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,10 @@ from slimformer.data import TaskData, load_task
 from slimformer.search_space import Arch, SearchSpace
 from slimformer.search_space.latency import LatencySetting, LatencyTable, predict_latency
 from slimformer.supernet.assemble import assemble_supernet, fewshot_regions, region_of
+from slimformer.supernet.finetune import FinetuneSettings
 from slimformer.supernet.model import Supernet
 from slimformer.supernet.teacher import TaskTeacher, fine_tune_teacher
+from slimformer.workers.finetune_budget import finalist_finetune
 from slimformer.workers.plan import StagePlan, plan_for
 from slimformer.workers.progress import Reporter
 
@@ -166,6 +168,16 @@ class RunContext:
     def routed_supernet(self, arch: Arch) -> Supernet:
         """The most trained supernet that holds `arch`: its region's, task-tuned where available."""
         return self.task_supernet(self.region_key(arch))
+
+    def finetune_settings(self, arch: Arch) -> FinetuneSettings:
+        """The finalists' fine-tuning recipe for `arch`, which every baseline beside them gets too.
+
+        The plan's recipe at the teacher's max_length, picking the best state by the job's metric,
+        with more examples for archs cheaper than the teacher (workers/finetune_budget.py).
+        """
+        base = replace(self.plan.finetune, max_length=self.teacher.max_length, select=self.metric)
+        return finalist_finetune(base, arch, self.space, len(self.task.train), self.plan.finalist_compute_from,
+                                 self.plan.finalist_max_epochs)
 
     def score_examples(self) -> list:
         """The dev rows candidates are scored on with shared weights (the first `plan.score_examples`)."""

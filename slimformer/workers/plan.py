@@ -29,6 +29,10 @@ class StagePlan:
     score_examples: int | None = 500  # dev rows for shared-weight scores (None: all)
     score_metric: str = "kl"
     driver_threads: int = 2  # torch threads of work done in the driver itself (teacher logits)
+    # Finalists faster (in FLOPs) than this many times the teacher see proportionally more examples,
+    # up to `finalist_max_epochs` passes over the training split (workers/finetune_budget.py). None: off.
+    finalist_compute_from: float | None = None
+    finalist_max_epochs: float = 1.0
     extra: dict = field(default_factory=dict)
 
 
@@ -76,6 +80,8 @@ def plan_for(spec: JobSpec) -> StagePlan:
             eval_examples=None, trials=60, finalists=4, proxy_batches=2,
             task=TaskTuneSettings(steps=100, batch_size=32, lr=1e-4, seed=seed, checkpoint_every=50),
             score_examples=500,
+            # A 3x (in FLOPs) finalist sees 2x the examples, a 6x one up to 2 epochs of the whole split.
+            finalist_compute_from=1.5, finalist_max_epochs=2.0,
         )
     else:
         plan = StagePlan(
@@ -87,7 +93,7 @@ def plan_for(spec: JobSpec) -> StagePlan:
             finetune=FinetuneSettings(epochs=4, lr=1e-4, batch_size=32, seed=seed, patience=3, evals_per_epoch=2),
             eval_examples=None, trials=300, finalists=6, proxy_batches=4,
             task=TaskTuneSettings(steps=1500, batch_size=32, lr=1e-4, seed=seed, checkpoint_every=100),
-            score_examples=None,
+            score_examples=None, finalist_compute_from=1.5, finalist_max_epochs=6.0,
         )
     if spec.search.trials is not None:
         plan.trials = spec.search.trials

@@ -97,8 +97,9 @@ def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None) -> dict
     if done.exists():
         return read_json(done)
     teacher, task = ctx.teacher, ctx.eval_task
-    # The best state is the one with the best dev figure of the job's metric (macro-F1 on an imbalanced task).
-    settings = replace(ctx.plan.finetune, max_length=teacher.max_length, select=ctx.metric)
+    # The best state is the one with the best dev figure of the job's metric (macro-F1 on an imbalanced task);
+    # cheaper archs see more examples (workers/finetune_budget.py).
+    settings = ctx.finetune_settings(arch)
     if seed is not None:
         settings = replace(settings, seed=seed)
     supernet = ctx.routed_supernet(arch)
@@ -115,7 +116,8 @@ def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None) -> dict
               "finetune_seconds": round(result.seconds, 2), "finetune_steps": result.steps,
               "loss_first": result.loss_history[0] if result.loss_history else None,
               "loss_last": result.loss_history[-1] if result.loss_history else None,
-              "best_step": result.best_step, "dev_history": result.dev_history}
+              "best_step": result.best_step, "dev_history": result.dev_history,
+              "finetune_examples": settings.max_train_examples or len(task.train), "finetune_epochs": settings.epochs}
     write_json(done, record)
     return record
 

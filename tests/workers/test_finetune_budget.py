@@ -1,0 +1,53 @@
+"""The finalists' fine-tuning budget: cheaper archs see more examples, within the plan's cap."""
+
+from __future__ import annotations
+
+import pytest
+
+from slimformer.search_space import TeacherFacts
+from slimformer.search_space.space import space_for_teacher
+from slimformer.supernet.finetune import FinetuneSettings
+from slimformer.workers.finetune_budget import examples_scale, finalist_finetune, flops_speedup, scaled_finetune
+
+MINILM = space_for_teacher(TeacherFacts())
+QUICK = FinetuneSettings(epochs=1, max_train_examples=6000, max_length=48)
+TRAIN = 8530  # Rotten Tomatoes' training split
+
+
+def test_speedup_counts_the_teacher_against_its_own_cuts():
+    teacher = MINILM.layers_arch(list(range(6)))
+    assert flops_speedup(teacher, MINILM, 48) == pytest.approx(1.0)
+    assert flops_speedup(MINILM.layers_arch([0, 1]), MINILM, 48) == pytest.approx(3.0, rel=1e-3)
+    assert flops_speedup(MINILM.layers_arch([0]), MINILM, 48) == pytest.approx(6.0, rel=1e-3)
+
+
+def test_archs_slower_than_the_threshold_keep_the_base_recipe():
+    assert examples_scale(1.4, 1.5) == 1.0
+    assert examples_scale(6.0, None) == 1.0
+    for layers in ([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4], [0, 1, 2, 3]):
+        arch = MINILM.layers_arch(layers)
+        assert finalist_finetune(QUICK, arch, MINILM, TRAIN, 1.5, 2.0) == QUICK
+
+
+def test_a_3x_arch_sees_twice_the_examples():
+    two_layers = MINILM.layers_arch([0, 1])
+    got = finalist_finetune(QUICK, two_layers, MINILM, TRAIN, 1.5, 2.0)
+    # 12,000 rows exceed the 8,530-row split: the whole split, for 12,000 / 8,530 epochs.
+    assert got.max_train_examples is None
+    assert got.epochs == pytest.approx(12000 / TRAIN, rel=1e-3)
+
+
+def test_more_rows_before_more_epochs_and_the_cap_holds():
+    assert scaled_finetune(QUICK, 1.2, TRAIN, 2.0).max_train_examples == 7200
+    assert scaled_finetune(QUICK, 1.2, TRAIN, 2.0).epochs == 1.0
+    capped = scaled_finetune(QUICK, 10.0, TRAIN, 2.0)
+    assert capped.max_train_examples is None and capped.epochs == pytest.approx(2.0)
+    one_layer = finalist_finetune(QUICK, MINILM.layers_arch([0]), MINILM, TRAIN, 1.5, 2.0)
+    assert one_layer.epochs == pytest.approx(2.0)
+
+
+def test_a_recipe_already_above_the_cap_is_never_cut():
+    standard = FinetuneSettings(epochs=4, max_length=48)
+    assert scaled_finetune(standard, 3.0, TRAIN, 2.0) == standard
+    assert scaled_finetune(standard, 3.0, TRAIN, 6.0).epochs == pytest.approx(6.0)
+    assert scaled_finetune(standard, 0.5, TRAIN, 6.0) == standard
