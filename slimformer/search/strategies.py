@@ -148,7 +148,8 @@ def run_search(
         storage_url: SQLAlchemy URL of the study storage; None keeps it in memory.
         study_name: the study to create or resume.
         objectives: ("proxy", "latency"), optionally with "memory".
-        on_trial: called with each finished trial's record (progress, cancellation by raising).
+        on_trial: called with each finished trial's record (progress, cancellation by raising); a
+            resumed study reports the trials it finished before once more first, so a receiver upserts.
         population_size: NSGA-II population (default `default_population_size(trials)`, fixed at
             study creation).
         ctnas: CTNAS settings (strategy "ctnas" only).
@@ -196,6 +197,12 @@ def run_search(
         return make_sampler(finished, merged)
 
     study, finished = open_study(storage_url, study_name, len(objectives), make_and_keep, meta, defaults)
+    if finished and on_trial is not None:
+        # A resumed study: a crash between a trial's `tell` and its `on_trial` lost that report, and the
+        # trial is never asked again. Report every finished trial once more; receivers upsert by arch.
+        for trial in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                            key=lambda t: t.number):
+            on_trial(record_of(trial, space))
     scorer = Scorer(space, evaluate, budgets, latency_table, setting, dtype, known_scores(study))
     seed_archs = [space.validate(a) for a in seed_archs][:trials]
 

@@ -302,6 +302,27 @@ def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 20
 
 
+def test_a_resumed_study_reports_its_finished_trials_again(tmp_path):
+    """A crash between a trial's `tell` and its report (on_trial) must not lose that trial's report:
+    the resume never asks the trial again, so it reports every finished one once more."""
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    reported: list[str] = []
+
+    def crash_on_fourth_report(record):
+        if len(reported) == 3:
+            raise KeyboardInterrupt  # the process died before this trial's report reached the database
+        reported.append(record.hash)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(TINY, synthetic_proxy, None, TABLE, SETTING, trials=8, seed=0, storage_url=url, study_name="s",
+                   on_trial=crash_on_fourth_report)
+    assert len(reported) == 3
+    result = run_search(TINY, synthetic_proxy, None, TABLE, SETTING, trials=8, seed=0, storage_url=url,
+                        study_name="s", on_trial=lambda record: reported.append(record.hash))
+    assert set(reported) == {t.hash for t in result.trials}  # the fourth trial's report was made on resume
+    assert len(result.trials) == 8
+
+
 KILLED_SEARCH = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])

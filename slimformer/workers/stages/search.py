@@ -114,8 +114,8 @@ def stage_search(ctx: RunContext) -> dict[str, Any]:
             candidate = {"hash": record.hash, "arch": record.arch, "proxy": record.proxy,
                          "predicted_latency_ms": record.latency_ms, "memory_mb": record.memory_mb,
                          "params": record.params, "state": "scored"}
-            if task_aware:
-                score = evaluator.scores[record.hash]
+            score = evaluator.scores.get(record.hash) if task_aware else None  # from its cache on a resume
+            if score is not None:
                 candidate.update(shared_dev_accuracy=score.accuracy, shared_kl=score.kl,
                                  shared_dev_macro_f1=score.macro_f1)
             ctx.reporter.candidate(candidate)
