@@ -18,7 +18,7 @@ Writes bench/results/compact.json:
     targets                                issue 9's three targets with the figures that decide them
 
 The vocabulary part tokenizes the task and corpus only (about a minute on 2 cores); the front needs a
-job that already ran with this code (a quick-preset job: 3,796 s and 4,816 s measured on a shared machine), so it is
+job that already ran with this code (a quick-preset job: 2,949 s quiet, stop 18), so it is
 read, never run, here. Twins are fine-tuned into the same run folder (candidates/<hash>), so a second
 call finds them trained and only re-reads them.
 

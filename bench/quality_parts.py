@@ -81,7 +81,7 @@ def _train_layers(spec_doc: dict, run_dir: str, cache_dir: str, name: str, layer
     record = {"layers": layers, "hash": arch.hash, "params": count_params(arch, ctx.space),
               "dev_accuracy": fit.dev_accuracy, "test_accuracy": fit.test_accuracy, "best_step": fit.best_step,
               "steps": fit.steps, "seconds": round(fit.seconds, 1), "finetune_epochs": settings.epochs,
-              "finetune_examples": settings.max_train_examples or len(ctx.task.train)}
+              "finetune_rows": settings.max_train_examples or len(ctx.task.train)}
     folder.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(record, indent=2))
     return record

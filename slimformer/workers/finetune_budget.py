@@ -41,7 +41,7 @@ def scaled_finetune(base: FinetuneSettings, scale: float, train_size: int, max_e
     """
     rows = min(base.max_train_examples or train_size, train_size)
     seen = min(rows * base.epochs * scale, train_size * max(max_epochs, base.epochs))
-    if scale <= 1.0 or seen <= rows * base.epochs:
+    if seen <= rows * base.epochs:  # no faster than compute_from, or already at the cap
         return base
     if seen <= train_size:
         return replace(base, max_train_examples=int(round(seen)), epochs=1.0)

@@ -117,7 +117,7 @@ def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None) -> dict
               "loss_first": result.loss_history[0] if result.loss_history else None,
               "loss_last": result.loss_history[-1] if result.loss_history else None,
               "best_step": result.best_step, "dev_history": result.dev_history,
-              "finetune_examples": settings.max_train_examples or len(task.train), "finetune_epochs": settings.epochs}
+              "finetune_rows": settings.max_train_examples or len(task.train), "finetune_epochs": settings.epochs}
     write_json(done, record)
     return record
 
