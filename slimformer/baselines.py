@@ -150,19 +150,23 @@ def frozen_embedding_logistic_regression(encoder: Any, tokenizer: Any, train: Se
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from slimformer.data.types import batch_order, encode_batch
+    from slimformer.data.types import batch_order, encode_batch, token_lengths
     from slimformer.supernet.teacher_model import mean_pool
 
     encoder.eval()
 
     @torch.no_grad()
     def embed(examples: Sequence[Example]):
-        out = []
-        for idx in batch_order(len(examples), 64):
+        out = torch.empty(0)
+        # Batches of similar length pad less; each row is written back to its example's place.
+        lengths = token_lengths(tokenizer, [ex.text for ex in examples], max_length)
+        for idx in batch_order(len(examples), 64, lengths=lengths):
             batch = encode_batch(tokenizer, [examples[i].text for i in idx], max_length=max_length)
-            hidden = encoder(**batch).last_hidden_state
-            out.append(mean_pool(hidden, batch["attention_mask"]))
-        return torch.cat(out).numpy()
+            pooled = mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"])
+            if not out.numel():
+                out = torch.empty(len(examples), pooled.shape[-1])
+            out[idx] = pooled
+        return out.numpy()
 
     started = time.perf_counter()
     x_train, x_dev = embed(train), embed(dev)

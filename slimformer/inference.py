@@ -127,9 +127,13 @@ class TextClassifier:
             raise TypeError("texts: every item must be a string")
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        # Batches of texts of similar length pad less (longest first); rows go back to their texts' places.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
         step = self.batch_size
-        parts = [self._run(self._encode(texts[i : i + step])) for i in range(0, len(texts), step)]
-        return np.concatenate(parts, axis=0)
+        parts = [self._run(self._encode([texts[j] for j in order[i : i + step]])) for i in range(0, len(texts), step)]
+        out = np.empty((len(texts), parts[0].shape[-1]), dtype=parts[0].dtype)
+        out[order] = np.concatenate(parts, axis=0)
+        return out
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         """The most likely label name for each text."""

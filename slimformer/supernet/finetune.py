@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimformer.data.types import Example, batch_order, encode_batch
+from slimformer.data.types import Example, batch_order, encode_batch, token_lengths
 from slimformer.search_space import TeacherFacts
 from slimformer.supernet.device import to_device, training_device
 from slimformer.supernet.distill import relative_mse
@@ -157,6 +157,8 @@ def finetune_subnet(
     params = list(student.parameters()) + list(projections.parameters())
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.01)
     per_epoch = math.ceil(len(rows) / settings.batch_size)
+    # Batches of texts of similar length pad less (see batch_order).
+    row_lengths = token_lengths(tokenizer, [train[i].text for i in rows], settings.max_length)
     total_steps = max(1, int(per_epoch * settings.epochs))
     eval_every = max(1, per_epoch // max(1, settings.evals_per_epoch))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -170,7 +172,8 @@ def finetune_subnet(
     step = 0
     while step < total_steps and not (settings.patience and stale >= settings.patience):
         epoch = step // per_epoch
-        for idx in batch_order(len(rows), settings.batch_size, shuffle=True, seed=settings.seed + epoch):
+        for idx in batch_order(len(rows), settings.batch_size, shuffle=True, seed=settings.seed + epoch,
+                               lengths=row_lengths):
             if step >= total_steps or (settings.patience and stale >= settings.patience):
                 break
             student.train()

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimformer.data.types import Example, batch_order, encode_batch
+from slimformer.data.types import Example, batch_order, encode_batch, token_lengths
 from slimformer.metrics import classification_metrics
 from slimformer.search_space import Arch
 from slimformer.supernet.device import to_device
@@ -40,14 +40,18 @@ def predict_logits(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out = []
+    out: torch.Tensor | None = None
     try:
-        for idx in batch_order(len(texts), batch_size):
+        # Batches of similar length pad less; each row is written back to its text's place.
+        for idx in batch_order(len(texts), batch_size, lengths=token_lengths(tokenizer, texts, max_length)):
             batch = to_device(encode_batch(tokenizer, [texts[i] for i in idx], max_length=max_length), device)
-            out.append(logits_of(model(**batch)).float().cpu())
+            logits = logits_of(model(**batch)).float().cpu()
+            if out is None:
+                out = torch.empty(len(texts), logits.shape[-1])
+            out[idx] = logits
     finally:
         model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, 0)
+    return out if out is not None else torch.zeros(0, 0)
 
 
 @dataclass(frozen=True)
@@ -86,10 +90,11 @@ class SharedWeightScorer:
             raise ValueError(f"teacher_logits: {len(teacher_logits)} rows for {len(examples)} examples")
         if not examples:
             raise ValueError("examples: need at least one held-out example to score on")
+        lengths = token_lengths(tokenizer, [ex.text for ex in examples], max_length)  # similar lengths pad less
         self.batches = [
             (encode_batch(tokenizer, [examples[i].text for i in idx], [examples[i].label for i in idx], max_length),
              teacher_logits[idx])
-            for idx in batch_order(len(examples), batch_size)
+            for idx in batch_order(len(examples), batch_size, lengths=lengths)
         ]
         self.count = len(examples)
         self.num_labels = int(teacher_logits.shape[-1])

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from slimformer.data.types import Example, batch_order, encode_batch
+from slimformer.data.types import Example, batch_order, encode_batch, token_lengths
 from slimformer.errors import ArchError, SpaceError
 from slimformer.search_space import Arch, Op, SearchSpace
 from slimformer.supernet.device import to_device, training_device
@@ -183,9 +183,14 @@ def train_task_supernet(
     kinds = ["largest", "smallest"] + ["random"] * settings.random_paths
     history: list[dict[str, float]] = []
     started = time.perf_counter()
+    lengths = token_lengths(tokenizer, texts, settings.max_length)  # batches of similar length pad less
+    epoch_batches: tuple[int, list[list[int]]] = (-1, [])
     for step in range(start, settings.steps):
         epoch, position = divmod(step, per_epoch)
-        idx = batch_order(len(train), settings.batch_size, shuffle=True, seed=settings.seed * 1009 + epoch)[position]
+        if epoch_batches[0] != epoch:  # the epoch's batches depend only on the seed and epoch: a resume rebuilds them
+            epoch_batches = (epoch, batch_order(len(train), settings.batch_size, shuffle=True,
+                                                seed=settings.seed * 1009 + epoch, lengths=lengths))
+        idx = epoch_batches[1][position]
         batch = to_device(encode_batch(tokenizer, [texts[i] for i in idx], [labels[i] for i in idx],
                                        settings.max_length), device)
         gold, target = batch.pop("labels"), teacher_logits[idx].to(device)

@@ -61,8 +61,9 @@ log = logging.getLogger(__name__)
 
 # Marks a folder whose weights hold a TeacherClassifier (bert.* + classifier.*), e.g. a cache entry.
 HEAD_MARKER = "slimformer_head"
-# v2: early stopping, max_length from the data.
-CACHE_FORMAT = "slimformer-teacher-cache-v2"
+# v2: early stopping, max_length from the data. v3: batches grouped by length, max_length at the
+# 99th percentile (a different teacher from the same settings, so v2 entries are not reused).
+CACHE_FORMAT = "slimformer-teacher-cache-v3"
 
 
 def teacher_cache_key(teacher: str | os.PathLike[str], task: TaskData, settings: TeacherSettings) -> str:

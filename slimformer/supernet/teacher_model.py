@@ -154,7 +154,8 @@ def evaluate_accuracy(
     try:
         texts, labels = [ex.text for ex in examples], [ex.label for ex in examples]
         device = next(model.parameters()).device
-        for batch in iter_batches(tokenizer, texts, labels, batch_size=batch_size, max_length=max_length):
+        for batch in iter_batches(tokenizer, texts, labels, batch_size=batch_size, max_length=max_length,
+                                  group_by_length=True):
             batch = {k: v.to(device) for k, v in batch.items()}
             out = model(
                 input_ids=batch["input_ids"],

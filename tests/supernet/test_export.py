@@ -208,6 +208,8 @@ def test_load_matches_the_model_on_tokenized_text(exported, mixed_model, tokeniz
     enc = tokenizer(TEXTS, padding=True, truncation=True, max_length=128, return_tensors="pt")
     ref = logits(mixed_model, dict(enc))
     np.testing.assert_allclose(slimformer.load(exported["folder"]).logits(TEXTS), ref, atol=1e-5)
+    # Batches are formed longest first; each row must still come back in its text's place.
+    np.testing.assert_allclose(slimformer.load(exported["folder"], batch_size=2).logits(TEXTS), ref, atol=1e-5)
 
 
 def test_load_rejects_bad_arguments(exported):

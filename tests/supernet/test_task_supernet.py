@@ -145,3 +145,13 @@ def test_the_scorer_measures_macro_f1_on_the_same_predictions(tuned_teacher, tin
     with TaskAwareEvaluator(space, lambda a: supernet, scorer, metric="f1_error", cache_path=cache,
                             cache_tag="w") as f1:
         assert f1(arch) == pytest.approx(1 - expected["macro_f1"]) and f1.evaluations == 1  # scored again
+
+
+def test_predict_logits_keeps_the_texts_order_though_it_batches_by_length(tuned_teacher, tiny_task):
+    # predict_logits batches texts of similar length together; each row must still be its own text's.
+    texts = [e.text for e in tiny_task.dev][:24]
+    texts = texts + [texts[0] + " " + texts[1] + " " + texts[2]]  # one clearly longer text, placed last
+    batched = predict_logits(tuned_teacher.model, tuned_teacher.tokenizer, texts, MAX_LENGTH, batch_size=8)
+    one_by_one = torch.cat([predict_logits(tuned_teacher.model, tuned_teacher.tokenizer, [t], MAX_LENGTH)
+                            for t in texts])
+    assert torch.allclose(batched, one_by_one, atol=1e-4)
