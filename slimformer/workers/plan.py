@@ -80,8 +80,10 @@ def plan_for(spec: JobSpec) -> StagePlan:
             eval_examples=None, trials=60, finalists=4, proxy_batches=2,
             task=TaskTuneSettings(steps=100, batch_size=32, lr=1e-4, seed=seed, checkpoint_every=50),
             score_examples=500,
-            # A 3x (in FLOPs) finalist sees 2x the examples, a 6x one up to 2 epochs of the whole split.
-            finalist_compute_from=1.5, finalist_max_epochs=2.0,
+            # Every finalist faster than the teacher gets one base pass's worth of teacher FLOPs: a 3x
+            # one sees 18,000 examples (1.76 epochs), the first layer alone is capped at 3 epochs. At
+            # compute_from 1.5 (stop 18) both 2-layer finalists were still improving at their last step.
+            finalist_compute_from=1.0, finalist_max_epochs=3.0,
         )
     else:
         plan = StagePlan(

@@ -83,3 +83,16 @@ def test_one_pick_at_most_as_slow_as_each_cut():
     # Fewer picks than tiers: evenly spaced tiers (the first and the last) are kept.
     assert [r.hash for r in choose_below_cuts(records, cuts, 2)] == ["h3", "h5"]
     assert choose_below_cuts(records, [6.0], 4) == [] and choose_below_cuts(records, cuts, 0) == []
+
+
+def test_a_wide_tier_also_gets_a_pick_clearly_faster_than_its_cut():
+    # Cuts at 7, 13.5, 20 ms: (7, 13.5] is 1.93x wide, (13.5, 20] only 1.48x.
+    cuts = [7.0, 13.5, 20.0]
+    swap = _record(1, 13.5, 0.3, params=10)  # a same-cost layer swap of the 2-layer cut: the tier's pick
+    narrowed = [_record(2, 12.6, 0.35, params=8), _record(3, 12.9, 0.5, params=7), _record(4, 13.2, 0.2, params=9)]
+    upper = [_record(5, 19.0, 0.3, params=12), _record(6, 18.0, 0.4, params=11)]
+    picks = choose_below_cuts([swap, *narrowed, *upper], cuts, 4)
+    # h4 (13.2 ms) is under 5% faster than the cut: not "clearly faster"; h2 beats h3 on both signals.
+    assert [r.hash for r in picks] == ["h2", "h1", "h5"]
+    # Nothing clearly faster in the wide tier: only its ordinary pick.
+    assert [r.hash for r in choose_below_cuts([swap, narrowed[2], *upper], cuts, 4)] == ["h1", "h5"]
