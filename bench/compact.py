@@ -286,6 +286,7 @@ def main() -> None:
         "vocab": {k: v for k, v in vocab.items() if k != "oov_rate_test"},
         "oov_rate": round(vocab["oov_rate_test"], 5),
         "front": front(args.run_dir, full) if args.run_dir else [],
+        "command": " ".join(["python", "bench/compact.py", *sys.argv[1:]]),  # how to measure it again
     }
     kept = json.loads(args.out.read_text()) if args.out.exists() else {}
     if args.probe:
