@@ -125,7 +125,8 @@ class ElasticEmbeddings(nn.Module):
     A factorised arch (embedding rank r) embeds a token as its row projected onto the top r right
     singular vectors of the active word table (`factorised_embedding`), i.e. the row of A @ B
     that `extract` gives the student; `svd_rows` (teacher ids of a trimmed vocabulary, or None)
-    says which rows that SVD is taken over. Not part of the state dict: it belongs to the job.
+    says which rows that SVD is taken over, and `svd_weights` (one per SVD row, or None) how much
+    each row's error counts (`occurrence_weights`). Neither is part of the state dict: they belong to the job.
     """
 
     def __init__(self, vocab: int, max_position: int, type_vocab: int, hidden_max: int, eps: float):
@@ -136,12 +137,13 @@ class ElasticEmbeddings(nn.Module):
         self.LayerNorm = ElasticLayerNorm(hidden_max, eps)
         self.svd = SvdBasis()
         self.svd_rows: torch.Tensor | None = None
+        self.svd_weights: torch.Tensor | None = None
 
     def active_weights(self, hidden: int, rank: int | None = None) -> dict[str, torch.Tensor]:
         if rank is None:
             word = {"word_embeddings.weight": self.word_embeddings[:, :hidden]}
         else:
-            a, b = self.svd.factors(self.word_embeddings, hidden, rank, self.svd_rows)
+            a, b = self.svd.factors(self.word_embeddings, hidden, rank, self.svd_rows, self.svd_weights)
             word = {"word_embeddings.lookup.weight": a, "word_embeddings.projection": b}
         return {
             **word,
@@ -157,7 +159,8 @@ class ElasticEmbeddings(nn.Module):
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         words = self.word_embeddings[input_ids, :hidden]
         if rank is not None:  # what the factorised student's A[ids] @ B gives, reconstruction error included
-            words = self.svd.project(words, self.word_embeddings, hidden, rank, self.svd_rows)
+            words = self.svd.project(words, self.word_embeddings, hidden, rank, self.svd_rows,
+                                     self.svd_weights)
         x = words + self.position_embeddings[positions, :hidden][None]
         x = x + self.token_type_embeddings[token_type_ids, :hidden]
         return self.LayerNorm(x)

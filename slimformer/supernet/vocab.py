@@ -108,6 +108,16 @@ def _character_ids(vocab: dict[str, int], prefix: str) -> set[int]:
     return {i for tok, i in vocab.items() if len(tok) == 1 or (tok.startswith(prefix) and len(tok) == len(prefix) + 1)}
 
 
+def token_counts(tokenizer: Any, texts: Sequence[str]) -> dict[int, int]:
+    """How often each teacher id occurs in `texts` (special tokens not added): the factorised
+    embedding's SVD weighs each row by it (`factorised_embedding.occurrence_weights`)."""
+    counts: dict[int, int] = {}
+    for ids in _token_ids(_backend(tokenizer), texts):
+        for i in ids:
+            counts[i] = counts.get(i, 0) + 1
+    return counts
+
+
 def kept_vocab(tokenizer: Any, texts: Sequence[str], keep_characters: bool = True) -> KeptVocab:
     """The teacher ids to keep: those `texts` produce, the special tokens, and (optionally) characters.
 

@@ -71,6 +71,34 @@ def test_svd_over_kept_rows_is_the_trimmed_tables_truncation():
     torch.testing.assert_close((a[rows] @ b).double(), best_rank_r(table[rows, :48], 8), atol=1e-5, rtol=0)
 
 
+def test_weighted_svd_favours_the_rows_text_uses_most():
+    # Rows weighted by occurrence: the heavy rows are reconstructed better than by the plain SVD,
+    # and the weighted error is the least any rank-r basis gives (the SVD of diag(w) E).
+    from slimformer.supernet.factorised_embedding import occurrence_weights
+
+    torch.manual_seed(3)
+    table = torch.randn(400, 64)
+    counts = torch.zeros(400)
+    counts[:6] = 500.0  # a few frequent tokens (fewer than the rank), many rare ones
+    weights = occurrence_weights(counts)
+    svd = SvdBasis()
+    a_plain, b_plain = svd.factors(table, 48, 8)
+    a_w, b_w = svd.factors(table, 48, 8, weights=weights)
+    assert svd.computed == 2  # the weights are part of the cache key
+
+    def err(a, b, rows):
+        return float(((table[rows, :48] - a[rows] @ b) ** 2).sum())
+
+    heavy, rare = slice(0, 6), slice(6, 400)
+    assert err(a_w, b_w, heavy) < 0.5 * err(a_plain, b_plain, heavy)
+    assert err(a_w, b_w, rare) > err(a_plain, b_plain, rare)  # the rare rows pay for it
+    w2 = (weights**2).float()[:, None]
+    weighted = float((w2 * (table[:, :48] - a_w @ b_w) ** 2).sum())
+    assert weighted <= float((w2 * (table[:, :48] - a_plain @ b_plain) ** 2).sum())
+    with pytest.raises(ValueError, match="svd weights: shape"):
+        svd.factors(table, 48, 8, rows=torch.arange(10), weights=weights)
+
+
 def test_supernet_forward_of_a_factorised_arch_is_the_extracted_students(space):
     supernet = make_supernet(space)
     arch = space.parse({**MIXED, "embedding_rank": 8})
