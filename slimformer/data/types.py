@@ -57,10 +57,9 @@ class TaskData:
 
 
 # Length grouping (HF's group_by_length): in a shuffled order, each window of this many batches is
-# sorted by length before it is cut into batches, so a batch pads to texts of similar length.
-# Per-batch padding then wastes little compute on short-text data (on Rotten Tomatoes 1.02x the real tokens
-# instead of 1.76x, and a teacher step 38% faster)
-# while batches stay random across windows.
+# sorted by length before it is cut into batches, so a batch pads to texts of similar length, while
+# batches stay random across windows. On Rotten Tomatoes per-batch padding then computes 1.02x the
+# real tokens instead of 1.76x, and a teacher training step is 38% faster.
 GROUP_WINDOW_BATCHES = 50
 
 
