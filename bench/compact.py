@@ -123,7 +123,7 @@ def smallest(space, shape) -> dict:
 
 
 def compact_twins(run_dir: Path, ranks: list[int], only: list[str] | None = None) -> list[dict]:
-    """Fine-tune, export and measure each plain cut of the job again with a factorised word table.
+    """Fine-tune, export and measure each plain cut (or, with `only`, named finalists) again factorised.
 
     The job's plain cuts (origin "layer_dropped") have the teacher's V x H table (trimmed); the same
     layers at rank r are what factorisation alone buys at that depth, fine-tuned by the job's own
@@ -143,11 +143,13 @@ def compact_twins(run_dir: Path, ranks: list[int], only: list[str] | None = None
     spec = JobSpec.model_validate(json.loads((run_dir / "spec.json").read_text()))
     init_ray(num_cpus=os.cpu_count())  # one fine-tune per core, as the job's finalize stage runs them
     ctx = RunContext(spec, run_dir, ConsoleReporter(), use_ray=True)
-    cuts = [r for r in json.loads((run_dir / "finalists.json").read_text())
-            if r.get("origin") == "layer_dropped" and Arch.from_dict(r["arch"]).embedding_rank is None]
+    full_rank = [r for r in json.loads((run_dir / "finalists.json").read_text())
+                 if Arch.from_dict(r["arch"]).embedding_rank is None]
+    cuts = [r for r in full_rank if r.get("origin") == "layer_dropped"]
+    if only:  # cuts by their words ("teacher's first 2 layers"); "search picks": the search's own
+        cuts = [c for c in full_rank if c.get("reference") in only
+                or ("search picks" in only and c.get("origin") != "layer_dropped")]
     archs, origins = [], []
-    if only:  # a subset of the cuts, by their words ("teacher's first 2 layers")
-        cuts = [c for c in cuts if c.get("reference") in only]
     for cut in cuts:
         for rank in ranks:
             arch = ctx.space.parse(replace(Arch.from_dict(cut["arch"]), embedding_rank=rank).to_dict())
@@ -261,7 +263,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "compact.json")
     parser.add_argument("--probe", action="store_true", help="also run the frozen-encoder accuracy probe (minutes)")
     parser.add_argument("--twins", default="", help="ranks, e.g. 64,128: fine-tune each plain cut again factorised")
-    parser.add_argument("--twin-cuts", default="", help="only these cuts, ';'-separated: \"teacher's first 2 layers\"")
+    parser.add_argument("--twin-cuts", default="", help="only these finalists, ';'-separated: \"teacher's first 2 "
+                        "layers\", or \"search picks\" for every full-rank pick of the search")
     args = parser.parse_args()
 
     from slimformer.contracts.spec import JobSpec

@@ -112,7 +112,7 @@ FASTER_THAN_CUT = 0.95
 
 
 def choose_below_cuts(records: Iterable[TrialRecord], cut_latencies: list[float], k: int,
-                      exclude: set[str] = frozenset()) -> list[TrialRecord]:
+                      exclude: set[str] = frozenset(), stand_ins: set[str] = frozenset()) -> list[TrialRecord]:
     """One band pick per tier between consecutive plain cuts of the teacher, at most k, fastest first.
 
     A tier is (latency of the cut with one layer fewer, latency of this cut]: its pick is a model
@@ -122,22 +122,39 @@ def choose_below_cuts(records: Iterable[TrialRecord], cut_latencies: list[float]
     its best candidate by combined rank (`_borda_best`); an empty tier gives none, since the cut
     itself is a finalist there. A wide tier (WIDE_TIER_RATIO) gives a second pick, the best
     candidate at most FASTER_THAN_CUT of its cut's latency, so up to k + (wide tiers) in all.
+
+    `stand_ins` names candidates a cut already stands for: the teacher keeping other layers at the
+    same count (`SearchSpace.teacher_layers_of`), which cost what the cut costs. A tier whose best
+    candidate is one gives no pick either: in stop 19 all four such swaps fine-tuned within 0.7
+    point of their cut, either way (bench/results/quality.json), and each cost a finalist's whole
+    fine-tune, the stage that decides the job's time.
     """
+    return tier_picks(records, cut_latencies, k, exclude, stand_ins)[0]
+
+
+def tier_picks(records: Iterable[TrialRecord], cut_latencies: list[float], k: int,
+               exclude: set[str] = frozenset(), stand_ins: set[str] = frozenset()) -> tuple[list[TrialRecord], int]:
+    """`choose_below_cuts`, and how many tiers their cut answered (best candidate a stand-in)."""
     cuts = sorted(cut_latencies)
     tiers = list(zip(cuts, cuts[1:], strict=False))
     if k <= 0 or not tiers:
-        return []
+        return [], 0
     if len(tiers) > k:
         tiers = [tiers[round(i * (len(tiers) - 1) / max(1, k - 1))] for i in range(k)] if k > 1 else [tiers[-1]]
     pool = candidate_pool(records, exclude)
     taken: list[TrialRecord] = []
+    answered = 0
     for lo, hi in tiers:
         band = [r for r in pool if lo < r.latency_ms <= hi]
         if band:
-            taken.append(_borda_best(band))
+            best = _borda_best(band)
+            if best.hash in stand_ins:
+                answered += 1
+            else:
+                taken.append(best)
         if lo > 0 and hi / lo >= WIDE_TIER_RATIO:
             used = {r.hash for r in taken}
             faster = [r for r in band if r.latency_ms <= FASTER_THAN_CUT * hi and r.hash not in used]
             if faster:
                 taken.append(_borda_best(faster))
-    return sorted(taken, key=lambda r: (r.latency_ms, r.proxy))
+    return sorted(taken, key=lambda r: (r.latency_ms, r.proxy)), answered

@@ -92,6 +92,24 @@ class TeacherShapes:
             return []
         return list(dict.fromkeys(archs))
 
+    def teacher_layers_of(self, arch: Arch) -> tuple[int, ...] | None:
+        """The teacher layers `arch` keeps, if it is the teacher keeping some of its layers, else None.
+
+        That is: full hidden size, full word table, and each teacher slot pair either the teacher's
+        own MHA and FFN or both identity. Such a model costs what the first-k cut with as many
+        layers costs (a layer swap of that cut). None for anything narrower or otherwise shaped.
+        """
+        try:
+            slots = self.teacher_layer_slots()
+        except SpaceError:
+            return None
+        kept = tuple(i for i, (b, s) in enumerate(slots)
+                     if b < len(arch.blocks) and s < len(arch.blocks[b]) and arch.blocks[b][s].kind != "id")
+        try:
+            return kept if kept and self.layers_arch(kept).hash == arch.hash else None
+        except (SpaceError, ArchError):
+            return None
+
     def reference_finalists(self) -> dict[str, Arch]:
         """The layer-dropped models every search hands to finalize besides its own picks.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slimformer.search.finalists import candidate_pool, choose_below_cuts, choose_finalists, reference_records
+from slimformer.search.finalists import candidate_pool, choose_below_cuts, choose_finalists, reference_records, tier_picks
 from slimformer.search.study import TrialRecord
 
 
@@ -96,3 +96,20 @@ def test_a_wide_tier_also_gets_a_pick_clearly_faster_than_its_cut():
     assert [r.hash for r in picks] == ["h2", "h1", "h5"]
     # Nothing clearly faster in the wide tier: only its ordinary pick.
     assert [r.hash for r in choose_below_cuts([swap, narrowed[2], *upper], cuts, 4)] == ["h1", "h5"]
+
+
+def test_a_tier_whose_best_is_a_layer_swap_of_its_cut_gives_no_pick():
+    # The cut stands for a same-cost swap of itself: fine-tuning the swap costs a finalist for a model
+    # that measured within 0.7 point of the cut in stop 19.
+    cuts = [7.0, 13.5, 20.0]
+    swap = _record(1, 13.5, 0.3, params=10)
+    narrowed = _record(2, 12.6, 0.35, params=8)  # clearly faster than the wide tier's cut
+    upper_swap, upper = _record(5, 19.0, 0.3, params=12), _record(6, 18.0, 0.4, params=11)
+    records = [swap, narrowed, upper_swap, upper]
+    assert [r.hash for r in choose_below_cuts(records, cuts, 4)] == ["h2", "h1", "h5"]
+    picks, answered = tier_picks(records, cuts, 4, stand_ins={"h1", "h5"})
+    # Both tiers' best are swaps: no ordinary pick; the wide tier's clearly faster pick stays.
+    assert [r.hash for r in picks] == ["h2"] and answered == 2
+    # A tier whose best is not a swap keeps its pick, though a swap is in the band.
+    picks, answered = tier_picks([swap, narrowed, upper], cuts, 4, stand_ins={"h1"})
+    assert [r.hash for r in picks] == ["h2", "h6"] and answered == 1

@@ -172,3 +172,18 @@ def test_reference_finalists_are_the_plain_cuts_of_the_teacher():
     assert set(named.values()) <= set(MINILM.seed_archs())  # so the search has scored each of them
     # A space that cannot drop layers has none, without an error.
     assert MINILM.with_(allow_identity=False).reference_finalists() == {}
+
+
+def test_teacher_layers_of_names_a_layer_subset_and_nothing_narrower():
+    """A swap of a cut (the teacher keeping other layers) is recognised; any narrowing is not a swap."""
+    assert MINILM.teacher_layers_of(MINILM.truncated_arch(2)) == (0, 1)
+    assert MINILM.teacher_layers_of(MINILM.layers_arch([0, 5])) == (0, 5)
+    assert MINILM.teacher_layers_of(MINILM.teacher_arch()) == tuple(range(6))
+    assert MINILM.teacher_layers_of(MINILM.layers_arch([0, 5], hidden=192)) is None
+    assert MINILM.teacher_layers_of(MINILM.layers_arch([0, 5], inner=MINILM.ffn_sizes[0])) is None
+    assert MINILM.teacher_layers_of(MINILM.layers_arch([0, 5]).with_rank(64)) is None
+    # An MHA kept without its FFN is not a teacher layer.
+    half = MINILM.layers_arch([0, 5])
+    blocks = [list(b) for b in half.blocks]
+    blocks[0][1] = Op("id", 0)
+    assert MINILM.teacher_layers_of(Arch(half.hidden, tuple(tuple(b) for b in blocks))) is None

@@ -22,12 +22,12 @@ from typing import Any
 from safetensors.torch import load_file
 
 from slimformer.search.budgets import Budgets, check_budgets
-from slimformer.search.finalists import choose_below_cuts, choose_finalists, reference_records
+from slimformer.search.finalists import choose_finalists, reference_records, tier_picks
 from slimformer.search.proxy import ProxyEvaluator
 from slimformer.search.strategies import run_search
 from slimformer.search.study import TrialRecord
 from slimformer.search.task_evaluator import TaskAwareEvaluator
-from slimformer.search_space import count_params
+from slimformer.search_space import Arch, count_params
 from slimformer.supernet.distill import BlockTrainSettings
 from slimformer.supernet.states import load_teacher_states
 from slimformer.supernet.task_score import SharedWeightScorer
@@ -86,14 +86,17 @@ def pick_finalists(ctx: RunContext, trials: list[TrialRecord], exclude: set[str]
     """The search's own finalists beside the plain cuts: one below each cut first, then evenly spread.
 
     Below each cut means at most as slow as the teacher's first k layers and slower than its first
-    k-1 (`choose_below_cuts`); tiers the budgets leave empty are made up by picks spread evenly
-    over the rest of the latency range, so a tight budget still gets `plan.finalists` choices.
+    k-1 (`tier_picks`); a tier whose best is a layer swap of its cut gives none, since the cut is a
+    finalist already. Tiers the budgets leave empty are made up by picks spread evenly over the
+    rest of the latency range, so a tight budget still gets `plan.finalists` choices.
     """
     k, space = ctx.plan.finalists, ctx.space
     cuts = [ctx.predicted_latency(space.truncated_arch(n)) for n in range(1, space.teacher.num_layers)]
-    picks = choose_below_cuts(trials, cuts, k, exclude=exclude)
-    if len(picks) < k:
-        picks += choose_finalists(trials, k - len(picks), exclude=exclude | {r.hash for r in picks})
+    # The teacher keeping other layers than a cut's, at the cut's count: the cut stands for it.
+    stand_ins = {r.hash for r in trials if space.teacher_layers_of(Arch.from_dict(r.arch)) is not None}
+    picks, answered = tier_picks(trials, cuts, k, exclude=exclude, stand_ins=stand_ins)
+    if len(picks) + answered < k:
+        picks += choose_finalists(trials, k - len(picks) - answered, exclude=exclude | {r.hash for r in picks})
     return picks
 
 
