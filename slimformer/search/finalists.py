@@ -116,12 +116,14 @@ def choose_below_cuts(records: Iterable[TrialRecord], cut_latencies: list[float]
     """One band pick per tier between consecutive plain cuts of the teacher, at most k, fastest first.
 
     A tier is (latency of the cut with one layer fewer, latency of this cut]: its pick is a model
-    at most as slow as the cut, which is what a user holding that cut would swap it for. The
-    cheapest cut opens no tier (nothing plain is faster to compare against), so a teacher with L
-    layers gives L-2 tiers; with more than k, k of them evenly spaced are kept. Each tier's pick is
-    its best candidate by combined rank (`_borda_best`); an empty tier gives none, since the cut
-    itself is a finalist there. A wide tier (WIDE_TIER_RATIO) gives a second pick, the best
-    candidate at most FASTER_THAN_CUT of its cut's latency, so up to k + (wide tiers) in all.
+    at most as slow as the cut, which is what a user holding that cut would swap it for. A teacher
+    with L layers gives L-2 such tiers; with more than k, k of them evenly spaced are kept. Each
+    tier's pick is its best candidate by combined rank (`_borda_best`); an empty tier gives none,
+    since the cut itself is a finalist there. A wide tier (WIDE_TIER_RATIO) gives a second pick, the
+    best candidate at most FASTER_THAN_CUT of its cut's latency. Below the cheapest cut, the best
+    candidate that is not a stand-in (see below) is one more pick: nothing plain is faster than that
+    cut, and it is where the 1-layer cut lost to it in stop 19 (0.769 against 0.772 from the
+    teacher's weights) and TF-IDF beats both. So up to k + (wide tiers) + 1 in all.
 
     `stand_ins` names candidates a cut already stands for: the teacher keeping other layers at the
     same count (`SearchSpace.teacher_layers_of`), which cost what the cut costs. A tier whose best
@@ -137,12 +139,13 @@ def tier_picks(records: Iterable[TrialRecord], cut_latencies: list[float], k: in
     """`choose_below_cuts`, and how many tiers their cut answered (best candidate a stand-in)."""
     cuts = sorted(cut_latencies)
     tiers = list(zip(cuts, cuts[1:], strict=False))
-    if k <= 0 or not tiers:
+    if k <= 0 or not cuts:
         return [], 0
     if len(tiers) > k:
         tiers = [tiers[round(i * (len(tiers) - 1) / max(1, k - 1))] for i in range(k)] if k > 1 else [tiers[-1]]
     pool = candidate_pool(records, exclude)
-    taken: list[TrialRecord] = []
+    bottom = [r for r in pool if r.latency_ms <= cuts[0] and r.hash not in stand_ins]
+    taken: list[TrialRecord] = [_borda_best(bottom)] if bottom else []
     answered = 0
     for lo, hi in tiers:
         band = [r for r in pool if lo < r.latency_ms <= hi]

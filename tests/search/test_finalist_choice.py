@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from slimformer.search.finalists import candidate_pool, choose_below_cuts, choose_finalists, reference_records, tier_picks
+from slimformer.search.finalists import (
+    candidate_pool,
+    choose_below_cuts,
+    choose_finalists,
+    reference_records,
+    tier_picks,
+)
 from slimformer.search.study import TrialRecord
 
 
@@ -75,14 +81,25 @@ def test_one_pick_at_most_as_slow_as_each_cut():
     tier2 = [_record(2, 10.5, 0.4, params=5), _record(3, 10.9, 0.3, params=6)]
     tier3 = [just_over, _record(4, 16.0, 0.5, params=4)]
     tier5 = [_record(5, 27.0, 0.2, params=10)]
-    faster = [_record(6, 4.0, 0.9, params=1)]  # faster than every cut: no tier, the 1-layer cut covers it
-    records = tier2 + tier3 + tier5 + faster
+    records = tier2 + tier3 + tier5
     picks = choose_below_cuts(records, cuts, 4)
     assert [r.hash for r in picks] == ["h3", "h1", "h5"]  # tier (17, 22] is empty: no pick there
     assert all(any(lo < r.latency_ms <= hi for lo, hi in zip(cuts, cuts[1:], strict=False)) for r in picks)
     # Fewer picks than tiers: evenly spaced tiers (the first and the last) are kept.
     assert [r.hash for r in choose_below_cuts(records, cuts, 2)] == ["h3", "h5"]
     assert choose_below_cuts(records, [6.0], 4) == [] and choose_below_cuts(records, cuts, 0) == []
+
+
+def test_below_the_cheapest_cut_the_best_model_that_is_not_a_swap_is_a_pick():
+    # Nothing plain is faster than the 1-layer cut (6 ms): the best other model there is one more pick.
+    cuts = [6.0, 11.0, 17.0]
+    one_layer_swap = _record(1, 6.0, 0.5, params=9)  # the teacher's layer 5 alone: the cut stands for it
+    below = [_record(2, 4.0, 0.6, params=3), _record(3, 5.5, 0.4, params=4)]
+    tier = [_record(4, 10.0, 0.3, params=6)]
+    picks, answered = tier_picks([one_layer_swap, *below, *tier], cuts, 2, stand_ins={"h1"})
+    assert [r.hash for r in picks] == ["h3", "h4"] and answered == 0
+    assert [r.hash for r in choose_below_cuts([one_layer_swap, *below], [6.0], 4, stand_ins={"h1"})] == ["h3"]
+    assert choose_below_cuts([one_layer_swap], cuts, 4, stand_ins={"h1"}) == []
 
 
 def test_a_wide_tier_also_gets_a_pick_clearly_faster_than_its_cut():
