@@ -119,10 +119,10 @@ def choose_below_cuts(records: Iterable[TrialRecord], cut_latencies: list[float]
     with L layers gives L-2 such tiers; with more than k, k of them evenly spaced are kept. Each
     tier's pick is its best candidate by combined rank (`_borda_best`); an empty tier gives none,
     since the cut itself is a finalist there. A wide tier (WIDE_TIER_RATIO) gives a second pick, its
-    best candidate that is not a stand-in (see below). Below the cheapest cut, the best
-    candidate that is not a stand-in (see below) is one more pick: nothing plain is faster than that
-    cut, and it is where the 1-layer cut lost to it in stop 19 (0.769 against 0.772 from the
-    teacher's weights) and TF-IDF beats both. So up to k + (wide tiers) + 1 in all.
+    best candidate that is not a stand-in (see below). Below the cheapest cut, the best candidate
+    that is not a stand-in is one more pick: nothing plain is faster than that cut, where the job's
+    1-layer cut scored below the same cut from the teacher's weights in stops 19 and 20 and TF-IDF
+    beats both. So up to k + (wide tiers) + 1 in all.
 
     `stand_ins` names candidates a cut already stands for: the teacher keeping other layers at the
     same count (`SearchSpace.teacher_layers_of`), which cost what the cut costs. A tier whose best
