@@ -145,17 +145,17 @@ def compact_twins(run_dir: Path, ranks: list[int], only: list[str] | None = None
     ctx = RunContext(spec, run_dir, ConsoleReporter(), use_ray=True)
     full_rank = [r for r in json.loads((run_dir / "finalists.json").read_text())
                  if Arch.from_dict(r["arch"]).embedding_rank is None]
-    cuts = [r for r in full_rank if r.get("origin") == "layer_dropped"]
+    originals = [r for r in full_rank if r.get("origin") == "layer_dropped"]
     if only:  # cuts by their words ("teacher's first 2 layers"); "search picks": the search's own
-        cuts = [c for c in full_rank if c.get("reference") in only
-                or ("search picks" in only and c.get("origin") != "layer_dropped")]
+        originals = [r for r in full_rank if r.get("reference") in only
+                     or ("search picks" in only and r.get("origin") != "layer_dropped")]
     archs, origins = [], []
-    for cut in cuts:
+    for original in originals:
         for rank in ranks:
-            arch = ctx.space.parse(replace(Arch.from_dict(cut["arch"]), embedding_rank=rank).to_dict())
+            arch = ctx.space.parse(replace(Arch.from_dict(original["arch"]), embedding_rank=rank).to_dict())
             archs.append(arch)
-            origins.append({"origin": "compact_twin", "reference": f"{cut.get('reference', cut['hash'])}, "
-                            f"word table at rank {rank}", "twin_of": cut["hash"]})
+            origins.append({"origin": "compact_twin", "reference": f"{original.get('reference', original['hash'])}, "
+                            f"word table at rank {rank}", "twin_of": original["hash"]})
     try:
         trained = train_finalists(ctx, archs)
     finally:

@@ -110,9 +110,10 @@ def reference_records(records: Iterable[TrialRecord], hashes: list[str]) -> list
 WIDE_TIER_RATIO = 1.6
 
 
-def choose_below_cuts(records: Iterable[TrialRecord], cut_latencies: list[float], k: int,
-                      exclude: set[str] = frozenset(), stand_ins: set[str] = frozenset()) -> list[TrialRecord]:
-    """One band pick per tier between consecutive plain cuts of the teacher, at most k, fastest first.
+def tier_picks(records: Iterable[TrialRecord], cut_latencies: list[float], k: int,
+               exclude: set[str] = frozenset(), stand_ins: set[str] = frozenset()) -> tuple[list[TrialRecord], int]:
+    """One band pick per tier between consecutive plain cuts of the teacher, at most k, fastest first,
+    and how many tiers their cut answered (see `stand_ins`).
 
     A tier is (latency of the cut with one layer fewer, latency of this cut]: its pick is a model
     at most as slow as the cut, which is what a user holding that cut would swap it for. A teacher
@@ -130,12 +131,6 @@ def choose_below_cuts(records: Iterable[TrialRecord], cut_latencies: list[float]
     point of their cut, either way (bench/results/quality.json), and each cost a finalist's whole
     fine-tune, the stage that decides the job's time.
     """
-    return tier_picks(records, cut_latencies, k, exclude, stand_ins)[0]
-
-
-def tier_picks(records: Iterable[TrialRecord], cut_latencies: list[float], k: int,
-               exclude: set[str] = frozenset(), stand_ins: set[str] = frozenset()) -> tuple[list[TrialRecord], int]:
-    """`choose_below_cuts`, and how many tiers their cut answered (best candidate a stand-in)."""
     cuts = sorted(cut_latencies)
     tiers = list(zip(cuts, cuts[1:], strict=False))
     if k <= 0 or not cuts:
