@@ -91,7 +91,7 @@ class SearchSettings(BaseModel):
     anchors: bool = True
     finalists: OptionalInteger = Field(
         None, ge=1, le=20, description="How many finalists the search picks itself (default: the preset's); the "
-        "teacher's plain cuts within budget are fine-tuned beside them.")
+        "teacher's plain cuts within budget are fine-tuned beside them, one per layer count.")
     objectives: list[Literal["proxy", "latency", "memory"]] = Field(
         default_factory=lambda: ["proxy", "latency"], min_length=2, max_length=3
     )

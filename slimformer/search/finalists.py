@@ -15,14 +15,14 @@ slightly worse score than a narrow one at the same latency is off that front, an
 the model we want to see.
 
 Beside the band picks, the teacher's layer-dropped models (`SearchSpace.reference_finalists`) are
-always fine-tuned when the search scored them within budget (`reference_records`): the front is
-then never worse than the plain cut at its latency, by construction, and a band pick is handed
-over only where its measured figures beat the cut's.
+fine-tuned when the search scored them within budget (`reference_records`), one per layer count
+(`one_cut_per_depth`): the front is then never worse than the plain cut at its latency, by
+construction, and a band pick is handed over only where its measured figures beat the cut's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from slimformer.search.study import TrialRecord
 
@@ -100,6 +100,23 @@ def reference_records(records: Iterable[TrialRecord], hashes: list[str]) -> list
         if r.feasible and r.proxy is not None and r.latency_ms is not None:
             by_hash.setdefault(r.hash, r)
     return [by_hash[h] for h in dict.fromkeys(hashes) if h in by_hash]
+
+
+def one_cut_per_depth(references: list[TrialRecord], depth: Callable[[TrialRecord], int | None]) -> list[TrialRecord]:
+    """`references` with one plain cut per layer count: the one with the best shared-weight score.
+
+    Two cuts that keep as many teacher layers (a 6-layer teacher's first 3 and every other layer)
+    cost the same, so both on the front is one point fine-tuned twice: a whole finalist's fine-tune,
+    the stage that decides the job's time. The score the search ranks everything by picks which one
+    is fine-tuned. The order of `references` is kept; a record whose depth is None stays.
+    """
+    best: dict[int, TrialRecord] = {}
+    for r in references:
+        d = depth(r)
+        if d is not None and (d not in best or r.proxy < best[d].proxy):
+            best[d] = r
+    kept = {r.hash for r in best.values()}
+    return [r for r in references if depth(r) is None or r.hash in kept]
 
 
 # A tier whose cut is at least this many times slower than the cut below it leaves a wide range of

@@ -118,8 +118,9 @@ class TeacherShapes:
         figures on the job's front, so no band's pick is handed over where the plain cut is better
         (bench/results/quality.json, stop 15: every other layer fine-tuned to 0.819 at 17 ms while the
         band's own pick reached 0.776). Every other layer from layer 1 is left out: it scored below
-        layer 0's in the same run and would cost one more fine-tune. Empty when the space cannot
-        express teacher layers.
+        layer 0's in the same run and would cost one more fine-tune. Where two of these keep as many
+        layers, the search fine-tunes the better-scored (`search.finalists.one_cut_per_depth`).
+        Empty when the space cannot express teacher layers.
 
         Returns:
             {what the model is, in words: "teacher's first 2 layers"; its architecture}.

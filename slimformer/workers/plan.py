@@ -77,7 +77,7 @@ def plan_for(spec: JobSpec) -> StagePlan:
             finetune=FinetuneSettings(epochs=1, lr=1e-4, batch_size=32, seed=seed, patience=2, evals_per_epoch=3,
                                       max_train_examples=6000),
             # Up to 4 tier picks (none where a tier's best is a layer swap of its cut) and a wide tier's and
-            # the sub-cut range's best non-swap; the teacher's plain cuts join them (reference_finalists).
+            # the sub-cut range's best non-swap; the teacher's plain cuts join them, one per layer count.
             eval_examples=None, trials=60, finalists=4, proxy_batches=2,
             task=TaskTuneSettings(steps=100, batch_size=32, lr=1e-4, seed=seed, checkpoint_every=50),
             score_examples=500,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from slimformer.search.finalists import (
     candidate_pool,
     choose_finalists,
+    one_cut_per_depth,
     reference_records,
     tier_picks,
 )
@@ -138,3 +139,16 @@ def test_a_tier_whose_best_is_a_layer_swap_of_its_cut_gives_no_pick():
     # A tier whose best is not a swap keeps its pick, though a swap is in the band.
     picks, answered = tier_picks([swap, narrowed, upper], cuts, 4, stand_ins={"h1"})
     assert [r.hash for r in picks] == ["h2", "h6"] and answered == 1
+
+
+def test_one_cut_per_depth_keeps_the_better_scored_of_two_cuts_with_as_many_layers():
+    # A 6-layer teacher's first 3 layers and every other layer cost the same: one fine-tune, not two.
+    first1, first3, every_other, first4 = (_record(1, 5.0, 0.6), _record(3, 15.0, 0.30),
+                                           _record(7, 15.1, 0.25), _record(4, 20.0, 0.2))
+    other = _record(9, 12.0, 0.1)  # not a plain cut: never dropped
+    depth = {"h1": 1, "h3": 3, "h7": 3, "h4": 4}.get
+    kept = one_cut_per_depth([first1, first3, every_other, first4, other], lambda r: depth(r.hash))
+    assert [r.hash for r in kept] == ["h1", "h7", "h4", "h9"]
+    # The score decides, not the order or the latency.
+    worse = _record(7, 15.1, 0.35)
+    assert [r.hash for r in one_cut_per_depth([first3, worse], lambda r: depth(r.hash))] == ["h3"]

@@ -6,8 +6,9 @@ task stage did not run. Strategies come from `slimformer.search` (Optuna NSGA-II
 CTNAS). The search starts from the teacher-shaped anchors and the teacher's layer-dropped variants
 (truncations, every other layer) and full-width variants (`SearchSpace.seed_archs`). Every trial is
 reported as a candidate in state "scored" as soon as it exists. The finalists are the
-teacher's layer-dropped models within budget (`SearchSpace.reference_finalists`), so the
-measured front is never worse than a plain cut of the teacher, and the search's own picks: the
+teacher's layer-dropped models within budget (`SearchSpace.reference_finalists`), one per layer
+count (the better-scored where two keep as many layers), so the measured front holds a plain cut
+of the teacher at every depth, and the search's own picks: the
 best by score and size together (`slimformer.search.finalists`) in each latency tier just below a
 cut, so each cut is set against a model at most as slow; without cuts, picks spread evenly over
 the predicted latency range.
@@ -22,7 +23,7 @@ from typing import Any
 from safetensors.torch import load_file
 
 from slimformer.search.budgets import Budgets, check_budgets
-from slimformer.search.finalists import choose_finalists, reference_records, tier_picks
+from slimformer.search.finalists import choose_finalists, one_cut_per_depth, reference_records, tier_picks
 from slimformer.search.proxy import ProxyEvaluator
 from slimformer.search.strategies import run_search
 from slimformer.search.study import TrialRecord
@@ -100,6 +101,12 @@ def pick_finalists(ctx: RunContext, trials: list[TrialRecord], exclude: set[str]
     return picks
 
 
+def teacher_depth(space, record: TrialRecord) -> int | None:
+    """How many teacher layers a record's arch keeps, when it is the teacher keeping some (else None)."""
+    layers = space.teacher_layers_of(Arch.from_dict(record.arch))
+    return len(layers) if layers else None
+
+
 def stage_search(ctx: RunContext) -> dict[str, Any]:
     search = ctx.spec.search
     if search.strategy == "sample":
@@ -137,8 +144,10 @@ def stage_search(ctx: RunContext) -> dict[str, Any]:
     # The teacher's own shape is the reference every result is shown against, not a compressed model.
     teacher = {space.teacher_arch().hash} if space.layer_dropped_archs() else set()
     named = {arch.hash: name for name, arch in space.reference_finalists().items()}
-    references = reference_records(result.trials, list(named))
-    exclude = teacher | {r.hash for r in references}
+    scored_cuts = reference_records(result.trials, list(named))
+    # Both cuts of one depth (first 3, every other layer) cost the same: the better-scored one is fine-tuned.
+    references = one_cut_per_depth(scored_cuts, lambda r: teacher_depth(space, r))
+    exclude = teacher | {r.hash for r in scored_cuts}
     picks = pick_finalists(ctx, result.trials, exclude) if references else []
     picks = picks or choose_finalists(result.trials, ctx.plan.finalists)
     chosen = sorted(picks + references, key=lambda r: (r.latency_ms, r.proxy))
