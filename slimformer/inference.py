@@ -63,7 +63,7 @@ class _TorchBackend:
 
 
 class _OnnxBackend:
-    def __init__(self, folder: Path, quantized: bool):
+    def __init__(self, folder: Path, quantized: bool, threads: int | None = None):
         import onnxruntime as ort
 
         path = folder / ("model.int8.onnx" if quantized else "model.onnx")
@@ -71,6 +71,8 @@ class _OnnxBackend:
             raise ModelFormatError(f"{path}: missing; export the folder with ONNX (export_folder)")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        if threads is not None:  # else onnxruntime's default: one thread per physical core
+            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         try:
             self.session = ort.InferenceSession(
                 str(path), sess_options=opts, providers=["CPUExecutionProvider"]
@@ -98,12 +100,15 @@ class TextClassifier:
     """
 
     def __init__(
-        self, folder: Path | str, backend: str = "torch", quantized: bool = False, batch_size: int = 32
+        self, folder: Path | str, backend: str = "torch", quantized: bool = False, batch_size: int = 32,
+        threads: int | None = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend: {backend!r} is not one of {list(BACKENDS)}")
         if quantized and backend != "onnx":
             raise ValueError("quantized=True needs backend='onnx' (the int8 model is an ONNX file)")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads: expected a positive integer or None, got {threads!r}")
         self.folder = Path(folder)
         self.config = read_config(self.folder)
         self.labels: list[str] = list(self.config["labels"])
@@ -112,7 +117,8 @@ class TextClassifier:
         tok = self.config.get("tokenizer") or {}
         max_length = min(int(tok.get("max_length", 128)), int(self.config.get("max_position", 512)))
         self._encode = _Encoder(self.folder, max_length, int(self.config.get("pad_token_id", 0)))
-        self._run = _TorchBackend(self.folder) if backend == "torch" else _OnnxBackend(self.folder, quantized)
+        self._run = (_TorchBackend(self.folder) if backend == "torch"
+                     else _OnnxBackend(self.folder, quantized, threads))
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw logits [len(texts), num_labels] as float32, computed in batches of `batch_size`.
@@ -152,7 +158,8 @@ class TextClassifier:
 
 
 def load(
-    path: Path | str, backend: str = "torch", quantized: bool = False, batch_size: int = 32
+    path: Path | str, backend: str = "torch", quantized: bool = False, batch_size: int = 32,
+    threads: int | None = None,
 ) -> TextClassifier:
     """Load an exported model folder for inference.
 
@@ -161,12 +168,14 @@ def load(
         backend: "torch" (model.safetensors) or "onnx" (onnxruntime only; no torch import).
         quantized: with backend="onnx", use model.int8.onnx instead of model.onnx.
         batch_size: texts per forward pass.
+        threads: with backend="onnx", onnxruntime's intra-op threads (None: one per physical core).
+            The torch backend follows `torch.set_num_threads`.
 
     Returns:
         A TextClassifier.
 
     Raises:
         ModelFormatError: naming the missing or bad file.
-        ValueError: unknown backend, or quantized without the ONNX backend.
+        ValueError: unknown backend, quantized without the ONNX backend, or threads not a positive integer.
     """
-    return TextClassifier(path, backend=backend, quantized=quantized, batch_size=batch_size)
+    return TextClassifier(path, backend=backend, quantized=quantized, batch_size=batch_size, threads=threads)

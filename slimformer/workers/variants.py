@@ -25,14 +25,14 @@ MAX_INT8_ACCURACY_LOSS = 0.01
 
 
 def onnx_metrics(folder: Path | str, rows: Sequence[Any], quantized: bool, labels: Sequence[str],
-                 split: str) -> dict[str, Any]:
+                 split: str, threads: int | None = None) -> dict[str, Any]:
     """`<split>_accuracy`, `<split>_macro_f1` and `<split>_per_class` of the folder's ONNX model on `rows`."""
     from slimformer.inference import load
     from slimformer.metrics import split_metrics
 
     if not rows:
         return {f"{split}_accuracy": None}
-    clf = load(folder, backend="onnx", quantized=quantized, batch_size=64)
+    clf = load(folder, backend="onnx", quantized=quantized, batch_size=64, threads=threads)
     predicted = [int(p) for p in clf.logits([r.text for r in rows]).argmax(axis=-1)]
     return split_metrics(split, predicted, [r.label for r in rows], labels)
 
@@ -72,23 +72,32 @@ def point(record: dict[str, Any], variant: str) -> dict[str, Any]:
 # --- finalize's use: figures of an exported finalist ------------------------------------------
 
 
-def measure_variants(ctx: RunContext, folder: Path, arch: Arch, latency_ms: float,
+def variant_accuracy(ctx: RunContext, folder: Path, threads: int | None = None) -> dict[str, dict[str, Any]]:
+    """Per variant (fp32, int8), the accuracy of the exported folder's ONNX file on the eval rows.
+
+    Accuracy, macro-F1 and per-class precision/recall, from the same predictions. `threads`:
+    onnxruntime's threads (a Ray task evaluates on the core it was given).
+    """
+    task = ctx.eval_task
+    return {name: {**onnx_metrics(folder, task.dev, quantized, task.labels, "dev", threads),
+                   **onnx_metrics(folder, task.test, quantized, task.labels, "test", threads)}
+            for name, quantized in (("fp32", False), ("int8", True))}
+
+
+def measure_variants(ctx: RunContext, arch: Arch, accuracy: dict[str, dict[str, Any]], latency_ms: float,
                      int8_latency_ms: float) -> dict[str, dict[str, Any]]:
-    """fp32 and int8 figures of an exported folder: accuracy of each ONNX file on the eval rows, latency, memory.
+    """fp32 and int8 figures of an exported finalist: `accuracy` (`variant_accuracy`), latency, memory.
 
     fp32's latency is the job runtime's (torch or onnxruntime), and it downloads as that runtime
     runs it; int8 is an onnxruntime model. int8 memory counts weights at one byte each.
     """
-    setting, task, params = ctx.latency_setting, ctx.eval_task, count_params(arch, ctx.space)
+    setting, params = ctx.latency_setting, count_params(arch, ctx.space)
     out = {}
     for name, quantized, latency in (("fp32", False, latency_ms), ("int8", True, int8_latency_ms)):
         memory = estimate_memory(arch, ctx.space, setting.batch, setting.seq_len, "int8" if quantized else "float32")
         out[name] = {
             "format": "hf" if name == "fp32" and setting.runtime == "torch" else FORMATS[name],
-            # Accuracy, macro-F1 and per-class precision/recall, from the same predictions.
-            **onnx_metrics(folder, task.dev, quantized, task.labels, "dev"),
-            **onnx_metrics(folder, task.test, quantized, task.labels, "test"),
-            "latency_ms": latency, "memory_mb": round(memory.total_mb, 3), "params": params,
+            **accuracy[name], "latency_ms": latency, "memory_mb": round(memory.total_mb, 3), "params": params,
         }
     return out
 

@@ -219,6 +219,17 @@ def test_load_rejects_bad_arguments(exported):
         slimformer.load(exported["folder"]).predict("one string")
 
 
+def test_onnx_backend_runs_on_the_threads_it_is_given(exported):
+    # A Ray task evaluates on its one core: onnxruntime must not take every core the machine has.
+    default = slimformer.load(exported["folder"], backend="onnx")
+    one = slimformer.load(exported["folder"], backend="onnx", threads=1)
+    assert one._run.session.get_session_options().intra_op_num_threads == 1
+    assert abs(one.logits(TEXTS) - default.logits(TEXTS)).max() < 1e-5
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads"):
+            slimformer.load(exported["folder"], backend="onnx", threads=bad)
+
+
 def run_python(code: str, cwd: Path) -> str:
     result = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

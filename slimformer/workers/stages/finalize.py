@@ -1,9 +1,10 @@
-"""Stage `finalize`: fine-tune the chosen candidates in parallel, then export and measure each of them.
+"""Stage `finalize`: fine-tune and export the chosen candidates in parallel, then time them together.
 
-Fine-tuning runs are independent, so each is one Ray task that rebuilds what it needs from the
-run folder (task data, cached task teacher, the teacher's logits, the routed task-tuned
-sub-supernet) and writes its result before returning; a retried or repeated task finds
-`trained.json` and returns it without training again. Every finalist starts from its shared
+Finalists are independent, so each is one Ray task that rebuilds what it needs from the run
+folder (task data, cached task teacher, the teacher's logits, the routed task-tuned sub-supernet),
+fine-tunes, exports, measures the accuracy of its ONNX files (`workers/finalist_export.py`) and
+writes its results before returning; a retried or repeated task finds `trained.json`,
+`export.json` and `variant_accuracy.json` and does not redo them. Every finalist starts from its shared
 weights and is fine-tuned to convergence (early stopping on dev, best state kept) with the same
 recipe every baseline gets. Latency is measured afterwards in the driver, one model at a time in
 interleaved rounds, because timing a model while other tasks train on the same cores would measure
@@ -24,9 +25,9 @@ from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
 from slimformer.supernet.model_timing import measure_models_latency, measure_onnx_models_latency
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
+from slimformer.workers.finalist_export import export_finalist, shipped_model
 from slimformer.workers.references import write_card_comparison
 from slimformer.workers.variants import measure_variants, offered_variants, update_folder_metrics, variant_summary
-from slimformer.workers.vocab import job_kept_vocab
 
 # Beside accuracy, per finalist: macro-F1 and per-class precision/recall on the same dev/test rows, of the
 # exported fp32 model (workers/variants.py), as its accuracy is.
@@ -122,23 +123,34 @@ def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None) -> dict
     return record
 
 
+def train_and_export(ctx: RunContext, arch: Arch, seed: int | None = None, threads: int | None = None) -> dict:
+    """`train_finalist`, then (for the job's own seed) `export_finalist`: a finalist's whole share of the work
+    that may run beside another's. A re-run seed is only trained: it is compared, never shipped."""
+    record = train_finalist(ctx, arch, seed)
+    if seed is None:
+        with torch_threads(threads or ctx.plan.finetune.threads):
+            export_finalist(ctx, arch, record, threads)
+    return record
+
+
 def _train_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_dir: str, arch_doc: dict,
                 seed: int | None = None) -> dict:
-    """Ray task body: a fresh context over the same run folder."""
+    """Ray task body: a fresh context over the same run folder, on the cores the task was given."""
     from slimformer.contracts.spec import JobSpec
 
     ctx = RunContext(JobSpec.model_validate(spec_doc), Path(run_dir), use_ray=False, dataset_path=dataset_path,
                      cache_dir=Path(cache_dir))
-    return train_finalist(ctx, ctx.space.parse(arch_doc), seed)
+    return train_and_export(ctx, ctx.space.parse(arch_doc), seed, threads=ctx.plan.finetune.threads)
 
 
 def train_finalists(ctx: RunContext, archs: list[Arch], seed: int | None = None) -> list[dict[str, Any]]:
-    """Fine-tune every finalist; on Ray one task each (retried up to twice on failure)."""
+    """Fine-tune (and, for the job's own seed, export) every finalist; on Ray one task each (retried up to
+    twice on failure)."""
     if not ctx.use_ray:
         out = []
         for i, arch in enumerate(archs):
             ctx.reporter.progress("finalize", 0.8 * i / len(archs), f"fine-tuning {arch.hash}")
-            out.append(train_finalist(ctx, arch, seed))
+            out.append(train_and_export(ctx, arch, seed))
             ctx.reporter.check_cancelled()
         return out
     import ray
@@ -169,34 +181,18 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
                        origins: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Export every finalist (safetensors, ONNX, int8) and measure torch and onnxruntime latency.
 
-    `origins` (one per arch) are merged into the records as they are: `origin` and `reference`.
+    The export and the ONNX files' accuracy were made by each finalist's own task
+    (`workers/finalist_export.py`); `export_finalist` reads them, or makes them here for a folder
+    trained without. `origins` (one per arch) are merged into the records as they are: `origin`
+    and `reference`.
     """
-    from slimformer.supernet.export import export_folder
-    from slimformer.supernet.load import load_subnet
-    from slimformer.supernet.vocab import trim_subnet, trim_tokenizer
-
     setting = ctx.latency_setting
-    # Trim only where the search costed students with the trimmed vocabulary (space.json says so).
-    kept = job_kept_vocab(ctx) if ctx.space.student_vocab else None
-    trimmed_tokenizer = None
-    models, exports = [], []
+    models, exports, accuracies = [], [], []
     for arch, fit in zip(archs, trained, strict=True):
-        folder = ctx.path("candidates", arch.hash)
-        model, tokenizer, _ = load_subnet(folder / "trained")
-        if kept is not None:  # the exported student keeps only the job's vocabulary (workers/vocab.py)
-            trimmed_tokenizer = trimmed_tokenizer or trim_tokenizer(tokenizer, kept)
-            model, tokenizer = trim_subnet(model, kept), trimmed_tokenizer
-        metrics = {k: fit[k] for k in ("dev_accuracy", "test_accuracy")}
-        export_file = folder / "export.json"
-        if export_file.exists():
-            exported = read_json(export_file)
-        else:
-            # The exported tokenizer truncates where fine-tuning did, so the figures below are the same model's.
-            exported = export_folder(model, tokenizer, folder / "model", metrics=metrics,
-                                     max_length=ctx.teacher.max_length)
-            write_json(export_file, exported)
-        models.append(model)
+        exported, accuracy = export_finalist(ctx, arch, fit)
+        models.append(shipped_model(ctx, ctx.path("candidates", arch.hash, "trained"))[0])  # what is timed
         exports.append(exported)
+        accuracies.append(accuracy)
     ctx.reporter.progress("finalize", 0.85, "measuring latency")
     started = time.perf_counter()
     torch_ms, rechecked = _measure_with_recheck(ctx, models)
@@ -212,7 +208,7 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
         assert params == models[i].num_params(), "cost.count_params disagrees with the exported model"
         # This run's own folder (export.json names the folder where it was first exported).
         own_folder = ctx.path("candidates", arch.hash, "model")
-        variants = measure_variants(ctx, own_folder, arch, measured, int8_ms[i])
+        variants = measure_variants(ctx, arch, accuracies[i], measured, int8_ms[i])
         # The figures of what is downloaded: the exported fp32 model with its own tokenizer.
         fit = {**fit, **{k: variants["fp32"].get(k) for k in ("dev_accuracy", "test_accuracy", *CLASS_METRICS)}}
         records.append({

@@ -1,0 +1,68 @@
+"""One finalist after fine-tuning: the model as shipped, exported, and the accuracy of both of its ONNX files.
+
+This runs inside the finalist's own Ray task, right after its fine-tune, so the two cores export and
+evaluate finalists side by side while other finalists still train. Done in the driver, one
+finalist after another, it took 6-16 s per finalist on this machine (stop 21: export 2-5 s, fp32 and
+int8 ONNX on the whole dev and test splits 3-11 s, for the first 1 to 5 teacher layers) while the
+other core idled. Latency is not measured here: timing a model beside another task's training
+would measure the contention, so finalize times every finalist together afterwards.
+
+Both steps are idempotent (`export.json` and `variant_accuracy.json` in the candidate folder), so
+the driver calls `export_finalist` again and reads what the task wrote, or does the work itself
+for a folder trained before this split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from slimformer.search_space import Arch
+from slimformer.workers.context import RunContext, read_json, write_json
+from slimformer.workers.variants import variant_accuracy
+from slimformer.workers.vocab import job_kept_vocab
+
+
+def shipped_model(ctx: RunContext, trained: Path) -> tuple[Any, Any]:
+    """(model, tokenizer) of a trained folder as the user gets it: trimmed to the job's vocabulary
+    where the search costed students with it (space.json says so), else as trained."""
+    from slimformer.supernet.load import load_subnet
+    from slimformer.supernet.vocab import trim_subnet, trim_tokenizer
+
+    model, tokenizer, _ = load_subnet(trained)
+    kept = job_kept_vocab(ctx) if ctx.space.student_vocab else None
+    if kept is None:
+        return model, tokenizer
+    return trim_subnet(model, kept), trim_tokenizer(tokenizer, kept)
+
+
+def export_finalist(ctx: RunContext, arch: Arch, fit: dict[str, Any],
+                    threads: int | None = None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Export a fine-tuned finalist (safetensors, ONNX, int8 ONNX) and measure both ONNX files' accuracy.
+
+    Args:
+        fit: its `trained.json` record (the dev and test figures the first metrics.json shows).
+        threads: onnxruntime's threads for the accuracy pass (a Ray task's one core); None: all.
+
+    Returns:
+        (what `export_folder` returned, `variant_accuracy` of the exported folder).
+    """
+    from slimformer.supernet.export import export_folder
+
+    folder = ctx.path("candidates", arch.hash)
+    export_file, accuracy_file = folder / "export.json", folder / "variant_accuracy.json"
+    if export_file.exists():
+        exported = read_json(export_file)
+    else:
+        model, tokenizer = shipped_model(ctx, folder / "trained")
+        # The exported tokenizer truncates where fine-tuning did, so the figures below are the same model's.
+        exported = export_folder(model, tokenizer, folder / "model",
+                                 metrics={k: fit[k] for k in ("dev_accuracy", "test_accuracy")},
+                                 max_length=ctx.teacher.max_length)
+        write_json(export_file, exported)
+    if accuracy_file.exists():
+        return exported, read_json(accuracy_file)
+    # This run's own folder (export.json names the folder where it was first exported).
+    accuracy = variant_accuracy(ctx, folder / "model", threads)
+    write_json(accuracy_file, accuracy)
+    return exported, accuracy
