@@ -2,9 +2,9 @@
 
 This runs inside the finalist's own Ray task, right after its fine-tune, so the two cores export and
 evaluate finalists side by side while other finalists still train. Done in the driver, one
-finalist after another, it took 6-16 s per finalist on this machine (stop 21: export 2-5 s, fp32 and
-int8 ONNX on the whole dev and test splits 3-11 s, for the first 1 to 5 teacher layers) while the
-other core idled. Latency is not measured here: timing a model beside another task's training
+finalist after another, it took 5-16 s per finalist on this machine (stop 21, 2 threads: export 2-5 s,
+fp32 and int8 ONNX on the whole dev and test splits 3-11 s, for the first 1 to 5 teacher layers)
+while the other core idled. Latency is not measured here: timing a model beside another task's training
 would measure the contention, so finalize times every finalist together afterwards.
 
 Both steps are idempotent (`export.json` and `variant_accuracy.json` in the candidate folder), so
