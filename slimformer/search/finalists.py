@@ -16,7 +16,7 @@ the model we want to see.
 
 Beside the band picks, the teacher's layer-dropped models (`SearchSpace.reference_finalists`) are
 fine-tuned when the search scored them within budget (`reference_records`), one per layer count
-(`one_cut_per_depth`): the front is then never worse than the plain cut at its latency, by
+(`one_cut_per_depth`): the front is then never worse than the cut kept at each depth, by
 construction, and a band pick is handed over only where its measured figures beat the cut's.
 """
 
