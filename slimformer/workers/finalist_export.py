@@ -23,9 +23,13 @@ from slimformer.workers.variants import variant_accuracy
 from slimformer.workers.vocab import job_kept_vocab
 
 
-def shipped_model(ctx: RunContext, trained: Path) -> tuple[Any, Any]:
+def shipped_model(ctx: RunContext, trained: Path, with_tokenizer: bool = True) -> tuple[Any, Any]:
     """(model, tokenizer) of a trained folder as the user gets it: trimmed to the job's vocabulary
-    where the search costed students with it (space.json says so), else as trained."""
+    where the search costed students with it (space.json says so), else as trained.
+
+    `with_tokenizer=False` leaves the tokenizer as trained (the driver times the model only, and
+    trimming a tokenizer writes and reads a folder of files).
+    """
     from slimformer.supernet.load import load_subnet
     from slimformer.supernet.vocab import trim_subnet, trim_tokenizer
 
@@ -33,7 +37,7 @@ def shipped_model(ctx: RunContext, trained: Path) -> tuple[Any, Any]:
     kept = job_kept_vocab(ctx) if ctx.space.student_vocab else None
     if kept is None:
         return model, tokenizer
-    return trim_subnet(model, kept), trim_tokenizer(tokenizer, kept)
+    return trim_subnet(model, kept), trim_tokenizer(tokenizer, kept) if with_tokenizer else tokenizer
 
 
 def export_finalist(ctx: RunContext, arch: Arch, fit: dict[str, Any],

@@ -206,6 +206,29 @@ def test_search_stage_finds_finalists_within_budgets(spec, finished_run, tmp_pat
     assert best and cuts == {h: within[h] for h in best.values()}
 
 
+def test_each_finalist_is_exported_and_evaluated_by_its_own_training_step(spec, finished_run, tmp_path):
+    # What a finalist's Ray task runs (train_and_export): the export and both ONNX files' accuracy are
+    # written before finalize's driver sees the finalist, so the driver only times it. A re-run seed is
+    # only trained: it is compared, never shipped.
+    from slimformer.workers.context import RunContext, read_json
+    from slimformer.workers.stages.finalize import train_finalists
+
+    run_dir, _, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "candidates")
+    ctx = RunContext(spec, copy, use_ray=False)
+    archs = [ctx.space.parse(c["arch"]) for c in read_json(copy / "chosen.json")]
+    train_finalists(ctx, archs[:1])
+    folder = copy / "candidates" / archs[0].hash
+    measured = read_json(folder / "variant_accuracy.json")
+    assert (folder / "export.json").exists() and (folder / "model" / "model.int8.onnx").exists()
+    assert set(measured) == {"fp32", "int8"} and all(0 <= measured[v]["dev_accuracy"] <= 1 for v in measured)
+    train_finalists(ctx, archs[:1], seed=7)
+    reseeded = copy / "candidates" / f"{archs[0].hash}-seed7"
+    assert (reseeded / "trained.json").exists() and not (reseeded / "export.json").exists()
+
+
 def search_arch(search: dict, arch_hash: str) -> dict:
     return next(r["arch"] for r in search["trials"] if r["hash"] == arch_hash)
 

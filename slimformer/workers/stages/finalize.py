@@ -190,7 +190,7 @@ def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[st
     models, exports, accuracies = [], [], []
     for arch, fit in zip(archs, trained, strict=True):
         exported, accuracy = export_finalist(ctx, arch, fit)
-        models.append(shipped_model(ctx, ctx.path("candidates", arch.hash, "trained"))[0])  # what is timed
+        models.append(shipped_model(ctx, ctx.path("candidates", arch.hash, "trained"), with_tokenizer=False)[0])
         exports.append(exported)
         accuracies.append(accuracy)
     ctx.reporter.progress("finalize", 0.85, "measuring latency")
