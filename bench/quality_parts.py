@@ -205,16 +205,12 @@ def ranking_figures(ctx, main_search: dict, n_archs: int, n_seeds: int) -> dict[
     dev = [sum(col) / len(col) for col in zip(*dev_by_seed, strict=True)]
     with make_task_evaluator(ctx) as task_eval, make_blockwise_evaluator(ctx, "fewshot") as block_eval:
         task_scores = [task_eval.task_score(a) for a in ranking_archs]
-        penalties = [task_eval.rank_penalty(a) for a in ranking_archs]
-        # What the search ranks by: its metric (the KL by default) plus a factorised table's rank penalty.
-        searched = [-task_eval.value(a) for a in ranking_archs]
         block_scores = [block_eval.score(a) for a in ranking_archs]
     params = [count_params(a, space) for a in ranking_archs]
     kl, err = [-s.kl for s in task_scores], [-(1 - s.accuracy) for s in task_scores]
     return {
         "n": len(ranking_archs), "seeds": len(seeds),
-        "task_aware_tau": kendall(searched, dev), "task_aware_tau_ci95": bootstrap_tau(searched, dev),
-        "task_aware_raw_kl_tau": kendall(kl, dev), "task_aware_raw_kl_tau_ci95": bootstrap_tau(kl, dev),
+        "task_aware_tau": kendall(kl, dev), "task_aware_tau_ci95": bootstrap_tau(kl, dev),
         "task_aware_error_tau": kendall(err, dev), "task_aware_error_tau_ci95": bootstrap_tau(err, dev),
         "blockwise_tau": kendall([-b for b in block_scores], dev),
         "blockwise_tau_ci95": bootstrap_tau([-b for b in block_scores], dev),
@@ -222,10 +218,10 @@ def ranking_figures(ctx, main_search: dict, n_archs: int, n_seeds: int) -> dict[
         "seed_gap_mean": (sum(abs(a - b) for a, b in zip(*dev_by_seed[:2], strict=True)) / len(dev)
                           if len(dev_by_seed) > 1 else None),
         "archs": [{"hash": a.hash, "arch": a.short(), "params": p, "predicted_latency_ms": ctx.predicted_latency(a),
-                   "shared_kl": s.kl, "rank_penalty": pen, "shared_dev_accuracy": s.accuracy, "blockwise_proxy": b,
+                   "shared_kl": s.kl, "shared_dev_accuracy": s.accuracy, "blockwise_proxy": b,
                    "dev_accuracy_per_seed": [col[i] for col in dev_by_seed], "dev_accuracy": d}
-                  for i, (a, p, s, pen, b, d) in enumerate(zip(ranking_archs, params, task_scores, penalties,
-                                                                block_scores, dev, strict=True))],
+                  for i, (a, p, s, b, d) in enumerate(zip(ranking_archs, params, task_scores, block_scores, dev,
+                                                           strict=True))],
     }
 
 

@@ -4,15 +4,6 @@ shared weights of its (task-tuned) sub-supernet, as `SharedWeightScorer` measure
 It is a drop-in `evaluate` for `run_search` (arch -> number to minimise). Scores are cached by
 architecture hash, in memory and in a SQLite file, so a resumed search never scores an arch twice;
 the cache tag names the supernet weights, so stale scores are never read.
-
-A factorised word table is charged twice (`rank_penalty`). The shared-weight KL of a sub-network
-mixes two kinds of damage: what its narrow or novel body gets wrong, which a finalist's fine-tune
-mostly wins back, and what a rank-r table loses about the words, which it does not: rare words'
-rows are fixed by the (occurrence-weighted) SVD and few training examples ever update them. On the
-stop-21 ranking the five factorised archs fine-tuned about 2 points below plain archs of the same
-shared KL (task-aware tau 0.48 over all 12, 0.81 over the 7 plain ones). The penalty is that lasting
-part, measured where little else is wrong: the KL the rank adds to the widest arch of the same H
-(`SearchSpace.largest_at`), once per (H, r), the same units as the score.
 """
 
 from __future__ import annotations
@@ -20,7 +11,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from slimformer.search_space import Arch, SearchSpace
@@ -36,7 +26,6 @@ class TaskAwareEvaluator:
         scorer: the held-out examples and the teacher's logits on them.
         metric: "kl" (KL to the teacher, default), "error" (1 - accuracy) or "f1_error" (1 - macro-F1):
             the value returned.
-        penalise_rank: add `rank_penalty` to a factorised arch's value (the module docstring says why).
         cache_path: SQLite file for scores (None: memory only).
         cache_tag: names the weights the scores were measured with.
 
@@ -46,11 +35,9 @@ class TaskAwareEvaluator:
     """
 
     def __init__(self, space: SearchSpace, supernet_for: Callable[[Arch], object], scorer: SharedWeightScorer,
-                 metric: str = "kl", cache_path: str | Path | None = None, cache_tag: str = "",
-                 penalise_rank: bool = True):
+                 metric: str = "kl", cache_path: str | Path | None = None, cache_tag: str = ""):
         TaskScore(0.0, 0.0, 0.0).value(metric)  # rejects an unknown metric now, not at the first trial
         self.space, self.supernet_for, self.scorer, self.metric = space, supernet_for, scorer, metric
-        self.penalise_rank = penalise_rank
         self.cache_tag = cache_tag
         self.evaluations = 0
         self.scores: dict[str, TaskScore] = {}
@@ -79,26 +66,8 @@ class TaskAwareEvaluator:
                 self._db.commit()
         return self.scores[arch.hash]
 
-    def rank_penalty(self, arch: Arch) -> float:
-        """What `arch`'s factorised word table costs the widest arch of its H, in the score's units.
-
-        0.0 for a plain table. Both widest archs are scored like any other (and cached), so a search
-        pays for this once per (H, rank) it meets. Never negative: a rank that happens to score a
-        little better on the held-out rows is not rewarded for it.
-        """
-        if arch.embedding_rank is None:
-            return 0.0
-        plain = self.space.largest_at(arch.hidden)
-        factorised = replace(plain, embedding_rank=arch.embedding_rank)
-        return max(0.0, self.task_score(factorised).value(self.metric) - self.task_score(plain).value(self.metric))
-
-    def value(self, arch: Arch) -> float:
-        """The number the search minimises: the score, plus the rank penalty when it is on."""
-        score = self.task_score(arch).value(self.metric)
-        return score + self.rank_penalty(arch) if self.penalise_rank else score
-
     def __call__(self, arch: Arch) -> float:
-        return self.value(arch)
+        return self.task_score(arch).value(self.metric)
 
     def close(self) -> None:
         if self._db is not None:

@@ -202,12 +202,6 @@ class SearchSpace(TeacherShapes):
         block = tuple(big[s % len(big)] for s in range(self.slots_per_block))
         return Arch(self.max_hidden, tuple(block for _ in range(self.num_blocks)))
 
-    def largest_at(self, hidden: int) -> Arch:
-        """`largest` at hidden size `hidden` (one of `hidden_sizes`), with the plain word table."""
-        if hidden not in self.hidden_sizes:
-            raise ArchError(f"hidden: {hidden} not in {list(self.hidden_sizes)}")
-        return replace(self.largest(), hidden=hidden)
-
     def op_params(self, op: Op, hidden: int) -> int:
         """Parameters of one slot op at hidden size `hidden` (weights, biases and its LayerNorm).
 

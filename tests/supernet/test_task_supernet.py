@@ -155,35 +155,3 @@ def test_predict_logits_keeps_the_texts_order_though_it_batches_by_length(tuned_
     one_by_one = torch.cat([predict_logits(tuned_teacher.model, tuned_teacher.tokenizer, [t], MAX_LENGTH)
                             for t in texts])
     assert torch.allclose(batched, one_by_one, atol=1e-4)
-
-
-def test_a_factorised_arch_is_charged_what_its_rank_costs_the_widest_arch_of_its_width(tuned_teacher, tiny_task):
-    """The search's value for a factorised arch is its KL plus the KL the rank adds to the widest arch
-    of its H: measured once per (H, rank), zero for a plain table, and off when asked."""
-    from dataclasses import replace
-
-    from slimformer.search.task_evaluator import TaskAwareEvaluator
-
-    space, supernet = _warm_supernet(tuned_teacher, tiny_task)
-    scorer = _scorer(tuned_teacher, tiny_task)
-    h = space.max_hidden
-    rank = min(r for r in space.ranks_at(h) if r is not None)
-    widest = space.largest_at(h)
-    plain = space.teacher_arch()
-    factorised = replace(plain, embedding_rank=rank)
-    other = replace(space.truncated_arch(1), embedding_rank=rank)  # same (H, rank), another body
-
-    evaluator = TaskAwareEvaluator(space, lambda a: supernet, scorer)
-    penalty = evaluator.rank_penalty(factorised)
-    damage = scorer.score(supernet, replace(widest, embedding_rank=rank)).kl - scorer.score(supernet, widest).kl
-    assert damage > 1e-3  # a rank below H loses something the plain table has
-    assert penalty == pytest.approx(damage)
-    assert evaluator(factorised) == pytest.approx(scorer.score(supernet, factorised).kl + damage)
-    assert evaluator.rank_penalty(plain) == 0.0 and evaluator(plain) == pytest.approx(scorer.score(supernet, plain).kl)
-    before = evaluator.evaluations
-    assert evaluator.rank_penalty(other) == pytest.approx(penalty) and evaluator.evaluations == before
-    with pytest.raises(Exception, match="hidden"):
-        space.largest_at(h + 1)
-
-    off = TaskAwareEvaluator(space, lambda a: supernet, scorer, penalise_rank=False)
-    assert off(factorised) == pytest.approx(scorer.score(supernet, factorised).kl)
