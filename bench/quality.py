@@ -73,7 +73,7 @@ def main() -> int:
     from slimformer.workers.progress import ConsoleReporter
     from slimformer.workers.ray_runtime import init_ray, shutdown_ray
     from slimformer.workers.stages.finalize import export_and_measure, train_finalists
-    from slimformer.workers.stages.search import make_task_evaluator
+    from slimformer.workers.stages.search import make_task_evaluator, short_fit_pool
 
     walls: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -121,7 +121,10 @@ def main() -> int:
                                     ctx.latency_setting, strategy="random", trials=ctx.plan.trials, seed=spec.seed,
                                     storage_url=ctx.optuna_storage_url, study_name="bench-random",
                                     objectives=objectives, reference=reference, seed_archs=())
-        random_archs = [space.parse(r.arch) for r in choose_finalists(random_res.trials, ctx.plan.finalists)]
+        # Random search's pool is re-ranked by short fits too, as the job's is: the same choice, other trials.
+        random_pool = (short_fit_pool(ctx, random_res.trials, set(), [])[0] if ctx.plan.short_fit_steps
+                       else random_res.trials)
+        random_archs = [space.parse(r.arch) for r in choose_finalists(random_pool, ctx.plan.finalists)]
         random_records = export_and_measure(ctx, random_archs, train_finalists(ctx, random_archs))
         walls["baseline_random"] = round(time.perf_counter() - t, 1)
 

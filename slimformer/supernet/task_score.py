@@ -99,12 +99,17 @@ class SharedWeightScorer:
         self.count = len(examples)
         self.num_labels = int(teacher_logits.shape[-1])
 
-    @torch.no_grad()
     def score(self, supernet: nn.Module, arch: Arch) -> TaskScore:
         """Accuracy and KL of `arch` as a path of `supernet` (any module with `set_active` and forward)."""
+        supernet.set_active(arch)
+        return self.score_model(supernet)
+
+    @torch.no_grad()
+    def score_model(self, model: nn.Module) -> TaskScore:
+        """Accuracy and KL of any classifier with the student's forward (a path set active, an extracted SubNet)."""
+        supernet = model
         was_training = supernet.training
         supernet.eval()
-        supernet.set_active(arch)
         device = next(supernet.parameters()).device
         correct, kl_sum = 0, 0.0
         predicted: list[int] = []

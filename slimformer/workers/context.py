@@ -27,6 +27,7 @@ from slimformer.supernet.assemble import assemble_supernet, fewshot_regions, reg
 from slimformer.supernet.factorised_embedding import occurrence_weights
 from slimformer.supernet.finetune import FinetuneSettings
 from slimformer.supernet.model import Supernet
+from slimformer.supernet.task_score import SharedWeightScorer
 from slimformer.supernet.teacher import TaskTeacher, fine_tune_teacher
 from slimformer.supernet.vocab import token_counts
 from slimformer.workers.finetune_budget import finalist_finetune
@@ -197,6 +198,11 @@ class RunContext:
         """The dev rows candidates are scored on with shared weights (the first `plan.score_examples`)."""
         n = self.plan.score_examples
         return list(self.task.dev if n is None else self.task.dev[:n])
+
+    def held_out_scorer(self) -> SharedWeightScorer:
+        """The scorer of every shared-weight and short-fit score: `score_examples` and the teacher's logits on them."""
+        return SharedWeightScorer(self.teacher.tokenizer, self.score_examples(), self.teacher_logits()["dev"],
+                                  self.teacher.max_length)
 
     def teacher_logits(self) -> dict[str, torch.Tensor]:
         """The task teacher's logits on the training split and the scoring rows of dev (task stage)."""

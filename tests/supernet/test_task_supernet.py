@@ -155,3 +155,25 @@ def test_predict_logits_keeps_the_texts_order_though_it_batches_by_length(tuned_
     one_by_one = torch.cat([predict_logits(tuned_teacher.model, tuned_teacher.tokenizer, [t], MAX_LENGTH)
                             for t in texts])
     assert torch.allclose(batched, one_by_one, atol=1e-4)
+
+
+def test_a_short_fit_scores_an_arch_after_a_few_steps_of_its_recipe(tuned_teacher, tiny_task):
+    """A shallow path fitted for a few steps of the finalists' recipe is closer to the teacher than its
+    shared weights were, the supernet is left as it was, and the same call gives the same score."""
+    from slimformer.supernet.finetune import FinetuneSettings
+    from slimformer.supernet.short_fit import short_fit_score, short_fit_settings
+
+    space, supernet = _warm_supernet(tuned_teacher, tiny_task)
+    scorer = _scorer(tuned_teacher, tiny_task)
+    arch = space.truncated_arch(1)
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    shared = scorer.score(supernet, arch)
+    recipe = FinetuneSettings(lr=1e-3, batch_size=8, max_length=MAX_LENGTH, seed=0)
+    fitted = short_fit_score(supernet, arch, tiny_task.labels, tuned_teacher, tiny_task.train, scorer, recipe, steps=6)
+    assert fitted.kl < shared.kl
+    assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items())
+    again = short_fit_score(supernet, arch, tiny_task.labels, tuned_teacher, tiny_task.train, scorer, recipe, steps=6)
+    assert again.kl == pytest.approx(fitted.kl, abs=1e-6)
+    assert short_fit_settings(recipe, 6).max_train_examples == 48
+    with pytest.raises(ValueError, match="steps"):
+        short_fit_settings(recipe, 0)

@@ -196,8 +196,15 @@ def test_search_stage_finds_finalists_within_budgets(spec, finished_run, tmp_pat
     assert 1 <= len(own) <= 2 and len(own) + len(cuts) == len(results["finalists"])
     within = {a.hash: name for name, a in space.reference_finalists().items()
               if count_params(a, space) <= limit * 1e6}
+    # Finalists are picked by short-fit scores (plan.short_fit_steps, 2 at the tiny preset): every one has
+    # its own, and every cut within budget was fitted too, so the choice below could go either way.
+    fitted = search["short_fit_scores"]
+    assert search["short_fit_steps"] == 2 and {f["hash"] for f in results["finalists"]} <= set(fitted)
+    chosen = read_json(copy / "chosen.json")
+    assert all(c["proxy"] == pytest.approx(fitted[c["hash"]]["kl"]) for c in chosen)
+    assert all(fitted[h]["kl"] != pytest.approx(search["shared_scores"][h]["kl"]) for h in fitted)
     # One cut per layer count: of two that keep as many teacher layers, the better-scored one.
-    proxy = {r["hash"]: r["proxy"] for r in search["trials"] if r.get("proxy") is not None}
+    proxy = {h: score["kl"] for h, score in fitted.items()}
     best: dict[int, str] = {}
     for h in within:
         depth = len(space.teacher_layers_of(space.parse(search_arch(search, h))))

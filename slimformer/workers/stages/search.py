@@ -11,19 +11,28 @@ count (the better-scored where two keep as many layers), so the measured front h
 of the teacher at every depth, and the search's own picks: the
 best by score and size together (`slimformer.search.finalists`) in each latency tier just below a
 cut, so each cut is set against a model at most as slow; without cuts, picks spread evenly over
-the predicted latency range.
+the predicted latency range. With `plan.short_fit_steps`, the records those picks are made from are
+ranked by short-fit scores first (each fitted for a few steps of the finalists' recipe,
+`short_fit_pool`): what shared weights say before any fine-tune ranks mixed architectures worse.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import replace
 from typing import Any
 
 from safetensors.torch import load_file
 
 from slimformer.search.budgets import Budgets, check_budgets
-from slimformer.search.finalists import choose_finalists, one_cut_per_depth, reference_records, tier_picks
+from slimformer.search.finalists import (
+    candidate_pool,
+    choose_finalists,
+    one_cut_per_depth,
+    reference_records,
+    tier_picks,
+)
 from slimformer.search.proxy import ProxyEvaluator
 from slimformer.search.strategies import run_search
 from slimformer.search.study import TrialRecord
@@ -31,8 +40,8 @@ from slimformer.search.task_evaluator import TaskAwareEvaluator
 from slimformer.search_space import Arch, count_params
 from slimformer.supernet.distill import BlockTrainSettings
 from slimformer.supernet.states import load_teacher_states
-from slimformer.supernet.task_score import SharedWeightScorer
 from slimformer.workers.context import RunContext, write_json
+from slimformer.workers.short_fit_scores import short_fit_scores
 
 
 def _files_tag(files) -> str:
@@ -55,8 +64,7 @@ def make_blockwise_evaluator(ctx: RunContext, routing: str) -> ProxyEvaluator:
 
 def make_task_evaluator(ctx: RunContext) -> TaskAwareEvaluator:
     """Shared-weight scores on the first dev rows, routed to the task-tuned region supernets."""
-    rows = ctx.score_examples()
-    scorer = SharedWeightScorer(ctx.teacher.tokenizer, rows, ctx.teacher_logits()["dev"], ctx.teacher.max_length)
+    scorer = ctx.held_out_scorer()
     files = sorted(ctx.path("supernet", "task").glob("*.safetensors"))
     return TaskAwareEvaluator(ctx.space, ctx.routed_supernet, scorer, metric=score_metric(ctx),
                               cache_path=ctx.path("task_scores.sqlite"), cache_tag=_files_tag(files))
@@ -99,6 +107,25 @@ def pick_finalists(ctx: RunContext, trials: list[TrialRecord], exclude: set[str]
     if len(picks) + answered < k:
         picks += choose_finalists(trials, k - len(picks) - answered, exclude=exclude | {r.hash for r in picks})
     return picks
+
+
+def short_fit_pool(ctx: RunContext, trials: list[TrialRecord], exclude: set[str],
+                   cut_hashes: list[str]) -> tuple[list[TrialRecord], dict[str, dict]]:
+    """The records finalists are picked from, their proxies replaced by short-fit scores.
+
+    The pool is what the pickers could choose: every feasible scored record not dominated in
+    (score, latency, -params) (`candidate_pool`), and the teacher's scored cuts. Each is fitted for
+    `plan.short_fit_steps` steps of the finalists' recipe and scored again (supernet/short_fit.py).
+    Records outside the pool are left out of the choice: one scale must rank every record it
+    compares, and shared-weight and short-fit KLs are not on one.
+    """
+    pool = {r.hash: r for r in candidate_pool(trials, exclude) + reference_records(trials, cut_hashes)}
+    records = list(pool.values())
+    ctx.reporter.progress("search", 1.0, f"fitting {len(records)} candidates for {ctx.plan.short_fit_steps} steps")
+    scores = short_fit_scores(ctx, [Arch.from_dict(r.arch) for r in records])
+    metric = score_metric(ctx)
+    return ([replace(r, proxy=scores[r.hash].value(metric)) for r in records],
+            {h: s.__dict__ for h, s in scores.items()})
 
 
 def teacher_depth(space, record: TrialRecord) -> int | None:
@@ -144,21 +171,27 @@ def stage_search(ctx: RunContext) -> dict[str, Any]:
     # The teacher's own shape is the reference every result is shown against, not a compressed model.
     teacher = {space.teacher_arch().hash} if space.layer_dropped_archs() else set()
     named = {arch.hash: name for name, arch in space.reference_finalists().items()}
-    scored_cuts = reference_records(result.trials, list(named))
+    choice, fitted = result.trials, {}
+    if task_aware and ctx.plan.short_fit_steps:
+        choice, fitted = short_fit_pool(ctx, result.trials, teacher, list(named))
+    scored_cuts = reference_records(choice, list(named))
     # Both cuts of one depth (first 3, every other layer) cost the same: the better-scored one is fine-tuned.
     references = one_cut_per_depth(scored_cuts, lambda r: teacher_depth(space, r))
     exclude = teacher | {r.hash for r in scored_cuts}
-    picks = pick_finalists(ctx, result.trials, exclude) if references else []
-    picks = picks or choose_finalists(result.trials, ctx.plan.finalists)
+    picks = pick_finalists(ctx, choice, exclude) if references else []
+    picks = picks or choose_finalists(choice, ctx.plan.finalists)
     chosen = sorted(picks + references, key=lambda r: (r.latency_ms, r.proxy))
     sources = {r.hash: {"source": "layer_dropped", "reference": named[r.hash]} for r in references}
     write_json(ctx.path("search.json"), {**result.to_dict(), "smallest_achievable": smallest,
                                          "scorer": "task" if task_aware else "blockwise",
-                                         "evaluations": evaluations, "shared_scores": shared})
+                                         "evaluations": evaluations, "shared_scores": shared,
+                                         "short_fit_steps": ctx.plan.short_fit_steps if fitted else 0,
+                                         "short_fit_scores": fitted})
     own = {"source": search.strategy}
     write_json(ctx.path("chosen.json"), [{"arch": r.arch, "hash": r.hash, **sources.get(r.hash, own),
                                           "proxy": r.proxy, "predicted_latency_ms": r.latency_ms,
-                                          **({"shared": shared[r.hash]} if r.hash in shared else {})}
+                                          **({"shared": shared[r.hash]} if r.hash in shared else {}),
+                                          **({"short_fit": fitted[r.hash]} if r.hash in fitted else {})}
                                          for r in chosen])
     return {"strategy": search.strategy, "scorer": "task" if task_aware else "blockwise", "trials": len(result.trials),
             "feasible": len(result.feasible), "pareto": len(result.pareto), "hypervolume": result.hypervolume,

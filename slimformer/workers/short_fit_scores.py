@@ -1,0 +1,66 @@
+"""Short-fit scores for a run's finalist pool: one Ray task per arch, kept in the run folder.
+
+`supernet/short_fit.py` says what a short-fit score is and why. Here it is computed for the archs the
+search stage picks finalists from, each in its own task on one core (a fit is a few seconds; the
+two cores of the target machine fit two at once), and written to `short_fit.json` as each batch
+finishes, so a resumed stage (or the quality benchmark, asking again for the same archs) never fits
+an arch twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slimformer.search_space import Arch
+from slimformer.supernet.device import ray_gpus_per_task
+from slimformer.supernet.task_score import TaskScore
+from slimformer.workers.context import RunContext, read_json, write_json
+
+FILE = "short_fit.json"
+
+
+def _fit(ctx: RunContext, arch: Arch, steps: int) -> dict[str, Any]:
+    from slimformer.supernet.short_fit import short_fit_score
+
+    logits_file = ctx.path("teacher_logits.safetensors")
+    train_logits = ctx.teacher_logits()["train"] if logits_file.exists() else None
+    score = short_fit_score(ctx.routed_supernet(arch), arch, ctx.task.labels, ctx.teacher, ctx.eval_task.train,
+                            ctx.held_out_scorer(), ctx.finetune_settings(arch), steps, train_logits)
+    return score.__dict__
+
+
+def _fit_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_dir: str, arch_doc: dict,
+              steps: int) -> dict[str, Any]:
+    """Ray task body: a fresh context over the same run folder (as finalize's `_train_task`)."""
+    from pathlib import Path
+
+    from slimformer.contracts.spec import JobSpec
+
+    ctx = RunContext(JobSpec.model_validate(spec_doc), Path(run_dir), use_ray=False, dataset_path=dataset_path,
+                     cache_dir=Path(cache_dir))
+    return _fit(ctx, ctx.space.parse(arch_doc), steps)
+
+
+def short_fit_scores(ctx: RunContext, archs: list[Arch], steps: int | None = None) -> dict[str, TaskScore]:
+    """arch hash -> its short-fit score, for every arch in `archs` (cached in the run folder).
+
+    `steps` defaults to the plan's `short_fit_steps`; scores of another step count are not reused.
+    """
+    steps = ctx.plan.short_fit_steps if steps is None else steps
+    path = ctx.path(FILE)
+    doc = read_json(path) if path.exists() else {}
+    done: dict[str, dict] = doc.get(str(steps), {})
+    todo = list({a.hash: a for a in archs if a.hash not in done}.values())
+    if todo:
+        if ctx.use_ray:
+            import ray
+
+            remote = ray.remote(num_cpus=ctx.plan.finetune.threads, num_gpus=ray_gpus_per_task(), max_retries=2,
+                                retry_exceptions=True)(_fit_task)
+            args = (ctx.spec.model_dump(), str(ctx.run_dir), ctx.dataset_path, str(ctx.cache_dir))
+            results = ray.get([remote.remote(*args, a.to_dict(), steps) for a in todo])
+        else:
+            results = [_fit(ctx, a, steps) for a in todo]
+        done.update({a.hash: r for a, r in zip(todo, results, strict=True)})
+        write_json(path, {**doc, str(steps): done})
+    return {a.hash: TaskScore(**done[a.hash]) for a in archs}
