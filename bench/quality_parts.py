@@ -273,10 +273,11 @@ def targets(doc: dict) -> dict[str, Any]:
                           100 * (own - base["test_accuracy"]), 2)})
     fast = [f for f in found if f["speedup"] >= 3]
     best_fast = max((f["test_accuracy"] for f in fast), default=None)
-    # The task-aware score that picks finalists: the short-fit score where the ranking measured it
-    # (the pool is ranked by it), else the shared-weight KL.
+    # The task-aware score that picks finalists: the short-fit score where the job fitted its pool
+    # (plan.short_fit_steps) and the ranking measured it, else the shared-weight KL.
     ranking = doc["ranking"]
-    tau = ranking.get("short_fit_tau", ranking["task_aware_tau"])
+    by_fit = bool(doc.get("search", {}).get("short_fit_steps")) and "short_fit_tau" in ranking
+    tau = ranking["short_fit_tau"] if by_fit else ranking["task_aware_tau"]
     return {
         "teacher_test_at_least_0.82": {"value": teacher["test_accuracy"], "met": teacher["test_accuracy"] >= 0.82},
         "never_worse_than_truncation": {
@@ -289,7 +290,7 @@ def targets(doc: dict) -> dict[str, Any]:
                               "share_of_teacher": None if best_fast is None else best_fast / teacher["test_accuracy"],
                               "met": best_fast is not None and best_fast >= 0.97 * teacher["test_accuracy"]},
         "task_aware_tau_at_least_0.6": {"value": tau, "shared_kl_tau": ranking["task_aware_tau"],
-                                        "score": "short_fit" if "short_fit_tau" in ranking else "shared_kl",
+                                        "score": "short_fit" if by_fit else "shared_kl",
                                         "met": tau is not None and tau >= 0.6},
         "job_at_most_20_min": {"value": doc["job_seconds"]["total"], "met": doc["job_seconds"]["total"] <= 1200},
         "teacher_training_at_most_15_min": {"value": teacher["train_seconds"],

@@ -29,7 +29,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from quality_parts import short_fit_figures, targets  # noqa: E402  (bench/ is this script's folder)
 
-KL_TOLERANCE = 1e-4  # nats; the same weights and rows give the same KL up to float summation order
+KL_TOLERANCE = 1e-3  # nats; the same weights and rows give the same KL up to float summation order
+# (another thread count moved one of the stop-21 archs by 1.3e-4); other weights move it by 1e-2 or more
 
 
 def parse_short(text: str) -> dict:

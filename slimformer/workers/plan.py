@@ -84,9 +84,11 @@ def plan_for(spec: JobSpec) -> StagePlan:
             eval_examples=None, trials=60, finalists=4, proxy_batches=2,
             task=TaskTuneSettings(steps=100, batch_size=32, lr=1e-4, seed=seed, checkpoint_every=50),
             score_examples=500,
-            # 20 steps rank the stop-21 ranking's 12 archs at tau 0.61 against 0.48 for their shared-weight
-            # KL (60 steps: 0.64); each costs about a finalist's 2% (supernet/short_fit.py).
-            short_fit_steps=20,
+            # No short fits here (0): 20 steps rank the stop-21 ranking's 12 archs at tau 0.61 against 0.48
+            # for their shared-weight KL, but in the stop-22 run with them on (bench/results/
+            # quality_short_fit.json) the pool's fits took 170 s and its 3 new picks were all beaten by a
+            # cut or another pick, and the job fine-tuned 9 finalists (stop 21: 6): 20 minutes has no room.
+            short_fit_steps=0,
             # Every finalist faster than the teacher gets one base pass's worth of teacher FLOPs: a 3x
             # one sees 18,000 examples (1.76 epochs), the first layer alone is capped at 3 epochs. At
             # compute_from 1.5 (stop 18) both 2-layer finalists were still improving at their last step.
@@ -102,7 +104,9 @@ def plan_for(spec: JobSpec) -> StagePlan:
             finetune=FinetuneSettings(epochs=4, lr=1e-4, batch_size=32, seed=seed, patience=3, evals_per_epoch=2),
             eval_examples=None, trials=300, finalists=6, proxy_batches=4,
             task=TaskTuneSettings(steps=1500, batch_size=32, lr=1e-4, seed=seed, checkpoint_every=100),
-            score_examples=None, finalist_compute_from=1.5, finalist_max_epochs=6.0, short_fit_steps=40,
+            score_examples=None, finalist_compute_from=1.5, finalist_max_epochs=6.0,
+            # Bigger machines can afford the better-ranked pool (see quick; not measured at this preset).
+            short_fit_steps=40,
         )
     if spec.search.trials is not None:
         plan.trials = spec.search.trials
