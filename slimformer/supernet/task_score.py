@@ -107,10 +107,9 @@ class SharedWeightScorer:
     @torch.no_grad()
     def score_model(self, model: nn.Module) -> TaskScore:
         """Accuracy and KL of any classifier with the student's forward (a path set active, an extracted SubNet)."""
-        supernet = model
-        was_training = supernet.training
-        supernet.eval()
-        device = next(supernet.parameters()).device
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
         correct, kl_sum = 0, 0.0
         predicted: list[int] = []
         labels: list[int] = []
@@ -118,7 +117,7 @@ class SharedWeightScorer:
             for batch, teacher in self.batches:
                 batch = to_device(dict(batch), device)
                 gold = batch.pop("labels")
-                logits = logits_of(supernet(**batch)).float()
+                logits = logits_of(model(**batch)).float()
                 correct += int((logits.argmax(-1) == gold).sum())
                 predicted += logits.argmax(-1).tolist()
                 labels += gold.tolist()
@@ -126,6 +125,6 @@ class SharedWeightScorer:
                 kl_sum += float(F.kl_div(log_p_student, F.log_softmax(teacher.to(device), -1), log_target=True,
                                          reduction="sum"))
         finally:
-            supernet.train(was_training)
+            model.train(was_training)
         f1 = classification_metrics(predicted, labels, self.num_labels)["macro_f1"]
         return TaskScore(accuracy=correct / self.count, kl=kl_sum / self.count, macro_f1=f1)

@@ -2,9 +2,10 @@
 
 `supernet/short_fit.py` says what a short-fit score is and why. Here it is computed for the archs the
 search stage picks finalists from, each in its own task on one core (a fit is a few seconds; the
-two cores of the target machine fit two at once), and written to `short_fit.json` as each batch
-finishes, so a resumed stage (or the quality benchmark, asking again for the same archs) never fits
-an arch twice.
+two cores of the target machine fit two at once), and written to `short_fit.json` per step count
+once the call's fits are in, so a resumed stage (or the quality benchmark, asking again for the
+same archs) never fits an arch twice. The file is not keyed by the supernet's weights: a run
+folder's task stage writes them once, and a later stage never changes them.
 """
 
 from __future__ import annotations
