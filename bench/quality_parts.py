@@ -233,7 +233,7 @@ def short_fit_figures(ctx, archs, dev: list[float], scores_for) -> dict[str, Any
     """Kendall tau of the short-fit score (what ranks the finalist pool, `plan.short_fit_steps` steps of the
     finalists' recipe) against the same dev accuracies, and each arch's short-fit KL in `archs` order.
     `scores_for` is `workers.short_fit_scores.short_fit_scores` (cached in the run folder)."""
-    steps = ctx.plan.short_fit_steps or 20  # a plan without short fits is still measured at the quick preset's
+    steps = ctx.plan.short_fit_steps or 20  # a plan without short fits (quick) is measured at 20, as in stop 22
     fitted = scores_for(ctx, archs, steps)
     values = [-fitted[a.hash].kl for a in archs]
     return {"short_fit_steps": steps, "short_fit_tau": kendall(values, dev),
