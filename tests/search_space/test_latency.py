@@ -203,19 +203,30 @@ def test_prediction_within_10_percent_of_measurement(space):
     assert attempts[-1][2] >= 1.0  # long enough that the clock's resolution is irrelevant
 
 
-def test_check_against_models_corrects_a_table_from_a_slower_machine(space):
-    # A table whose every entry is doubled is what a machine (or a moment) twice as slow would
-    # have cached; checking it against whole models measured now must scale it back.
-    setting = LatencySetting(seq_len=128)
+def _doubled_table_checked(space, setting):
     profiler = op_profiler.TableProfiler(space, setting, copies=1)
     timing.run_rounds([profiler], threads=1, repeats=4, warmup=1)
-    table = profiler.table()
-    slow = LatencyTable.from_dict(table.to_dict())
+    slow = LatencyTable.from_dict(profiler.table().to_dict())
     slow.ops = {k: 2 * v for k, v in slow.ops.items()}
     slow.embeddings = {h: 2 * v for h, v in slow.embeddings.items()}
     slow.head = {h: 2 * v for h, v in slow.head.items()}
     slow.overhead_ms *= 2
     latency_build.check_against_models(slow, space, setting, n=4, repeats=6)
+    return slow
+
+
+def test_check_against_models_corrects_a_table_from_a_slower_machine(space):
+    # A table whose every entry is doubled is what a machine (or a moment) twice as slow would
+    # have cached; checking it against whole models measured now must scale it back. The table and
+    # the models are timed a few seconds apart, so a burst of load between them (a background
+    # daemon here took 83% of a core for a moment) can move the scale to 0.83 (stop 22, one run in
+    # two full suites): up to three independent attempts. A check that does not rescale leaves 1.0
+    # every time and fails all three.
+    setting = LatencySetting(seq_len=128)
+    for _ in range(3):
+        slow = _doubled_table_checked(space, setting)
+        if 0.3 < slow.scale < 0.75:
+            break
     assert 0.3 < slow.scale < 0.75, slow.meta["checked"]
     checked = slow.meta["checked"]
     errors = [abs(p - m) / m for p, m in zip(checked["predicted_ms"], checked["measured_ms"], strict=True)]
