@@ -219,9 +219,9 @@ def test_check_against_models_corrects_a_table_from_a_slower_machine(space):
     # A table whose every entry is doubled is what a machine (or a moment) twice as slow would
     # have cached; checking it against whole models measured now must scale it back. The table and
     # the models are timed a few seconds apart, so a burst of load between them (a background
-    # daemon here took 83% of a core for a moment) can move the scale to 0.83 (stop 22, one run in
-    # two full suites): up to three independent attempts. A check that does not rescale leaves 1.0
-    # every time and fails all three.
+    # daemon on the stop-22 machine burst to 83% of a core now and then) can move the scale: 0.83
+    # once in two full suites there. Up to three independent attempts: a check that does not
+    # rescale leaves 1.0 every time and fails all three.
     setting = LatencySetting(seq_len=128)
     for _ in range(3):
         slow = _doubled_table_checked(space, setting)
