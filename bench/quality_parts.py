@@ -194,7 +194,6 @@ def ranking_figures(ctx, main_search: dict, n_archs: int, n_seeds: int) -> dict[
     dev accuracy of `n_archs` scored archs spread over the latency range, each fine-tuned with the
     finalists' recipe under `n_seeds` seeds (averaged), with 95% bootstrap intervals."""
     from slimformer.search_space import count_params
-    from slimformer.workers.short_fit_scores import short_fit_scores
     from slimformer.workers.stages.finalize import train_finalists
     from slimformer.workers.stages.search import make_blockwise_evaluator, make_task_evaluator
 
@@ -209,7 +208,7 @@ def ranking_figures(ctx, main_search: dict, n_archs: int, n_seeds: int) -> dict[
         block_scores = [block_eval.score(a) for a in ranking_archs]
     params = [count_params(a, space) for a in ranking_archs]
     kl, err = [-s.kl for s in task_scores], [-(1 - s.accuracy) for s in task_scores]
-    fit = short_fit_figures(ctx, ranking_archs, dev, short_fit_scores)
+    fit = short_fit_figures(ctx, ranking_archs, dev)
     fit_kl = fit.pop("short_fit_kl")
     return {
         "n": len(ranking_archs), "seeds": len(seeds),
@@ -229,12 +228,13 @@ def ranking_figures(ctx, main_search: dict, n_archs: int, n_seeds: int) -> dict[
     }
 
 
-def short_fit_figures(ctx, archs, dev: list[float], scores_for) -> dict[str, Any]:
+def short_fit_figures(ctx, archs, dev: list[float]) -> dict[str, Any]:
     """Kendall tau of the short-fit score (what ranks the finalist pool, `plan.short_fit_steps` steps of the
-    finalists' recipe) against the same dev accuracies, and each arch's short-fit KL in `archs` order.
-    `scores_for` is `workers.short_fit_scores.short_fit_scores` (cached in the run folder)."""
+    finalists' recipe) against the same dev accuracies, and each arch's short-fit KL in `archs` order."""
+    from slimformer.workers.short_fit_scores import short_fit_scores
+
     steps = ctx.plan.short_fit_steps or 20  # a plan without short fits (quick) is measured at 20, as in stop 22
-    fitted = scores_for(ctx, archs, steps)
+    fitted = short_fit_scores(ctx, archs, steps)
     values = [-fitted[a.hash].kl for a in archs]
     return {"short_fit_steps": steps, "short_fit_tau": kendall(values, dev),
             "short_fit_tau_ci95": bootstrap_tau(values, dev), "short_fit_kl": [-v for v in values]}

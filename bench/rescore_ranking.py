@@ -53,7 +53,6 @@ def main() -> int:
     from slimformer.contracts.spec import JobSpec
     from slimformer.workers.context import RunContext
     from slimformer.workers.ray_runtime import init_ray, shutdown_ray
-    from slimformer.workers.short_fit_scores import short_fit_scores
     from slimformer.workers.stages.search import make_task_evaluator
 
     results = Path(args.results)
@@ -74,7 +73,7 @@ def main() -> int:
                 if abs(kl - row["shared_kl"]) > KL_TOLERANCE:
                     raise SystemExit(f"{row['arch']}: shared KL {kl:.6f} here, {row['shared_kl']:.6f} stored: "
                                      "not the weights its dev accuracy was fine-tuned from")
-        figures = short_fit_figures(ctx, archs, [row["dev_accuracy"] for row in rows], short_fit_scores)
+        figures = short_fit_figures(ctx, archs, [row["dev_accuracy"] for row in rows])
     finally:
         shutdown_ray()
     for row, kl in zip(rows, figures.pop("short_fit_kl"), strict=True):
