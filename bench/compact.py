@@ -26,7 +26,7 @@ call finds them trained and only re-reads them.
                                            teacher's and the trimmed tokenizer
 
     .venv/bin/python bench/compact.py [--run-dir runs/some-job] [--twins 64,128] [--probe]
-                                      [--out bench/results/compact.json]
+                                      [--twin-source shared|finalist] [--out bench/results/compact.json]
 """
 
 from __future__ import annotations
@@ -122,20 +122,23 @@ def smallest(space, shape) -> dict:
             "memory_mb": round(estimate_memory(arch, space, shape.batch, shape.seq_len).total_mb, 3)}
 
 
-def compact_twins(run_dir: Path, ranks: list[int], only: list[str] | None = None) -> list[dict]:
+def compact_twins(run_dir: Path, ranks: list[int], only: list[str] | None = None, source: str = "shared") -> list[dict]:
     """Fine-tune, export and measure each plain cut (or, with `only`, named finalists) again factorised.
 
     The job's plain cuts (origin "layer_dropped") have the teacher's V x H table (trimmed); the same
     layers at rank r are what factorisation alone buys at that depth, fine-tuned by the job's own
     code (`train_finalists`, `export_and_measure`) from the same task-tuned shared weights, whose word
-    table is factorised by its truncated SVD the way every factorised candidate starts. Written to
-    `compact_twins.json` in the run folder beside finalists.json.
+    table is factorised by its truncated SVD the way every factorised candidate starts. With `source`
+    "finalist" each twin is instead the fine-tuned cut itself, its table factorised and the twin
+    distilled from the cut (workers/embedding_twins.py). Written to `compact_twins.json` in the run
+    folder beside finalists.json.
     """
     from dataclasses import replace
 
     from slimformer.contracts.spec import JobSpec
     from slimformer.search_space import Arch
     from slimformer.workers.context import RunContext, write_json
+    from slimformer.workers.embedding_twins import train_twins
     from slimformer.workers.progress import ConsoleReporter
     from slimformer.workers.ray_runtime import init_ray, shutdown_ray
     from slimformer.workers.stages.finalize import export_and_measure, train_finalists
@@ -155,9 +158,12 @@ def compact_twins(run_dir: Path, ranks: list[int], only: list[str] | None = None
             arch = ctx.space.parse(replace(Arch.from_dict(original["arch"]), embedding_rank=rank).to_dict())
             archs.append(arch)
             origins.append({"origin": "compact_twin", "reference": f"{original.get('reference', original['hash'])}, "
-                            f"word table at rank {rank}", "twin_of": original["hash"]})
+                            f"word table at rank {rank}", "twin_of": original["hash"], "twin_source": source})
     try:
-        trained = train_finalists(ctx, archs)
+        if source == "finalist":
+            trained = train_twins(ctx, [(o["twin_of"], a.embedding_rank) for o, a in zip(origins, archs)])
+        else:
+            trained = train_finalists(ctx, archs)
     finally:
         shutdown_ray()
     records = export_and_measure(ctx, archs, trained, origins)
@@ -191,6 +197,7 @@ def front(run_dir: Path, plain_space) -> list[dict]:
                         "vocab_size": r.get("vocab_size"), "embedding_rank": arch.embedding_rank,
                         "test_accuracy_full_vocab": r.get("test_accuracy_full_vocab") if name == "fp32" else None,
                         "origin": r.get("origin"), "reference": r.get("reference"),
+                        **({"twin_source": r["twin_source"]} if r.get("twin_source") else {}),
                         "params_untrimmed_full_rank": plain,
                         "on_job_front": name in r.get("pareto_variants", ["fp32"] if r.get("pareto") else [])})
     on_front = set(pareto_front([(-q["test_accuracy"], q["latency_ms"]) for q in out]))
@@ -265,6 +272,9 @@ def main() -> None:
     parser.add_argument("--twins", default="", help="ranks, e.g. 64,128: fine-tune each plain cut again factorised")
     parser.add_argument("--twin-cuts", default="", help="only these finalists, ';'-separated: \"teacher's first 2 "
                         "layers\", or \"search picks\" for every full-rank pick of the search")
+    parser.add_argument("--twin-source", choices=("shared", "finalist"), default="shared",
+                        help="shared: fine-tune each twin from the task-tuned shared weights (a finalist's "
+                        "recipe); finalist: factorise the fine-tuned cut itself and distil the twin from it")
     args = parser.parse_args()
 
     from slimformer.contracts.spec import JobSpec
@@ -281,7 +291,7 @@ def main() -> None:
     before, after = smallest(full, spec.latency), smallest(trimmed, spec.latency)
     if args.twins and args.run_dir:
         only = [c.strip() for c in args.twin_cuts.split(";") if c.strip()] or None
-        compact_twins(args.run_dir, [int(r) for r in args.twins.split(",")], only)
+        compact_twins(args.run_dir, [int(r) for r in args.twins.split(",")], only, args.twin_source)
     result = {
         "teacher": spec.teacher, "dataset": spec.dataset, "corpus": spec.corpus,
         "smallest_params": {"before": before["params"], "after": after["params"]},

@@ -147,15 +147,22 @@ class RunContext:
         the training split uses its token: see factorised_embedding."""
         if not self.space.embedding_ranks:
             return supernet
+        supernet.embeddings.svd_rows, supernet.embeddings.svd_weights = self.svd_rows_and_weights(
+            supernet.embeddings.word_embeddings.shape[0])
+        return supernet
+
+    def svd_rows_and_weights(self, vocab_size: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The rows a word table's SVD is taken over (the kept vocabulary's teacher ids, or None for
+        all `vocab_size`) and each row's occurrence weight: the same for every factorised table of
+        the job, whether factored out of the supernet or out of a fine-tuned student."""
         rows = None
         if self.space.student_vocab:
             kept = read_json(self.path("vocab.json")).get("kept")
             rows = kept["old_ids"] if kept else None
-        ids = rows if rows is not None else range(supernet.embeddings.word_embeddings.shape[0])
+        ids = rows if rows is not None else range(vocab_size)
         counts = self.train_token_counts
-        supernet.embeddings.svd_rows = None if rows is None else torch.tensor(rows, dtype=torch.long)
-        supernet.embeddings.svd_weights = occurrence_weights(torch.tensor([counts.get(i, 0) for i in ids]))
-        return supernet
+        weights = occurrence_weights(torch.tensor([counts.get(i, 0) for i in ids]))
+        return (None if rows is None else torch.tensor(rows, dtype=torch.long)), weights
 
     @cached_property
     def train_token_counts(self) -> dict[int, int]:

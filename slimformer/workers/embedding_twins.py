@@ -1,0 +1,78 @@
+"""Factorised twins of fine-tuned finalists: each plain finalist's word table at rank r, distilled from it.
+
+A twin lives in the run folder as any finalist does (candidates/<twin hash>/trained, trained.json), so
+`export_and_measure` exports and measures it the same way. It is trained from the plain finalist's
+`trained` folder (supernet/factorise_student.py), with the finalists' recipe for the twin's arch and
+the job's SVD rows and occurrence weights. One Ray task per twin, one core each, as finalists run.
+Idempotent: a twin whose `trained.json` exists is read, not trained again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from slimformer.search_space import Arch
+from slimformer.supernet.timing import torch_threads
+from slimformer.workers.context import RunContext, read_json, write_json
+from slimformer.workers.finalist_export import export_finalist
+
+
+def twin_arch(ctx: RunContext, original: Arch, rank: int) -> Arch:
+    """`original` with its word table at `rank`, checked against the job's space."""
+    return ctx.space.parse(replace(original, embedding_rank=rank).to_dict())
+
+
+def train_twin(ctx: RunContext, original_hash: str, rank: int) -> dict[str, Any]:
+    """Factorise the fine-tuned finalist `original_hash` at `rank`, distil the twin from it, save and export it."""
+    from slimformer.supernet.export import save_subnet
+    from slimformer.supernet.factorise_student import distil_factorised
+    from slimformer.supernet.load import load_subnet
+
+    student, tokenizer, _ = load_subnet(ctx.path("candidates", original_hash, "trained"))
+    arch = twin_arch(ctx, student.arch, rank)
+    folder = ctx.path("candidates", arch.hash)
+    done = folder / "trained.json"
+    if done.exists():
+        return read_json(done)
+    settings = ctx.finetune_settings(arch)
+    rows, weights = ctx.svd_rows_and_weights(student.config.vocab_size)
+    task = ctx.eval_task
+    with torch_threads(settings.threads):
+        twin, result = distil_factorised(student, rank, tokenizer, task.train, task.dev, task.test, settings,
+                                         rows, weights)
+    save_subnet(twin, tokenizer, folder / "trained")
+    record = {"hash": arch.hash, "twin_of": original_hash, "embedding_rank": rank, "distilled_from": "finalist",
+              "dev_accuracy": result.dev_accuracy, "test_accuracy": result.test_accuracy,
+              "finetune_seconds": round(result.seconds, 2), "finetune_steps": result.steps,
+              "best_step": result.best_step, "dev_history": result.dev_history,
+              "finetune_rows": settings.max_train_examples or len(task.train), "finetune_epochs": settings.epochs}
+    write_json(done, record)
+    with torch_threads(settings.threads):
+        export_finalist(ctx, arch, record, settings.threads)
+    return record
+
+
+def _twin_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_dir: str, original_hash: str,
+               rank: int) -> dict:
+    """Ray task body: a fresh context over the same run folder, on the core the task was given."""
+    from slimformer.contracts.spec import JobSpec
+
+    ctx = RunContext(JobSpec.model_validate(spec_doc), Path(run_dir), use_ray=False, dataset_path=dataset_path,
+                     cache_dir=Path(cache_dir))
+    return train_twin(ctx, original_hash, rank)
+
+
+def train_twins(ctx: RunContext, pairs: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    """`train_twin` for every (finalist hash, rank), one Ray task each when the context uses Ray."""
+    if not ctx.use_ray:
+        return [train_twin(ctx, original, rank) for original, rank in pairs]
+    import ray
+
+    from slimformer.supernet.device import ray_gpus_per_task
+
+    remote = ray.remote(num_cpus=ctx.plan.finetune.threads, num_gpus=ray_gpus_per_task(), max_retries=2,
+                        retry_exceptions=True)(_twin_task)
+    args = (ctx.spec.model_dump(), str(ctx.run_dir), ctx.dataset_path, str(ctx.cache_dir))
+    return ray.get([remote.remote(*args, original, rank) for original, rank in pairs])
