@@ -12,9 +12,12 @@ Writes bench/results/compact.json:
                                            params_untrimmed_full_rank (the same model with the teacher's
                                            whole vocabulary and a V x H table); with --twins 64,128 also
                                            the "without factorisation" comparison, measured in the same
-                                           run: each plain cut the job fine-tuned (full-rank word table) is
-                                           fine-tuned again, same recipe, same task-tuned shared weights,
-                                           its word table factorised at each rank (origin "compact_twin")
+                                           run: each plain cut the job fine-tuned (full-rank word table)
+                                           with its word table factorised at each rank and distilled from
+                                           the fine-tuned cut, the finalists' recipe (origin
+                                           "compact_twin"; what a job's `embedding_twins` makes). With
+                                           --twin-source shared: fine-tuned again from the task-tuned
+                                           shared weights instead, factorised there
     targets                                issue 9's three targets with the figures that decide them
 
 The vocabulary part tokenizes the task and corpus only (about a minute on 2 cores); the front needs a
@@ -122,16 +125,17 @@ def smallest(space, shape) -> dict:
             "memory_mb": round(estimate_memory(arch, space, shape.batch, shape.seq_len).total_mb, 3)}
 
 
-def compact_twins(run_dir: Path, ranks: list[int], only: list[str] | None = None, source: str = "shared") -> list[dict]:
-    """Fine-tune, export and measure each plain cut (or, with `only`, named finalists) again factorised.
+def compact_twins(run_dir: Path, ranks: list[int], only: list[str] | None = None,
+                  source: str = "finalist") -> list[dict]:
+    """Train, export and measure each plain cut (or, with `only`, named finalists) again factorised.
 
     The job's plain cuts (origin "layer_dropped") have the teacher's V x H table (trimmed); the same
-    layers at rank r are what factorisation alone buys at that depth, fine-tuned by the job's own
-    code (`train_finalists`, `export_and_measure`) from the same task-tuned shared weights, whose word
-    table is factorised by its truncated SVD the way every factorised candidate starts. With `source`
-    "finalist" each twin is instead the fine-tuned cut itself, its table factorised and the twin
-    distilled from the cut (workers/embedding_twins.py). Written to `compact_twins.json` in the run
-    folder beside finalists.json.
+    layers at rank r are what factorisation alone buys at that depth. `source` "finalist" (what a
+    job's `embedding_twins` does, workers/embedding_twins.py): the fine-tuned cut's own table
+    factorised and the twin distilled from the cut. "shared": fine-tuned by the job's finalist code
+    (`train_finalists`) from the task-tuned shared weights, whose word table is factorised by its
+    truncated SVD the way every factorised candidate starts. Both are exported and measured by
+    `export_and_measure`. Written to `compact_twins.json` in the run folder beside finalists.json.
     """
     from dataclasses import replace
 
@@ -272,7 +276,7 @@ def main() -> None:
     parser.add_argument("--twins", default="", help="ranks, e.g. 64,128: fine-tune each plain cut again factorised")
     parser.add_argument("--twin-cuts", default="", help="only these finalists, ';'-separated: \"teacher's first 2 "
                         "layers\", or \"search picks\" for every full-rank pick of the search")
-    parser.add_argument("--twin-source", choices=("shared", "finalist"), default="shared",
+    parser.add_argument("--twin-source", choices=("shared", "finalist"), default="finalist",
                         help="shared: fine-tune each twin from the task-tuned shared weights (a finalist's "
                         "recipe); finalist: factorise the fine-tuned cut itself and distil the twin from it")
     args = parser.parse_args()

@@ -44,7 +44,8 @@ def build_spec(args: argparse.Namespace, client: SlimformerClient) -> dict[str, 
     groups = {
         "budgets": {"latency_ms": args.latency_ms, "memory_mb": args.memory_mb, "params_m": args.params_m},
         "latency": {"seq_len": args.seq_len, "batch": args.batch, "threads": args.threads},
-        "search": {"strategy": args.strategy, "trials": args.trials, "finalists": args.finalists},
+        "search": {"strategy": args.strategy, "trials": args.trials, "finalists": args.finalists,
+                   "embedding_twins": args.embedding_twins},
     }
     for group, values in groups.items():
         given = {k: v for k, v in values.items() if v is not None}
@@ -237,6 +238,8 @@ def add_remote_commands(sub: Any) -> None:
     submit.add_argument("--strategy", choices=["nsga2", "tpe", "random", "ctnas", "sample"])
     submit.add_argument("--trials", type=int)
     submit.add_argument("--finalists", type=int)
+    submit.add_argument("--embedding-twins", type=int, metavar="N",
+                        help="per full-rank finalist, N (0-3) twins with a factorised word table distilled from it")
     submit.add_argument("--idempotency-key", help="retrying with the same key never makes a second job")
 
     jobs = command("jobs", cmd_jobs, "list your jobs, newest first")

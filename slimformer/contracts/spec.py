@@ -92,6 +92,10 @@ class SearchSettings(BaseModel):
     finalists: OptionalInteger = Field(
         None, ge=1, le=20, description="How many finalists the search picks itself (default: the preset's); the "
         "teacher's plain cuts within budget are fine-tuned beside them, one per layer count.")
+    embedding_twins: OptionalInteger = Field(
+        None, ge=0, le=3, description="Per full-rank finalist, how many factorised twins to distil from it: its "
+        "word table at the space's largest ranks below its width (1/3 and 1/6 of the teacher's for 2), each a "
+        "finalist of its own with fewer parameters (default: the preset's; 0: none).")
     objectives: list[Literal["proxy", "latency", "memory"]] = Field(
         default_factory=lambda: ["proxy", "latency"], min_length=2, max_length=3
     )

@@ -84,6 +84,11 @@ def _origin_line(metrics: dict[str, Any]) -> str:
         return (f"A compressed BERT-style text classifier: the {metrics.get('reference', 'layer-dropped teacher')}, "
                 "fine-tuned with distillation. slimformer keeps it on the front as the plain cut every found model "
                 "must beat.")
+    if metrics.get("origin") == "embedding_twin":
+        what = metrics.get("reference", "a finalist with a factorised word table")
+        return (f"A compressed BERT-style text classifier: {what}. Another finalist of the same job, fine-tuned with "
+                "distillation, with its word table replaced by two smaller factors and distilled from it again: "
+                "fewer parameters at close to its accuracy.")
     return "A compressed BERT-style text classifier found by slimformer's architecture search."
 
 

@@ -24,6 +24,21 @@ def twin_arch(ctx: RunContext, original: Arch, rank: int) -> Arch:
     return ctx.space.parse(replace(original, embedding_rank=rank).to_dict())
 
 
+def twin_pairs(ctx: RunContext, archs: list[Arch]) -> list[tuple[str, int]]:
+    """(finalist hash, rank) for every twin the plan asks for: each full-rank finalist at the space's
+    `plan.embedding_twins` largest ranks below its H (a rank must save something: space.ranks_at).
+    A twin that is a finalist already (the search picked that factorised arch itself) is not made twice."""
+    n = ctx.plan.embedding_twins
+    if n <= 0 or not ctx.space.embedding_ranks:
+        return []
+    finalists, pairs = {arch.hash for arch in archs}, []
+    for arch in archs:
+        if arch.embedding_rank is None:
+            ranks = sorted(r for r in ctx.space.ranks_at(arch.hidden) if r is not None)[-n:]
+            pairs += [(arch.hash, r) for r in ranks if twin_arch(ctx, arch, r).hash not in finalists]
+    return pairs
+
+
 def train_twin(ctx: RunContext, original_hash: str, rank: int) -> dict[str, Any]:
     """Factorise the fine-tuned finalist `original_hash` at `rank`, distil the twin from it, save and export it."""
     from slimformer.supernet.export import save_subnet
@@ -35,7 +50,11 @@ def train_twin(ctx: RunContext, original_hash: str, rank: int) -> dict[str, Any]
     folder = ctx.path("candidates", arch.hash)
     done = folder / "trained.json"
     if done.exists():
-        return read_json(done)
+        record = read_json(done)
+        if record.get("twin_of") != original_hash:  # the same arch, trained another way for something else
+            raise RuntimeError(f"{folder}: holds a model of the twin's arch that is not {original_hash}'s twin "
+                               f"(twin_of {record.get('twin_of')}); move it away to distil the twin")
+        return record
     settings = ctx.finetune_settings(arch)
     rows, weights = ctx.svd_rows_and_weights(student.config.vocab_size)
     task = ctx.eval_task

@@ -36,6 +36,9 @@ class StagePlan:
     # up to `finalist_max_epochs` passes over the training split (workers/finetune_budget.py). None: off.
     finalist_compute_from: float | None = None
     finalist_max_epochs: float = 1.0
+    # Each full-rank finalist also gets a factorised twin at each of the space's this many largest ranks
+    # below its H, distilled from the fine-tuned finalist (workers/embedding_twins.py); 0: none.
+    embedding_twins: int = 0
     extra: dict = field(default_factory=dict)
 
 
@@ -112,4 +115,6 @@ def plan_for(spec: JobSpec) -> StagePlan:
         plan.trials = spec.search.trials
     if spec.search.finalists is not None:
         plan.finalists = spec.search.finalists
+    if spec.search.embedding_twins is not None:
+        plan.embedding_twins = spec.search.embedding_twins
     return plan

@@ -158,6 +158,8 @@ def test_bad_budgets_are_one_line(served, tiny_teacher_dir, capsys):
     # Well formed but below the smallest model the space holds: refused at submission, not at run time.
     code, _, err = run(capsys, "submit", *common, "--params-m", "0.00001")
     assert_one_line_error(code, err, "HTTP 422", "params_m", "smallest")
+    code, _, err = run(capsys, "submit", *common, "--embedding-twins", "4")
+    assert_one_line_error(code, err, "HTTP 422", "search.embedding_twins: Input should be less than or equal to 3")
 
 
 def test_a_bad_key_through_the_script_prints_no_traceback(served, tmp_path):

@@ -271,6 +271,55 @@ def test_a_finalist_measured_over_budget_is_kept_but_not_offered(spec, finished_
     assert "(over budget)" in format_table(again)
 
 
+def test_embedding_twins_are_distilled_from_full_rank_finalists_and_measured_beside_them(spec, finished_run,
+                                                                                         tmp_path):
+    from pydantic import ValidationError
+
+    from slimformer.search_space import Arch
+    from slimformer.workers.context import read_json, write_json
+
+    run_dir, _, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    for name in ("finalize", "report"):
+        stage_marker(copy, name).unlink()
+    shutil.rmtree(copy / "candidates")  # a twin may have the arch of a sampled finalist trained there
+    # Sampled finalists may have factorised tables already: the chosen archs with full-rank ones get the twins.
+    chosen = read_json(copy / "chosen.json")
+    for item in chosen:
+        item["arch"] = {**item["arch"], "embedding_rank": None}
+        item["hash"] = Arch.from_dict(item["arch"]).hash
+    write_json(copy / "chosen.json", chosen)
+    twinned = JobSpec.model_validate({**spec.model_dump(), "search": {**spec.search.model_dump(), "embedding_twins": 1}})
+    recorder = Recorder()
+    again = run_job(twinned, copy, recorder, use_ray=False)
+    by_hash = {f["hash"]: f for f in again["finalists"]}
+    twins = [f for f in again["finalists"] if f.get("origin") == "embedding_twin"]
+    assert [f["hash"] for f in again["finalists"] if f not in twins] == [c["hash"] for c in chosen]
+    assert len(twins) == len(chosen)  # one each (embedding_twins 1); the tiny space has ranks below every H
+    space = json.loads((copy / "space.json").read_text())
+    for twin in twins:
+        original = by_hash[twin["twin_of"]]
+        arch, plain = Arch.from_dict(twin["arch"]), Arch.from_dict(original["arch"])
+        # The largest rank that saves anything at the original's width, the same blocks, fewer parameters.
+        assert arch.blocks == plain.blocks and arch.hidden == plain.hidden
+        assert arch.embedding_rank == max(r for r in space["embedding_ranks"] if r < plain.hidden)
+        assert twin["params"] < original["params"] and twin["reference"].endswith(f"rank {arch.embedding_rank}")
+        assert read_json(copy / "candidates" / twin["hash"] / "trained.json")["distilled_from"] == "finalist"
+        assert set(twin["variants"]) == {"fp32", "int8"} and 0 <= twin["test_accuracy"] <= 1
+    assert {t["hash"] for t in twins} <= {c["hash"] for c in recorder.candidates}
+    # A folder of the twin's arch that holds some other model is not taken for the twin.
+    from slimformer.workers.context import RunContext
+    from slimformer.workers.embedding_twins import train_twin
+
+    done = copy / "candidates" / twins[0]["hash"] / "trained.json"
+    write_json(done, {**read_json(done), "twin_of": "another-finalist"})
+    with pytest.raises(RuntimeError, match="not .* twin"):
+        train_twin(RunContext(twinned, copy, use_ray=False), twins[0]["twin_of"], twins[0]["arch"]["embedding_rank"])
+    with pytest.raises(ValidationError, match="embedding_twins"):
+        JobSpec.model_validate({**spec.model_dump(), "search": {**spec.search.model_dump(), "embedding_twins": 4}})
+
+
 def test_infeasible_budget_fails_the_search_at_once(spec, finished_run, tmp_path):
     from slimformer.errors import InfeasibleBudgetError
 

@@ -25,6 +25,7 @@ from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
 from slimformer.supernet.model_timing import measure_models_latency, measure_onnx_models_latency
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
+from slimformer.workers.embedding_twins import train_twins, twin_arch, twin_pairs
 from slimformer.workers.finalist_export import export_finalist, shipped_model
 from slimformer.workers.references import write_card_comparison
 from slimformer.workers.variants import measure_variants, offered_variants, update_folder_metrics, variant_summary
@@ -42,6 +43,16 @@ def stage_finalize(ctx: RunContext) -> dict[str, Any]:
     # Where each finalist came from: the search's own pick, or a plain cut of the teacher kept as a reference.
     origins = [{"origin": item.get("source"), **({"reference": item["reference"]} if item.get("reference") else {})}
                for item in chosen]
+    pairs = twin_pairs(ctx, archs)
+    if pairs:  # factorised twins of the full-rank finalists, distilled from them once they are trained
+        ctx.reporter.progress("finalize", 0.8, f"distilling {len(pairs)} factorised twins")
+        trained += train_twins(ctx, pairs)
+        by_hash = {arch.hash: (arch, origin.get("reference") or arch.short()) for arch, origin in zip(archs, origins)}
+        for original, rank in pairs:
+            arch, name = by_hash[original]
+            archs.append(twin_arch(ctx, arch, rank))
+            origins.append({"origin": "embedding_twin", "twin_of": original,
+                            "reference": f"{name}, word table at rank {rank}"})
     records = export_and_measure(ctx, archs, trained, origins)
     limits = ctx.spec.budgets.model_dump(exclude_none=True)
     for record in records:
