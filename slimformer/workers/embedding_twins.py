@@ -42,7 +42,7 @@ def twin_pairs(ctx: RunContext, archs: list[Arch]) -> list[tuple[str, int]]:
 def train_twin(ctx: RunContext, original_hash: str, rank: int) -> dict[str, Any]:
     """Factorise the fine-tuned finalist `original_hash` at `rank`, distil the twin from it, save and export it."""
     from slimformer.supernet.export import save_subnet
-    from slimformer.supernet.factorise_student import distil_factorised
+    from slimformer.supernet.factorise_student import FACTOR_LR, distil_factorised
     from slimformer.supernet.load import load_subnet
 
     student, tokenizer, _ = load_subnet(ctx.path("candidates", original_hash, "trained"))
@@ -55,7 +55,7 @@ def train_twin(ctx: RunContext, original_hash: str, rank: int) -> dict[str, Any]
             raise RuntimeError(f"{folder}: holds a model of the twin's arch that is not {original_hash}'s twin "
                                f"(twin_of {record.get('twin_of')}); move it away to distil the twin")
         return record
-    settings = ctx.finetune_settings(arch)
+    settings = replace(ctx.finetune_settings(arch), lr=FACTOR_LR)  # the finalists' schedule, the factors' lr
     rows, weights = ctx.svd_rows_and_weights(student.config.vocab_size)
     task = ctx.eval_task
     with torch_threads(settings.threads):
@@ -63,6 +63,7 @@ def train_twin(ctx: RunContext, original_hash: str, rank: int) -> dict[str, Any]
                                          rows, weights)
     save_subnet(twin, tokenizer, folder / "trained")
     record = {"hash": arch.hash, "twin_of": original_hash, "embedding_rank": rank, "distilled_from": "finalist",
+              "trained": "word factors", "lr": settings.lr,
               "dev_accuracy": result.dev_accuracy, "test_accuracy": result.test_accuracy,
               "finetune_seconds": round(result.seconds, 2), "finetune_steps": result.steps,
               "best_step": result.best_step, "dev_history": result.dev_history,

@@ -110,6 +110,9 @@ def plan_for(spec: JobSpec) -> StagePlan:
             score_examples=None, finalist_compute_from=1.5, finalist_max_epochs=6.0,
             # Bigger machines can afford the better-ranked pool (see quick; not measured at this preset).
             short_fit_steps=40,
+            # And a factorised twin of each full-rank finalist at r 128 and 64 (for a 384-wide teacher):
+            # each costs one more fine-tune (bench/results/compact.json measures them on a quick job).
+            embedding_twins=2,
         )
     if spec.search.trials is not None:
         plan.trials = spec.search.trials

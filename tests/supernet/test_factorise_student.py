@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from slimformer.search_space import count_params
 from slimformer.supernet.extract import extract
-from slimformer.supernet.factorise_student import WORD_TABLE, distil_factorised, factorised_copy
+from slimformer.supernet.factorise_student import FACTORS, WORD_TABLE, distil_factorised, factorised_copy
 from slimformer.supernet.finetune import FinetuneSettings
 from slimformer.supernet.task_score import predict_logits
 from test_factorised_embedding import LABELS, MIXED, best_rank_r, make_supernet
@@ -52,9 +52,15 @@ def test_distilling_the_twin_brings_its_logits_towards_the_students(space, token
         got = predict_logits(model, tokenizer, texts, 32)
         return float(F.kl_div(F.log_softmax(got, -1), F.log_softmax(want, -1), log_target=True, reduction="batchmean"))
 
-    start = kl(factorised_copy(student, 8))
+    first = factorised_copy(student, 8)
+    start = kl(first)
     settings = FinetuneSettings(epochs=4, lr=2e-3, batch_size=16, max_length=32, patience=0, ce_weight=0.0)
     twin, result = distil_factorised(student, 8, tokenizer, tiny_task.train, [], [], settings)
     assert result.steps > 0 and twin.arch.embedding_rank == 8
     assert kl(twin) < 0.5 * start, (start, kl(twin))
     assert torch.equal(student.state_dict()[WORD_TABLE], before)  # the teacher here, never trained
+    # Only the word factors moved; the blocks and head are the student's, and trainable again afterwards.
+    trained, started = twin.state_dict(), first.state_dict()
+    assert all(torch.equal(v, started[k]) != k.startswith(FACTORS) for k, v in trained.items()), \
+        [k for k, v in trained.items() if torch.equal(v, started[k]) == k.startswith(FACTORS)]
+    assert all(p.requires_grad for p in twin.parameters())
