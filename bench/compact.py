@@ -165,7 +165,7 @@ def compact_twins(run_dir: Path, ranks: list[int], only: list[str] | None = None
                             f"word table at rank {rank}", "twin_of": original["hash"], "twin_source": source})
     try:
         if source == "finalist":
-            trained = train_twins(ctx, [(o["twin_of"], a.embedding_rank) for o, a in zip(origins, archs)])
+            trained = train_twins(ctx, [(o["twin_of"], a.embedding_rank) for o, a in zip(origins, archs, strict=True)])
         else:
             trained = train_finalists(ctx, archs)
     finally:

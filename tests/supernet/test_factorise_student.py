@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from test_factorised_embedding import LABELS, MIXED, best_rank_r, make_supernet
 
 from slimformer.search_space import count_params
 from slimformer.supernet.extract import extract
 from slimformer.supernet.factorise_student import FACTORS, WORD_TABLE, distil_factorised, factorised_copy
 from slimformer.supernet.finetune import FinetuneSettings
 from slimformer.supernet.task_score import predict_logits
-from test_factorised_embedding import LABELS, MIXED, best_rank_r, make_supernet
 
 
 def plain_student(space, seed: int = 5):

@@ -290,7 +290,8 @@ def test_embedding_twins_are_distilled_from_full_rank_finalists_and_measured_bes
         item["arch"] = {**item["arch"], "embedding_rank": None}
         item["hash"] = Arch.from_dict(item["arch"]).hash
     write_json(copy / "chosen.json", chosen)
-    twinned = JobSpec.model_validate({**spec.model_dump(), "search": {**spec.search.model_dump(), "embedding_twins": 1}})
+    search = spec.search.model_dump()
+    twinned = JobSpec.model_validate({**spec.model_dump(), "search": {**search, "embedding_twins": 1}})
     recorder = Recorder()
     again = run_job(twinned, copy, recorder, use_ray=False)
     by_hash = {f["hash"]: f for f in again["finalists"]}
@@ -317,7 +318,7 @@ def test_embedding_twins_are_distilled_from_full_rank_finalists_and_measured_bes
     with pytest.raises(RuntimeError, match="not .* twin"):
         train_twin(RunContext(twinned, copy, use_ray=False), twins[0]["twin_of"], twins[0]["arch"]["embedding_rank"])
     with pytest.raises(ValidationError, match="embedding_twins"):
-        JobSpec.model_validate({**spec.model_dump(), "search": {**spec.search.model_dump(), "embedding_twins": 4}})
+        JobSpec.model_validate({**spec.model_dump(), "search": {**search, "embedding_twins": 4}})
 
 
 def test_infeasible_budget_fails_the_search_at_once(spec, finished_run, tmp_path):

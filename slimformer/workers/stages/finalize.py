@@ -47,7 +47,8 @@ def stage_finalize(ctx: RunContext) -> dict[str, Any]:
     if pairs:  # factorised twins of the full-rank finalists, distilled from them once they are trained
         ctx.reporter.progress("finalize", 0.8, f"distilling {len(pairs)} factorised twins")
         trained += train_twins(ctx, pairs)
-        by_hash = {arch.hash: (arch, origin.get("reference") or arch.short()) for arch, origin in zip(archs, origins)}
+        by_hash = {arch.hash: (arch, origin.get("reference") or arch.short())
+                   for arch, origin in zip(archs, origins, strict=True)}
         for original, rank in pairs:
             arch, name = by_hash[original]
             archs.append(twin_arch(ctx, arch, rank))
