@@ -72,7 +72,7 @@ def main() -> int:
     from slimformer.workers.pipeline import run_job
     from slimformer.workers.progress import ConsoleReporter
     from slimformer.workers.ray_runtime import init_ray, shutdown_ray
-    from slimformer.workers.stages.finalize import export_and_measure, train_finalists
+    from slimformer.workers.stages.finalize import export_and_measure, train_chosen
     from slimformer.workers.stages.search import make_task_evaluator, short_fit_pool
 
     walls: dict[str, float] = {}
@@ -125,7 +125,7 @@ def main() -> int:
         random_pool = (short_fit_pool(ctx, random_res.trials, set(), [])[0] if ctx.plan.short_fit_steps
                        else random_res.trials)
         random_archs = [space.parse(r.arch) for r in choose_finalists(random_pool, ctx.plan.finalists)]
-        random_records = export_and_measure(ctx, random_archs, train_finalists(ctx, random_archs))
+        random_records = export_and_measure(ctx, random_archs, train_chosen(ctx, random_archs))
         walls["baseline_random"] = round(time.perf_counter() - t, 1)
 
         # --- comparator on the task-aware scores -------------------------------------------------

@@ -24,6 +24,11 @@ def twin_arch(ctx: RunContext, original: Arch, rank: int) -> Arch:
     return ctx.space.parse(replace(original, embedding_rank=rank).to_dict())
 
 
+def twin_base(ctx: RunContext, factorised: Arch) -> Arch:
+    """The full-rank arch a factorised one is distilled from: the same blocks with the plain word table."""
+    return ctx.space.parse(replace(factorised, embedding_rank=None).to_dict())
+
+
 def twin_pairs(ctx: RunContext, archs: list[Arch]) -> list[tuple[str, int]]:
     """(finalist hash, rank) for every twin the plan asks for: each full-rank finalist at the space's
     `plan.embedding_twins` largest ranks below its H (a rank must save something: space.ranks_at).

@@ -91,6 +91,24 @@ def test_job_runs_every_stage_and_writes_its_outputs(finished_run):
     assert f"| this model ({export['best']}) |" in section and section.index("## Files") > 0
 
 
+def test_a_factorised_pick_is_distilled_from_its_full_rank_self(finished_run):
+    from dataclasses import replace
+
+    from slimformer.search_space import Arch
+
+    run_dir, results, _ = finished_run
+    finalists = {f["hash"] for f in results["finalists"]}
+    factorised = [f for f in results["finalists"] if Arch.from_dict(f["arch"]).embedding_rank is not None]
+    assert factorised  # the tiny job's sampled picks (fixed seed) have factorised tables
+    for finalist in factorised:
+        base = replace(Arch.from_dict(finalist["arch"]), embedding_rank=None).hash
+        trained = json.loads((run_dir / "candidates" / finalist["hash"] / "trained.json").read_text())
+        assert trained["twin_of"] == base and trained["trained"] == "word factors"
+        # The full-rank model was fine-tuned to distil from, and is kept, but is not a finalist.
+        assert (run_dir / "candidates" / base / "trained.json").exists() and base not in finalists
+        assert finalist["origin"] != "embedding_twin"  # still the search's pick
+
+
 def test_sampled_finalists_differ_in_size(finished_run):
     _, results, _ = finished_run
     params = sorted(f["params"] for f in results["finalists"])
