@@ -7,9 +7,9 @@ writes its results before returning; a retried or repeated task finds `trained.j
 `export.json` and `variant_accuracy.json` and does not redo them. Every finalist starts from its shared
 weights and is fine-tuned to convergence (early stopping on dev, best state kept) with the same
 recipe every baseline gets; a factorised one is distilled from its full-rank self fine-tuned so
-(`train_chosen`), as are the embedding twins of full-rank finalists (`workers/embedding_twins.py`). Latency is measured afterwards in the driver, one model at a time in
-interleaved rounds, because timing a model while other tasks train on the same cores would measure
-the contention.
+(`train_chosen`), as are the embedding twins of full-rank finalists (`workers/embedding_twins.py`).
+Latency is measured afterwards in the driver, one model at a time in interleaved rounds, because
+timing a model while other tasks train on the same cores would measure the contention.
 """
 
 from __future__ import annotations
