@@ -194,14 +194,15 @@ def ranking_figures(ctx, main_search: dict, n_archs: int, n_seeds: int) -> dict[
     dev accuracy of `n_archs` scored archs spread over the latency range, each fine-tuned with the
     finalists' recipe under `n_seeds` seeds (averaged), with 95% bootstrap intervals."""
     from slimformer.search_space import count_params
-    from slimformer.workers.stages.finalize import train_finalists
+    from slimformer.workers.stages.finalize import train_chosen
     from slimformer.workers.stages.search import make_blockwise_evaluator, make_task_evaluator
 
     space, spec = ctx.space, ctx.spec
     scored = {r["hash"]: r for r in main_search["trials"] if r.get("proxy") is not None}
     ranking_archs = spread_by_latency([space.parse(r["arch"]) for r in scored.values()], ctx, n_archs)
     seeds = [None] + [spec.seed + s for s in range(1, n_seeds)]
-    dev_by_seed = [[r["dev_accuracy"] for r in train_finalists(ctx, ranking_archs, seed)] for seed in seeds]
+    # The finalists' recipe, as finalize runs it: a factorised arch is distilled from its full-rank self.
+    dev_by_seed = [[r["dev_accuracy"] for r in train_chosen(ctx, ranking_archs, seed)] for seed in seeds]
     dev = [sum(col) / len(col) for col in zip(*dev_by_seed, strict=True)]
     with make_task_evaluator(ctx) as task_eval, make_blockwise_evaluator(ctx, "fewshot") as block_eval:
         task_scores = [task_eval.task_score(a) for a in ranking_archs]

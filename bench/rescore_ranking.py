@@ -44,6 +44,24 @@ def parse_short(text: str) -> dict:
     return doc
 
 
+def checked_archs(ctx, rows: list[dict]) -> list:
+    """The ranking's archs parsed in `ctx`'s space, each checked to hash to its stored hash and to have the
+    stored raw shared-weight KL on this run's weights (else SystemExit: nothing may be written)."""
+    from slimformer.workers.stages.search import make_task_evaluator
+
+    archs = [ctx.space.parse(parse_short(row["arch"])) for row in rows]
+    for arch, row in zip(archs, rows, strict=True):
+        if arch.hash != row["hash"]:
+            raise SystemExit(f"{row['arch']}: parses to hash {arch.hash}, stored as {row['hash']}")
+    with make_task_evaluator(ctx) as evaluator:
+        for arch, row in zip(archs, rows, strict=True):
+            kl = evaluator.task_score(arch).kl
+            if abs(kl - row["shared_kl"]) > KL_TOLERANCE:
+                raise SystemExit(f"{row['arch']}: shared KL {kl:.6f} here, {row['shared_kl']:.6f} stored: "
+                                 "not the weights its dev accuracy was fine-tuned from")
+    return archs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", required=True, help="a finished quality run of the same code and task")
@@ -53,7 +71,6 @@ def main() -> int:
     from slimformer.contracts.spec import JobSpec
     from slimformer.workers.context import RunContext
     from slimformer.workers.ray_runtime import init_ray, shutdown_ray
-    from slimformer.workers.stages.search import make_task_evaluator
 
     results = Path(args.results)
     doc = json.loads(results.read_text())
@@ -63,16 +80,7 @@ def main() -> int:
     init_ray(num_cpus=os.cpu_count())  # one fit per core, as the search stage runs them
     try:
         ctx = RunContext(spec, Path(args.run_dir), use_ray=True)
-        archs = [ctx.space.parse(parse_short(row["arch"])) for row in rows]
-        for arch, row in zip(archs, rows, strict=True):
-            if arch.hash != row["hash"]:
-                raise SystemExit(f"{row['arch']}: parses to hash {arch.hash}, stored as {row['hash']}")
-        with make_task_evaluator(ctx) as evaluator:
-            for arch, row in zip(archs, rows, strict=True):
-                kl = evaluator.task_score(arch).kl
-                if abs(kl - row["shared_kl"]) > KL_TOLERANCE:
-                    raise SystemExit(f"{row['arch']}: shared KL {kl:.6f} here, {row['shared_kl']:.6f} stored: "
-                                     "not the weights its dev accuracy was fine-tuned from")
+        archs = checked_archs(ctx, rows)
         figures = short_fit_figures(ctx, archs, [row["dev_accuracy"] for row in rows])
     finally:
         shutdown_ray()

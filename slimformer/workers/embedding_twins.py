@@ -44,15 +44,22 @@ def twin_pairs(ctx: RunContext, archs: list[Arch]) -> list[tuple[str, int]]:
     return pairs
 
 
-def train_twin(ctx: RunContext, original_hash: str, rank: int) -> dict[str, Any]:
-    """Factorise the fine-tuned finalist `original_hash` at `rank`, distil the twin from it, save and export it."""
+def train_twin(ctx: RunContext, original_hash: str, rank: int, seed: int | None = None) -> dict[str, Any]:
+    """Factorise the fine-tuned finalist `original_hash` at `rank`, distil the twin from it, save and export it.
+
+    `seed` (default: the plan's): the original trained with that seed (`train_finalist`'s
+    `<hash>-seed<n>` folder) and the twin distilled with it, in a seed folder too, only trained
+    (benchmarks compare seeds; they never ship one)."""
     from slimformer.supernet.export import save_subnet
     from slimformer.supernet.factorise_student import FACTOR_LR, distil_factorised
     from slimformer.supernet.load import load_subnet
 
-    student, tokenizer, _ = load_subnet(ctx.path("candidates", original_hash, "trained"))
+    def folder_of(arch_hash: str) -> Path:
+        return ctx.path("candidates", arch_hash if seed is None else f"{arch_hash}-seed{seed}")
+
+    student, tokenizer, _ = load_subnet(folder_of(original_hash) / "trained")
     arch = twin_arch(ctx, student.arch, rank)
-    folder = ctx.path("candidates", arch.hash)
+    folder = folder_of(arch.hash)
     done = folder / "trained.json"
     if done.exists():
         record = read_json(done)
@@ -61,6 +68,8 @@ def train_twin(ctx: RunContext, original_hash: str, rank: int) -> dict[str, Any]
                                f"(twin_of {record.get('twin_of')}); move it away to distil the twin")
         return record
     settings = replace(ctx.finetune_settings(arch), lr=FACTOR_LR)  # the finalists' schedule, the factors' lr
+    if seed is not None:
+        settings = replace(settings, seed=seed)
     rows, weights = ctx.svd_rows_and_weights(student.config.vocab_size)
     task = ctx.eval_task
     with torch_threads(settings.threads):
@@ -74,25 +83,26 @@ def train_twin(ctx: RunContext, original_hash: str, rank: int) -> dict[str, Any]
               "best_step": result.best_step, "dev_history": result.dev_history,
               "finetune_rows": settings.max_train_examples or len(task.train), "finetune_epochs": settings.epochs}
     write_json(done, record)
-    with torch_threads(settings.threads):
-        export_finalist(ctx, arch, record, settings.threads)
+    if seed is None:
+        with torch_threads(settings.threads):
+            export_finalist(ctx, arch, record, settings.threads)
     return record
 
 
 def _twin_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_dir: str, original_hash: str,
-               rank: int) -> dict:
+               rank: int, seed: int | None = None) -> dict:
     """Ray task body: a fresh context over the same run folder, on the core the task was given."""
     from slimformer.contracts.spec import JobSpec
 
     ctx = RunContext(JobSpec.model_validate(spec_doc), Path(run_dir), use_ray=False, dataset_path=dataset_path,
                      cache_dir=Path(cache_dir))
-    return train_twin(ctx, original_hash, rank)
+    return train_twin(ctx, original_hash, rank, seed)
 
 
-def train_twins(ctx: RunContext, pairs: list[tuple[str, int]]) -> list[dict[str, Any]]:
+def train_twins(ctx: RunContext, pairs: list[tuple[str, int]], seed: int | None = None) -> list[dict[str, Any]]:
     """`train_twin` for every (finalist hash, rank), one Ray task each when the context uses Ray."""
     if not ctx.use_ray:
-        return [train_twin(ctx, original, rank) for original, rank in pairs]
+        return [train_twin(ctx, original, rank, seed) for original, rank in pairs]
     import ray
 
     from slimformer.supernet.device import ray_gpus_per_task
@@ -100,4 +110,4 @@ def train_twins(ctx: RunContext, pairs: list[tuple[str, int]]) -> list[dict[str,
     remote = ray.remote(num_cpus=ctx.plan.finetune.threads, num_gpus=ray_gpus_per_task(), max_retries=2,
                         retry_exceptions=True)(_twin_task)
     args = (ctx.spec.model_dump(), str(ctx.run_dir), ctx.dataset_path, str(ctx.cache_dir))
-    return ray.get([remote.remote(*args, original, rank) for original, rank in pairs])
+    return ray.get([remote.remote(*args, original, rank, seed) for original, rank in pairs])

@@ -70,7 +70,7 @@ def stage_finalize(ctx: RunContext) -> dict[str, Any]:
     return {"finalists": len(records)}
 
 
-def train_chosen(ctx: RunContext, archs: list[Arch]) -> list[dict[str, Any]]:
+def train_chosen(ctx: RunContext, archs: list[Arch], seed: int | None = None) -> list[dict[str, Any]]:
     """Fine-tune every chosen arch (`train_finalists`); a factorised one as the twin of its full-rank self.
 
     Fine-tuned from the shared weights, where its word table is the SVD of the supernet's, a factorised
@@ -79,23 +79,24 @@ def train_chosen(ctx: RunContext, archs: list[Arch]) -> list[dict[str, Any]]:
     distilled from that model (`embedding_twins.train_twin`), scored 0.787. The full-rank model is an
     intermediate here, trained beside the other finalists and kept in its candidate folder, not a
     finalist. A factorised arch already trained from shared weights (a run resumed across this
-    change) keeps its model.
+    change) keeps its model. `seed`: as `train_finalists`' (seed folders, trained only).
 
     Returns:
         one `trained.json` record per arch, in order.
     """
     def trained_before(arch: Arch) -> bool:
-        return ctx.path("candidates", arch.hash, "trained.json").exists()
+        return ctx.path("candidates", arch.hash if seed is None else f"{arch.hash}-seed{seed}",
+                        "trained.json").exists()
 
     twinned = [a for a in archs if a.embedding_rank is not None and not trained_before(a)]
     bases = {a.hash: twin_base(ctx, a) for a in twinned}
     direct = [a for a in archs if a.hash not in bases]
     extra = list({b.hash: b for b in bases.values() if b.hash not in {a.hash for a in direct}}.values())
-    fits = dict(zip([a.hash for a in direct + extra], train_finalists(ctx, direct + extra), strict=True))
+    fits = dict(zip([a.hash for a in direct + extra], train_finalists(ctx, direct + extra, seed), strict=True))
     if twinned:
         ctx.reporter.progress("finalize", 0.8, f"distilling {len(twinned)} factorised picks from their full-rank "
                               "models")
-        twins = train_twins(ctx, [(bases[a.hash].hash, a.embedding_rank) for a in twinned])
+        twins = train_twins(ctx, [(bases[a.hash].hash, a.embedding_rank) for a in twinned], seed)
         fits.update(zip([a.hash for a in twinned], twins, strict=True))
     return [fits[a.hash] for a in archs]
 
