@@ -109,6 +109,25 @@ def test_a_factorised_pick_is_distilled_from_its_full_rank_self(finished_run):
         assert finalist["origin"] != "embedding_twin"  # still the search's pick
 
 
+def test_a_factorised_pick_reseeded_is_trained_in_seed_folders_and_not_exported(spec, finished_run, tmp_path):
+    # What the quality benchmark's ranking runs for a second seed: base and twin both under that seed.
+    from slimformer.workers.context import RunContext, read_json
+    from slimformer.workers.embedding_twins import twin_base
+    from slimformer.workers.stages.finalize import train_chosen
+
+    run_dir, _, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    ctx = RunContext(spec, copy, use_ray=False)
+    arch = next(a for a in (ctx.space.parse(c["arch"]) for c in read_json(copy / "chosen.json"))
+                if a.embedding_rank is not None)
+    record = train_chosen(ctx, [arch], seed=7)[0]
+    base = twin_base(ctx, arch)
+    twin, original = copy / "candidates" / f"{arch.hash}-seed7", copy / "candidates" / f"{base.hash}-seed7"
+    assert record["twin_of"] == base.hash and read_json(twin / "trained.json")["hash"] == arch.hash
+    assert (original / "trained.json").exists() and not (twin / "export.json").exists()
+
+
 def test_sampled_finalists_differ_in_size(finished_run):
     _, results, _ = finished_run
     params = sorted(f["params"] for f in results["finalists"])
