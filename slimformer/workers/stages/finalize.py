@@ -76,7 +76,7 @@ def train_chosen(ctx: RunContext, archs: list[Arch], seed: int | None = None) ->
     Fine-tuned from the shared weights, where its word table is the SVD of the supernet's, a factorised
     pick trained badly: the H192 rank-128 pick of the stop-23 quality job scored 0.751 test. The
     same blocks with the full table fine-tuned first, then the table factorised and only its factors
-    distilled from that model (`embedding_twins.train_twin`), scored 0.787. The full-rank model is an
+    distilled from that model (`embedding_twins.train_twin`), scored 0.794. The full-rank model is an
     intermediate here, trained beside the other finalists and kept in its candidate folder, not a
     finalist. A factorised arch already trained from shared weights (a run resumed across this
     change) keeps its model. `seed`: as `train_finalists`' (seed folders, trained only).
