@@ -91,6 +91,8 @@ def plan_for(spec: JobSpec) -> StagePlan:
             # for their shared-weight KL, but in the stop-22 run with them on (bench/results/
             # quality_short_fit.json) the pool's fits took 170 s and its 3 new picks were all beaten by a
             # cut or another pick, and the job fine-tuned 9 finalists (stop 21: 6): 20 minutes has no room.
+            # Since stop 23 factorised archs are fine-tuned as twins of their full-rank selves, and the
+            # same 12 rank at 0.73 (short fit) against 0.67 (shared KL): the cheap order is good enough here.
             short_fit_steps=0,
             # Every finalist faster than the teacher gets one base pass's worth of teacher FLOPs: a 3x
             # one sees 18,000 examples (1.76 epochs), the first layer alone is capped at 3 epochs. At
