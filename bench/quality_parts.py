@@ -208,25 +208,33 @@ def ranking_figures(ctx, main_search: dict, n_archs: int, n_seeds: int) -> dict[
         task_scores = [task_eval.task_score(a) for a in ranking_archs]
         block_scores = [block_eval.score(a) for a in ranking_archs]
     params = [count_params(a, space) for a in ranking_archs]
-    kl, err = [-s.kl for s in task_scores], [-(1 - s.accuracy) for s in task_scores]
     fit = short_fit_figures(ctx, ranking_archs, dev)
-    fit_kl = fit.pop("short_fit_kl")
-    return {
-        "n": len(ranking_archs), "seeds": len(seeds),
-        "task_aware_tau": kendall(kl, dev), "task_aware_tau_ci95": bootstrap_tau(kl, dev), **fit,
-        "task_aware_error_tau": kendall(err, dev), "task_aware_error_tau_ci95": bootstrap_tau(err, dev),
-        "blockwise_tau": kendall([-b for b in block_scores], dev),
-        "blockwise_tau_ci95": bootstrap_tau([-b for b in block_scores], dev),
-        "params_tau": kendall(params, dev), "params_tau_ci95": bootstrap_tau(params, dev),
-        "seed_gap_mean": (sum(abs(a - b) for a, b in zip(*dev_by_seed[:2], strict=True)) / len(dev)
-                          if len(dev_by_seed) > 1 else None),
-        "archs": [{"hash": a.hash, "arch": a.short(), "params": p, "predicted_latency_ms": ctx.predicted_latency(a),
-                   "shared_kl": s.kl, "short_fit_kl": fit_kl[i], "shared_dev_accuracy": s.accuracy,
-                   "blockwise_proxy": b,
-                   "dev_accuracy_per_seed": [col[i] for col in dev_by_seed], "dev_accuracy": d}
-                  for i, (a, p, s, b, d) in enumerate(zip(ranking_archs, params, task_scores, block_scores, dev,
-                                                           strict=True))],
-    }
+    rows = [{"hash": a.hash, "arch": a.short(), "params": p, "predicted_latency_ms": ctx.predicted_latency(a),
+             "shared_kl": s.kl, "short_fit_kl": fit["short_fit_kl"][i], "shared_dev_accuracy": s.accuracy,
+             "blockwise_proxy": b, "dev_accuracy_per_seed": [col[i] for col in dev_by_seed], "dev_accuracy": d}
+            for i, (a, p, s, b, d) in enumerate(zip(ranking_archs, params, task_scores, block_scores, dev,
+                                                     strict=True))]
+    return {"n": len(rows), "seeds": len(seeds), "short_fit_steps": fit["short_fit_steps"], **ranking_taus(rows),
+            "archs": rows}
+
+
+def ranking_taus(rows: list[dict]) -> dict[str, Any]:
+    """Kendall tau (and its 95% bootstrap interval) of each score a ranking stores per arch against the
+    archs' mean fine-tuned dev accuracy, and the mean gap between the first two seeds (None for one).
+    Higher is better for every score: the KLs and the block-wise proxy are negated, the error too."""
+    dev = [row["dev_accuracy"] for row in rows]
+    scores = {"task_aware": [-row["shared_kl"] for row in rows],
+              "task_aware_error": [-(1 - row["shared_dev_accuracy"]) for row in rows],
+              "blockwise": [-row["blockwise_proxy"] for row in rows],
+              "params": [row["params"] for row in rows],
+              "short_fit": [-row["short_fit_kl"] for row in rows]}
+    out: dict[str, Any] = {}
+    for name, values in scores.items():
+        out[f"{name}_tau"], out[f"{name}_tau_ci95"] = kendall(values, dev), bootstrap_tau(values, dev)
+    per_seed = [row["dev_accuracy_per_seed"] for row in rows]
+    out["seed_gap_mean"] = (sum(abs(s[0] - s[1]) for s in per_seed) / len(per_seed)
+                            if all(len(s) > 1 for s in per_seed) else None)
+    return out
 
 
 def short_fit_figures(ctx, archs, dev: list[float]) -> dict[str, Any]:

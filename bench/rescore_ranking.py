@@ -22,6 +22,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -42,6 +43,15 @@ def parse_short(text: str) -> dict:
     if len(words) > 1:
         doc["embedding_rank"] = int(words[1].removeprefix("r"))
     return doc
+
+
+def open_ranking(results: Path) -> tuple[dict, Any]:
+    """A results file's document and the spec of the quality job its ranking was measured on."""
+    from slimformer.contracts.spec import JobSpec
+
+    doc = json.loads(results.read_text())
+    return doc, JobSpec(name="bench-quality", preset=doc["preset"], teacher=doc["teacher_name"],
+                        dataset=doc["dataset"])
 
 
 def checked_archs(ctx, rows: list[dict]) -> list:
@@ -68,14 +78,12 @@ def main() -> int:
     parser.add_argument("--results", default=str(HERE / "results" / "quality.json"))
     args = parser.parse_args()
 
-    from slimformer.contracts.spec import JobSpec
     from slimformer.workers.context import RunContext
     from slimformer.workers.ray_runtime import init_ray, shutdown_ray
 
     results = Path(args.results)
-    doc = json.loads(results.read_text())
+    doc, spec = open_ranking(results)
     ranking = doc["ranking"]
-    spec = JobSpec(name="bench-quality", preset=doc["preset"], teacher=doc["teacher_name"], dataset=doc["dataset"])
     rows = ranking["archs"]
     init_ray(num_cpus=os.cpu_count())  # one fit per core, as the search stage runs them
     try:

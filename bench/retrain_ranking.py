@@ -25,25 +25,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from quality_parts import bootstrap_tau, kendall, targets  # noqa: E402  (bench/ is this script's folder)
-from rescore_ranking import checked_archs  # noqa: E402
-
-
-def taus(rows: list[dict]) -> dict:
-    """Every tau of `ranking_figures`, from the per-arch figures a ranking stores."""
-    dev = [row["dev_accuracy"] for row in rows]
-    scores = {"task_aware": [-row["shared_kl"] for row in rows],
-              "task_aware_error": [-(1 - row["shared_dev_accuracy"]) for row in rows],
-              "blockwise": [-row["blockwise_proxy"] for row in rows],
-              "params": [row["params"] for row in rows],
-              "short_fit": [-row["short_fit_kl"] for row in rows]}
-    out = {}
-    for name, values in scores.items():
-        out[f"{name}_tau"], out[f"{name}_tau_ci95"] = kendall(values, dev), bootstrap_tau(values, dev)
-    per_seed = [row["dev_accuracy_per_seed"] for row in rows]
-    if all(len(seeds) > 1 for seeds in per_seed):
-        out["seed_gap_mean"] = sum(abs(s[0] - s[1]) for s in per_seed) / len(per_seed)
-    return out
+from quality_parts import ranking_taus, targets  # noqa: E402  (bench/ is this script's folder)
+from rescore_ranking import checked_archs, open_ranking  # noqa: E402
 
 
 def main() -> int:
@@ -52,15 +35,13 @@ def main() -> int:
     parser.add_argument("--results", default=str(HERE / "results" / "quality.json"))
     args = parser.parse_args()
 
-    from slimformer.contracts.spec import JobSpec
     from slimformer.workers.context import RunContext
     from slimformer.workers.ray_runtime import init_ray, shutdown_ray
     from slimformer.workers.stages.finalize import train_chosen
 
     results = Path(args.results)
-    doc = json.loads(results.read_text())
+    doc, spec = open_ranking(results)
     ranking = doc["ranking"]
-    spec = JobSpec(name="bench-quality", preset=doc["preset"], teacher=doc["teacher_name"], dataset=doc["dataset"])
     rows = ranking["archs"]
     seeds = [None] + [spec.seed + s for s in range(1, ranking["seeds"])]  # as ranking_figures seeds them
     init_ray(num_cpus=os.cpu_count())  # one fine-tune per core, as finalize runs them
@@ -78,7 +59,7 @@ def main() -> int:
         row.setdefault("dev_accuracy_shared_route_per_seed", row["dev_accuracy_per_seed"])
         row["dev_accuracy_per_seed"] = [col[j] for col in dev_by_seed]
         row["dev_accuracy"] = sum(row["dev_accuracy_per_seed"]) / len(seeds)
-    ranking.update(taus(rows))
+    ranking.update(ranking_taus(rows))
     ranking["factorised_retrained"] = {
         "command": "python bench/retrain_ranking.py --run-dir " + args.run_dir,
         "what": "the factorised archs fine-tuned full rank, then their word factors distilled from that model "

@@ -72,8 +72,7 @@ def distil_factorised(student: SubNet, rank: int, tokenizer: Any, train: Sequenc
     are computed once, so it never runs during training.
     """
     twin = factorised_copy(student, rank, rows, weights)
-    with torch.no_grad():
-        logits = predict_logits(student, tokenizer, [ex.text for ex in train], settings.max_length)
+    logits = predict_logits(student, tokenizer, [ex.text for ex in train], settings.max_length)
     frozen = [p for name, p in twin.named_parameters() if not name.startswith(FACTORS)]
     for p in frozen:
         p.requires_grad_(False)
