@@ -95,7 +95,9 @@ def pick_max_length(tokenizer: Any, texts: Sequence[str], sample: int = 2000) ->
         return MIN_MAX_LENGTH
     step = max(1, len(texts) // sample)
     picked = list(texts[::step])[:sample]
-    lengths = sorted(len(ids) for ids in tokenizer(picked, truncation=False)["input_ids"])
+    # Untruncated on purpose, so verbose=False: the "longer than the maximum sequence length" warning is
+    # about running such ids through the model, which nothing here does.
+    lengths = sorted(len(ids) for ids in tokenizer(picked, truncation=False, verbose=False)["input_ids"])
     at = lengths[min(len(lengths) - 1, math.ceil(LENGTH_PERCENTILE / 100 * len(lengths)) - 1)]
     return int(min(MAX_MAX_LENGTH, max(MIN_MAX_LENGTH, 8 * math.ceil(at / 8))))
 

@@ -21,6 +21,15 @@ def test_max_length_follows_the_data(tiny_teacher_dir):
     assert TeacherSettings(max_length=40).resolved(tokenizer, long).max_length == 40
 
 
+def test_measuring_long_texts_does_not_warn_about_running_them(tiny_teacher_dir, capfd, caplog):
+    # Counting a long document's tokens is not running them through the model: a user's log should
+    # not say "will result in indexing errors" for a job that truncates every input.
+    _, tokenizer, _ = load_teacher(tiny_teacher_dir)
+    tokenizer.model_max_length = 512  # the real teacher's limit; the tiny one's is unbounded
+    assert pick_max_length(tokenizer, [" ".join(["word"] * 2000)]) == 256
+    assert "indexing errors" not in capfd.readouterr().err + caplog.text
+
+
 def test_training_stops_when_dev_stops_improving_and_keeps_the_best_state(tiny_teacher_dir, tiny_task):
     encoder, tokenizer, _ = load_teacher(tiny_teacher_dir)
     torch.manual_seed(0)
