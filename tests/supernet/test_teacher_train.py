@@ -45,3 +45,20 @@ def test_training_stops_when_dev_stops_improving_and_keeps_the_best_state(tiny_t
     assert history.index(best) == len(history) - 1 - settings.patience  # the last `patience` epochs were worse
     assert evaluate_accuracy(model, tokenizer, flipped, max_length=32) == best  # the best state was restored
     assert [e["dev_accuracy"] for e in events if e["event"] == "epoch"] == history
+
+
+def test_a_small_training_split_gets_more_epochs_up_to_the_floor_s_cap():
+    from slimformer.supernet.teacher_train import MAX_FLOOR_EPOCHS
+
+    base = TeacherSettings(epochs=3, patience=1, batch_size=32, min_steps=600)
+    # 10,202 reviews already run 957 steps in 3 epochs: nothing changes, the cache key included.
+    assert base.with_step_floor(10_202) == base
+    assert base.key_dict() == TeacherSettings(epochs=3, patience=1, batch_size=32).key_dict()
+    # 1,010 documents: 32 steps an epoch, so 19 epochs would be needed; capped, with patience for a noisy dev.
+    small = base.with_step_floor(1_010)
+    assert (small.epochs, small.patience) == (MAX_FLOOR_EPOCHS, 2)
+    assert base.with_step_floor(4_000).epochs == 5  # 125 steps an epoch
+    assert TeacherSettings(epochs=3, batch_size=32).with_step_floor(1_010).epochs == 3  # no floor asked for
+    assert TeacherSettings(epochs=1, patience=0, min_steps=600).with_step_floor(100).patience == 0
+    # The floor acts once: resolving resolved settings changes nothing.
+    assert small.with_step_floor(1_010) == small

@@ -94,6 +94,25 @@ def test_caps_bound_the_rows_and_the_vocabulary(tiny_task):
     assert 0 <= fitted.dev_accuracy <= 1 and len(fitted.test_predictions) == len(tiny_task.test)
 
 
+def test_on_a_macro_f1_job_the_baseline_is_picked_by_macro_f1_with_class_weights_tried(tiny_task):
+    """Minority positives: picked by dev macro-F1 over C and balanced weights, the baseline can only do at
+    least as well on that figure as the accuracy-picked, unweighted fit, and says how it was picked."""
+    negatives = [e for e in tiny_task.train if e.label == 0]
+    train = negatives + [e for e in tiny_task.train if e.label == 1][: round(len(negatives) * 0.1)]
+    gold = [e.label for e in tiny_task.dev]
+
+    def dev_f1(fitted):
+        return classification_metrics(fitted.dev_predictions, gold, 2)["macro_f1"]
+
+    by_accuracy = fit_tfidf_logistic_regression(train, tiny_task.dev, tiny_task.test, repeats=1)
+    by_f1 = fit_tfidf_logistic_regression(train, tiny_task.dev, tiny_task.test, repeats=1, metric="macro_f1")
+    assert (by_accuracy.picked_by, by_accuracy.class_weight) == ("accuracy", None)
+    assert by_f1.picked_by == "macro_f1" and by_f1.class_weight in (None, "balanced")
+    assert dev_f1(by_f1) >= dev_f1(by_accuracy)
+    right = sum(p == g for p, g in zip(by_f1.dev_predictions, gold, strict=True))
+    assert by_f1.dev_accuracy == pytest.approx(right / len(gold))  # still accuracy, whatever it was picked by
+
+
 def test_a_fitted_baseline_is_not_fitted_again_on_resume(spec, tmp_path, cache):
     first_recorder = Recorder()
     first = stage_baseline(context(spec, tmp_path / "run", first_recorder, cache))

@@ -1,9 +1,10 @@
 """Stage `baseline`: the job's reference points and its task metric.
 
 - TF-IDF + logistic regression, the classical reference point: fitted on the training split
-  (capped, see `baselines.MAX_TRAIN_TEXTS`), with C picked on and figures reported for the same
-  dev/test rows the finalists are judged on (`ctx.eval_task`), and its latency measured like
-  theirs: the median of 30 single-example predictions at the job's thread count.
+  (capped, see `baselines.MAX_TRAIN_TEXTS`), with C (and, on a macro-F1 job, balanced class
+  weights) picked by the job's metric on the same dev rows the finalists are judged on
+  (`ctx.eval_task`), figures reported on those rows, and its latency measured like theirs: the
+  median of 30 single-example predictions at the job's thread count.
 - The task teacher's macro-F1 and per-class precision/recall on those rows (its accuracy and
   latency come from `prepare`).
 - The metric the job optimises (`ctx.metric`: the spec's, or resolved from the class balance).
@@ -40,7 +41,7 @@ def fit_baseline(ctx: RunContext) -> dict[str, Any]:
 
     task = ctx.eval_task
     fitted = fit_tfidf_logistic_regression(ctx.task.train, task.dev, task.test, seed=ctx.spec.seed,
-                                           threads=ctx.latency_setting.threads)
+                                           threads=ctx.latency_setting.threads, metric=ctx.metric)
     doc = asdict(fitted)
     for split, examples, predicted in (("dev", task.dev, fitted.dev_predictions),
                                        ("test", task.test, fitted.test_predictions)):
