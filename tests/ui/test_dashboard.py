@@ -172,7 +172,9 @@ def test_log_in_submit_watch_chart_and_download(page, service, tiny_teacher_dir,
             assert abs(float(drawn[1]) - int8["latency_ms"]) <= (0.006 if int8["latency_ms"] < 10 else 0.06)
             assert abs(float(drawn[2]) - int8["dev_accuracy"]) <= 0.0006
             dot.focus()
-            tooltip.wait_for(state="visible")
+            # Wait for this dot's tooltip, not any tooltip: the previous dot's may still be on screen for a
+            # moment after its blur (a run read "CJ50TW1N" while focusing NDNYTKMW's dot).
+            page.locator("#chart-tooltip", has_text=f"{candidate_id[-8:]} · int8").wait_for(state="visible")
             text = tooltip.inner_text()
             assert f"{candidate_id[-8:]} · int8" in text and "latency int8 (onnxruntime)" in text, text
             assert "latency torch" not in text, text
@@ -182,6 +184,7 @@ def test_log_in_submit_watch_chart_and_download(page, service, tiny_teacher_dir,
                 # The docs' chart: fp32 and int8 points, the teacher and the baseline, an int8 tooltip.
                 screenshot(page.locator("#pareto"), "chart", tmp_path)
             page.evaluate("document.activeElement.blur()")
+            tooltip.wait_for(state="hidden")
     page.select_option("#metric-select", "test_accuracy")
     assert "test accuracy" in chart.text_content()
     page.select_option("#metric-select", "dev_accuracy")
