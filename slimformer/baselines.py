@@ -72,8 +72,9 @@ def tfidf_logistic_regression(train: Sequence[Example], dev: Sequence[Example], 
 # it is fitted on (a random sample of them beyond the cap). Past these, a linear model gains little.
 MAX_FEATURES = 100_000
 MAX_TRAIN_TEXTS = 50_000
-# A user tuning a linear model tries a few strengths; 16 and 32 (weaker regularisation) win on a small
-# long-document task, where each text has many features.
+# A user tuning a linear model tries a few strengths. 16 and 32 (weaker regularisation) were added when,
+# on the news-topics task (1,010 long documents, many features each), unweighted dev accuracy was still
+# rising at 8 (0.778, 0.786, 0.802 at 8, 16, 32).
 C_GRID = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 

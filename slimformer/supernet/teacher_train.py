@@ -29,8 +29,9 @@ ProgressFn = Callable[[dict[str, Any]], None]
 # for a long max_length, so it can cover 99% of texts rather than 95%.
 LENGTH_PERCENTILE = 99
 MIN_MAX_LENGTH, MAX_MAX_LENGTH = 16, 256
-# The most epochs the step floor (`TeacherSettings.min_steps`) may ask for: a split of a few hundred
-# rows is better served by early stopping than by dozens of passes.
+# The most epochs the step floor (`TeacherSettings.min_steps`) may ask for, to bound what a tiny split
+# costs. The news-topics teacher (1,010 documents, 256 tokens) ran all 10 in 2,221 s on 2 cores; its
+# best dev accuracy came at epoch 8.
 MAX_FLOOR_EPOCHS = 10
 
 
