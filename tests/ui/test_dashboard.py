@@ -151,6 +151,10 @@ def test_log_in_submit_watch_chart_and_download(page, service, tiny_teacher_dir,
     shown = {"torch": ("fp32",), "onnxruntime": ("fp32", "int8"), "int8": ("int8",)}
     for runtime in ("onnxruntime", "int8", "torch"):
         page.click(f'button[data-runtime="{runtime}"]')
+        # The pointer leaves the page's controls: focusing a dot scrolls the chart into view, and Chromium
+        # then fires pointer events for whatever dot scrolled under a pointer left there, so another
+        # candidate's tooltip would replace the focused dot's (a CI run waited 20 s for "AMT3G7BC · int8").
+        page.mouse.move(0, 0)
         assert page.get_attribute(f'button[data-runtime="{runtime}"]', "aria-pressed") == "true"
         assert runtime.replace("int8", "int8 (onnxruntime)") in chart.text_content()
         for variant in ("fp32", "int8"):
@@ -172,8 +176,7 @@ def test_log_in_submit_watch_chart_and_download(page, service, tiny_teacher_dir,
             assert abs(float(drawn[1]) - int8["latency_ms"]) <= (0.006 if int8["latency_ms"] < 10 else 0.06)
             assert abs(float(drawn[2]) - int8["dev_accuracy"]) <= 0.0006
             dot.focus()
-            # Wait for this dot's tooltip, not any tooltip: the previous dot's may still be on screen for a
-            # moment after its blur (a run read "CJ50TW1N" while focusing NDNYTKMW's dot).
+            # Wait for this dot's tooltip, not any tooltip (a run read "CJ50TW1N" while focusing NDNYTKMW's dot).
             page.locator("#chart-tooltip", has_text=f"{candidate_id[-8:]} · int8").wait_for(state="visible")
             text = tooltip.inner_text()
             assert f"{candidate_id[-8:]} · int8" in text and "latency int8 (onnxruntime)" in text, text
