@@ -36,6 +36,9 @@ class StagePlan:
     # up to `finalist_max_epochs` passes over the training split (workers/finetune_budget.py). None: off.
     finalist_compute_from: float | None = None
     finalist_max_epochs: float = 1.0
+    # A training split on which the base recipe would see fewer examples than this gets more passes,
+    # up to 10 (workers/finetune_budget.py: the small-split floor). 0: none.
+    finalist_min_examples: int = 0
     # Each full-rank finalist also gets a factorised twin at each of the space's this many largest ranks
     # below its H, distilled from the fine-tuned finalist (workers/embedding_twins.py); 0: none.
     embedding_twins: int = 0
@@ -101,6 +104,9 @@ def plan_for(spec: JobSpec) -> StagePlan:
             # one sees 18,000 examples (1.76 epochs), the first layer alone is capped at 3 epochs. At
             # compute_from 1.5 (stop 18) both 2-layer finalists were still improving at their last step.
             finalist_compute_from=1.0, finalist_max_epochs=3.0,
+            # A small split's finalists see the 6,000 examples a large split's do (in repeated passes):
+            # on 1,010 news documents one pass was 32 steps (bench/results/small_split_floor.json).
+            finalist_min_examples=6000,
         )
     else:
         plan = StagePlan(
@@ -112,7 +118,7 @@ def plan_for(spec: JobSpec) -> StagePlan:
             finetune=FinetuneSettings(epochs=4, lr=1e-4, batch_size=32, seed=seed, patience=3, evals_per_epoch=2),
             eval_examples=None, trials=300, finalists=6, proxy_batches=4,
             task=TaskTuneSettings(steps=1500, batch_size=32, lr=1e-4, seed=seed, checkpoint_every=100),
-            score_examples=None, finalist_compute_from=1.5, finalist_max_epochs=6.0,
+            score_examples=None, finalist_compute_from=1.5, finalist_max_epochs=6.0, finalist_min_examples=6000,
             # Bigger machines can afford the better-ranked pool (see quick; not measured at this preset).
             short_fit_steps=40,
             # And a factorised twin of each full-rank finalist at r 128 and 64 (for a 384-wide teacher):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from slimformer.search_space import TeacherFacts
 from slimformer.search_space.space import space_for_teacher
 from slimformer.supernet.finetune import FinetuneSettings
+from slimformer.supernet.teacher_train import MAX_FLOOR_EPOCHS
 from slimformer.workers.finetune_budget import examples_scale, finalist_finetune, flops_speedup, scaled_finetune
 
 MINILM = space_for_teacher(TeacherFacts())
@@ -51,3 +54,32 @@ def test_a_recipe_already_above_the_cap_is_never_cut():
     assert scaled_finetune(standard, 3.0, TRAIN, 2.0) == standard
     assert scaled_finetune(standard, 3.0, TRAIN, 6.0).epochs == pytest.approx(6.0)
     assert scaled_finetune(standard, 0.5, TRAIN, 6.0) == standard
+
+
+NEWS = 1010  # bench/unseen_tasks.py's news-topics training split
+
+
+def test_a_large_split_is_not_touched_by_the_floor():
+    for layers in ([0, 1, 2, 3, 4, 5], [0, 1], [0]):
+        arch = MINILM.layers_arch(layers)
+        assert finalist_finetune(QUICK, arch, MINILM, TRAIN, 1.0, 3.0, min_examples=6000) == \
+            finalist_finetune(QUICK, arch, MINILM, TRAIN, 1.0, 3.0)
+
+
+def test_a_small_split_repeats_passes_up_to_the_floor_and_scores_once_per_pass():
+    teacher_cost = finalist_finetune(QUICK, MINILM.layers_arch(list(range(6))), MINILM, NEWS, 1.0, 3.0)
+    assert teacher_cost == QUICK  # without the floor: one pass, 32 steps
+    floored = finalist_finetune(QUICK, MINILM.layers_arch(list(range(6))), MINILM, NEWS, 1.0, 3.0, min_examples=6000)
+    assert floored.max_train_examples is None and floored.epochs == pytest.approx(6000 / NEWS)
+    assert floored.evals_per_epoch == 1 and floored.patience == 2
+    # A 3x arch would see 18,000 examples: capped at MAX_FLOOR_EPOCHS passes, not at max_epochs' 3.
+    two_layers = finalist_finetune(QUICK, MINILM.layers_arch([0, 1]), MINILM, NEWS, 1.0, 3.0, min_examples=6000)
+    assert two_layers.epochs == pytest.approx(MAX_FLOOR_EPOCHS)
+
+
+def test_the_floor_never_lowers_a_recipe_and_a_tiny_split_stops_at_the_cap():
+    standard = FinetuneSettings(epochs=4, max_length=48, patience=3)
+    assert scaled_finetune(standard, 1.0, 2000, 6.0, min_examples=6000) == standard  # 8,000 seen already
+    tiny = scaled_finetune(QUICK, 1.0, 100, 3.0, min_examples=6000)
+    assert tiny.epochs == pytest.approx(MAX_FLOOR_EPOCHS) and tiny.patience == 2
+    assert scaled_finetune(replace(QUICK, patience=0), 1.0, 100, 3.0, min_examples=6000).patience == 0
