@@ -124,6 +124,7 @@ def test_log_in_submit_watch_chart_and_download(page, service, tiny_teacher_dir,
     # fine-tuned a head on it. The page's header and the teacher's tooltip say so.
     teacher_text = f"teacher: {teacher_id} (fine-tuned by slimformer)"
     assert page.inner_text("#job-teacher") == teacher_text
+    page.mouse.move(0, 0)  # off the chart: see the runtime loop below on focus, scrolling and the pointer
     chart.locator('[data-reference="teacher"]').focus()
     tooltip = page.locator("#chart-tooltip")
     tooltip.wait_for(state="visible")
