@@ -205,7 +205,8 @@ def fine_tune_teacher(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings.seed)
             model = TeacherClassifier(bert, task.num_labels)
-            losses, dev_history = train_classifier(model, tokenizer, train, task.dev, settings, emit)
+            losses, dev_history, select_history = train_classifier(model, tokenizer, train, task.dev, settings,
+                                                                   emit)
         model.eval()
         dev = evaluate_accuracy(model, tokenizer, task.dev, settings.batch_size, settings.max_length)
         test = evaluate_accuracy(model, tokenizer, task.test, settings.batch_size, settings.max_length)
@@ -222,6 +223,8 @@ def fine_tune_teacher(
             "train_examples": len(train),
             "train_losses": losses,
             "dev_history": dev_history,
+            "selected_by": settings.select,
+            "dev_select_history": select_history,
             "epochs_run": len(losses),
             "dev_accuracy": _json_float(dev),
             "test_accuracy": _json_float(test),

@@ -113,8 +113,10 @@ class RunContext:
                 self.reporter.progress("prepare", 0.75 * fraction, f"teacher loss {event['loss']:.3f}")
                 self.reporter.check_cancelled()
 
-        # The whole dev split decides early stopping, and the teacher's figures are on whole splits.
-        return fine_tune_teacher(self.spec.teacher, self.task, self.plan.teacher, self.cache_dir / "teachers", progress)
+        # The whole dev split decides early stopping, by the job's metric as for its students, and the
+        # teacher's figures are on whole splits.
+        settings = replace(self.plan.teacher, select=self.metric)
+        return fine_tune_teacher(self.spec.teacher, self.task, settings, self.cache_dir / "teachers", progress)
 
     @cached_property
     def space(self) -> SearchSpace:

@@ -284,7 +284,7 @@ def test_a_damaged_cache_entry_is_rebuilt(
 
     def quick_training(model, tokenizer, train, dev, settings, emit):  # stands in for the real loop
         trained.append(len(train))
-        return [0.5], []
+        return [0.5], [], []
 
     monkeypatch.setattr(teacher_mod, "train_classifier", quick_training)
     rebuilt = fine_tune_teacher(tiny_teacher_dir, tiny_task, FAST, tmp_path / "cache", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from slimformer.data.types import Example
@@ -39,7 +40,8 @@ def test_training_stops_when_dev_stops_improving_and_keeps_the_best_state(tiny_t
     flipped = [Example(e.text, 1 - e.label) for e in tiny_task.dev]
     settings = TeacherSettings(epochs=8, patience=2, lr=2e-3, batch_size=16, max_length=32, seed=0)
     events = []
-    losses, history = train_classifier(model, tokenizer, tiny_task.train, flipped, settings, events.append)
+    losses, history, selected = train_classifier(model, tokenizer, tiny_task.train, flipped, settings, events.append)
+    assert selected == history  # accuracy picks the state unless the job's metric is macro-F1
     assert len(losses) == len(history) < 8  # stopped early
     best = max(history)
     assert history.index(best) == len(history) - 1 - settings.patience  # the last `patience` epochs were worse
@@ -62,3 +64,47 @@ def test_a_small_training_split_gets_more_epochs_up_to_the_floor_s_cap():
     assert TeacherSettings(epochs=1, patience=0, min_steps=600).with_step_floor(100).patience == 0
     # The floor acts once: resolving resolved settings changes nothing.
     assert small.with_step_floor(1_010) == small
+
+
+def test_a_macro_f1_job_s_teacher_stops_and_keeps_its_state_by_dev_macro_f1(tiny_teacher_dir, tiny_task,
+                                                                            monkeypatch):
+    from slimformer.supernet import teacher_train
+
+    encoder, tokenizer, _ = load_teacher(tiny_teacher_dir)
+    torch.manual_seed(0)
+    model = TeacherClassifier(encoder, tiny_task.num_labels)
+    # Dev figures scripted so that the two metrics peak at different epochs (accuracy at 2, macro-F1
+    # at 3, as when a model gains a rare class at some cost to the common one); the real figures are
+    # computed too, so the loop runs as it does in a job.
+    scripted = iter([(0.50, 0.40), (0.90, 0.45), (0.60, 0.80), (0.55, 0.30), (0.50, 0.20), (0.4, 0.1)])
+    real = teacher_train.dev_figures
+
+    def figures(*args):
+        real(*args)
+        accuracy, macro_f1 = next(scripted)
+        return {"accuracy": accuracy, "macro_f1": macro_f1}
+
+    monkeypatch.setattr(teacher_train, "dev_figures", figures)
+    states = []
+
+    def snapshot(event):  # the model's weights at each epoch's end, to find the one handed back
+        if event["event"] == "epoch":
+            states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    settings = TeacherSettings(epochs=6, patience=2, lr=2e-3, batch_size=16, max_length=32, seed=0, select="macro_f1")
+    losses, accuracies, macro_f1 = train_classifier(model, tokenizer, tiny_task.train, tiny_task.dev, settings,
+                                                    snapshot)
+    # By accuracy it would stop after epoch 4 and keep epoch 2; by macro-F1 it runs 5 and keeps epoch 3.
+    assert accuracies == [0.50, 0.90, 0.60, 0.55, 0.50] and macro_f1 == [0.40, 0.45, 0.80, 0.30, 0.20]
+    assert len(losses) == 5
+    kept = model.state_dict()
+    assert all(torch.equal(kept[k], states[2][k]) for k in kept)
+    assert not all(torch.equal(kept[k], states[1][k]) for k in kept)
+
+
+def test_the_selection_metric_keys_the_cache_only_when_it_is_not_accuracy():
+    accuracy = TeacherSettings(epochs=3)
+    assert "select" not in accuracy.key_dict()  # teachers cached before it existed keep their key
+    assert TeacherSettings(epochs=3, select="macro_f1").key_dict()["select"] == "macro_f1"
+    with pytest.raises(ValueError, match="select"):
+        TeacherSettings(select="f1")
