@@ -44,11 +44,12 @@ def context(spec: dict, run_dir: Path):
     return RunContext(JobSpec.model_validate(spec), run_dir, use_ray=False)
 
 
-def recipe(ctx, layers: list[int], floored: bool):
-    """The finalists' recipe for this cut, with the plan's small-split floor or without it."""
-    if not floored:  # `plan` is a cached_property: setting it in the instance's dict overrides it here only
-        ctx.__dict__["plan"] = replace(ctx.plan, finalist_min_examples=0)
-    return ctx.finetune_settings(ctx.space.layers_arch(layers))
+def without_floor(spec: dict, run_dir: Path):
+    """A context whose plan has no small-split floor, to get the finalists' recipe as it was."""
+    ctx = context(spec, run_dir)
+    # `plan` is a cached_property: setting it in the instance's dict overrides it for this context only.
+    ctx.__dict__["plan"] = replace(ctx.plan, finalist_min_examples=0)
+    return ctx
 
 
 def fit(spec: dict, run_dir: str, name: str, layers: list[int], settings_doc: dict) -> dict:
@@ -133,9 +134,10 @@ def main() -> int:
     refs = references(ctx)
     print(json.dumps(refs, indent=2), flush=True)
 
-    jobs = {f"{name}, {'floor' if floored else 'no floor'}": (layers, recipe(context(spec, args.run_dir), layers,
-                                                                              floored))
-            for name, layers in LAYER_SETS.items() for floored in (True, False)}
+    # One context per recipe, so the cached teacher is loaded once for each.
+    recipes = {"floor": ctx, "no floor": without_floor(spec, args.run_dir)}
+    jobs = {f"{name}, {kind}": (layers, owner.finetune_settings(owner.space.layers_arch(layers)))
+            for name, layers in LAYER_SETS.items() for kind, owner in recipes.items()}
     init_ray(num_cpus=2)
     try:
         remote = ray.remote(num_cpus=1, max_retries=1)(fit)
