@@ -197,12 +197,15 @@ class RunContext:
         """The finalists' fine-tuning recipe for `arch`, which every baseline beside them gets too.
 
         The plan's recipe at the teacher's max_length, picking the best state by the job's metric,
-        with more examples for archs cheaper than the teacher and on a small training split
-        (workers/finetune_budget.py).
+        with more examples for archs cheaper than the teacher and on a small training split, the latter
+        within a share of what the teacher's own recipe spends on the split (workers/finetune_budget.py).
         """
         base = replace(self.plan.finetune, max_length=self.teacher.max_length, select=self.metric)
-        return finalist_finetune(base, arch, self.space, len(self.task.train), self.plan.finalist_compute_from,
-                                 self.plan.finalist_max_epochs, self.plan.finalist_min_examples)
+        rows = len(self.task.train)
+        teacher_examples = round(self.plan.teacher.with_step_floor(rows).epochs * rows)
+        return finalist_finetune(base, arch, self.space, rows, self.plan.finalist_compute_from,
+                                 self.plan.finalist_max_epochs, self.plan.finalist_min_examples,
+                                 teacher_examples, self.plan.finalist_floor_share)
 
     def score_examples(self) -> list:
         """The dev rows candidates are scored on with shared weights (the first `plan.score_examples`)."""

@@ -39,6 +39,9 @@ class StagePlan:
     # A training split on which the base recipe would see fewer examples than this gets more passes,
     # up to 10 (workers/finetune_budget.py: the small-split floor). 0: none.
     finalist_min_examples: int = 0
+    # What that floor adds stops where a finalist's fine-tune would cost more than this share of the
+    # teacher recipe's training on the split, in FLOPs (workers/finetune_budget.py). None: no bound.
+    finalist_floor_share: float | None = None
     # Each full-rank finalist also gets a factorised twin at each of the space's this many largest ranks
     # below its H, distilled from the fine-tuned finalist (workers/embedding_twins.py); 0: none.
     embedding_twins: int = 0
@@ -107,6 +110,10 @@ def plan_for(spec: JobSpec) -> StagePlan:
             # A small split's finalists see the 6,000 examples a large split's do (in repeated passes):
             # on 1,010 news documents one pass was 32 steps (bench/results/small_split_floor.json).
             finalist_min_examples=6000,
+            # But on long documents it is dear: each finalist costs at most a fifth of the teacher's training
+            # (1,010 news documents: 2 passes at teacher cost, 10 for the first layer alone; Rotten Tomatoes'
+            # 6,000 teacher-cost examples are under its bound of 6,121, so its recipe is unchanged).
+            finalist_floor_share=0.2,
         )
     else:
         plan = StagePlan(

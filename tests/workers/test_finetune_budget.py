@@ -11,6 +11,7 @@ from slimformer.search_space.space import space_for_teacher
 from slimformer.supernet.finetune import FinetuneSettings
 from slimformer.supernet.teacher_train import MAX_FLOOR_EPOCHS
 from slimformer.workers.finetune_budget import examples_scale, finalist_finetune, flops_speedup, scaled_finetune
+from slimformer.workers.plan import default_teacher_settings
 
 MINILM = space_for_teacher(TeacherFacts())
 QUICK = FinetuneSettings(epochs=1, max_train_examples=6000, max_length=48)
@@ -83,3 +84,45 @@ def test_the_floor_never_lowers_a_recipe_and_a_tiny_split_stops_at_the_cap():
     tiny = scaled_finetune(QUICK, 1.0, 100, 3.0, min_examples=6000)
     assert tiny.epochs == pytest.approx(MAX_FLOOR_EPOCHS) and tiny.patience == 2
     assert scaled_finetune(replace(QUICK, patience=0), 1.0, 100, 3.0, min_examples=6000).patience == 0
+
+
+NEWS_TEACHER = 10 * NEWS  # the default teacher's recipe on 1,010 rows: 10 passes (its step floor)
+RT_TEACHER = 3 * TRAIN  # and on Rotten Tomatoes: 3 passes
+
+
+def test_the_teacher_examples_above_are_the_default_teachers():
+    teacher = default_teacher_settings(0)
+    assert teacher.with_step_floor(NEWS).epochs * NEWS == NEWS_TEACHER
+    assert teacher.with_step_floor(TRAIN).epochs * TRAIN == RT_TEACHER
+
+
+def test_the_floor_stops_at_a_share_of_the_teachers_training_compute():
+    full = MINILM.layers_arch(list(range(6)))
+    capped = finalist_finetune(QUICK, full, MINILM, NEWS, 1.0, 3.0, min_examples=6000,
+                               teacher_examples=NEWS_TEACHER, floor_share=0.2)
+    # A teacher-cost arch: 0.2 x 10,100 = 2,020 examples, 2 passes instead of the floor's 6,000 / 1,010.
+    assert capped.epochs == pytest.approx(2.0, rel=1e-3) and capped.evals_per_epoch == 1
+    two_layers = finalist_finetune(QUICK, MINILM.layers_arch([0, 1]), MINILM, NEWS, 1.0, 3.0, min_examples=6000,
+                                   teacher_examples=NEWS_TEACHER, floor_share=0.2)
+    assert two_layers.epochs == pytest.approx(6.0, rel=1e-2)  # 3x cheaper: 3 x 2,020 examples
+    one_layer = finalist_finetune(QUICK, MINILM.layers_arch([0]), MINILM, NEWS, 1.0, 3.0, min_examples=6000,
+                                  teacher_examples=NEWS_TEACHER, floor_share=0.2)
+    assert one_layer.epochs == pytest.approx(MAX_FLOOR_EPOCHS)  # 12,120 examples: still the pass cap
+
+
+def test_the_floors_bound_never_cuts_the_recipe_without_the_floor():
+    # A share so small it would cut below the plain recipe (3 passes for a 3x arch at compute_from 1):
+    # the plain recipe stands, scored as it always was.
+    two_layers = MINILM.layers_arch([0, 1])
+    plain = finalist_finetune(QUICK, two_layers, MINILM, NEWS, 1.0, 3.0)
+    tight = finalist_finetune(QUICK, two_layers, MINILM, NEWS, 1.0, 3.0, min_examples=6000,
+                              teacher_examples=NEWS_TEACHER, floor_share=0.01)
+    assert tight == plain and tight.evals_per_epoch == QUICK.evals_per_epoch
+
+
+def test_the_bound_leaves_rotten_tomatoes_and_a_large_split_alone():
+    for layers in ([0, 1, 2, 3, 4, 5], [0, 1], [0]):
+        arch = MINILM.layers_arch(layers)
+        assert finalist_finetune(QUICK, arch, MINILM, TRAIN, 1.0, 3.0, min_examples=6000,
+                                 teacher_examples=RT_TEACHER, floor_share=0.2) == \
+            finalist_finetune(QUICK, arch, MINILM, TRAIN, 1.0, 3.0)
