@@ -10,6 +10,9 @@ not looking at the task.
 
     python bench/unseen.py --run-dir /work/runs/unseen/news-topics --out bench/results/unseen_news_topics.json \
         --earlier-run /work/runs/unseen/news-topics-3epochs
+
+`--previous` keeps an earlier results file's job beside the new one (what a recipe change did to the
+same task's finalists), and carries its earlier runs over, so a re-run needs none of the old folders.
 """
 
 from __future__ import annotations
@@ -108,6 +111,22 @@ def summarise(run_dir: Path, quality_file: Path) -> dict[str, Any]:
     }
 
 
+def previous_job(previous: dict[str, Any], label: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """An earlier results file's job on the same task (an older recipe), beside this one: its figures,
+    and for each arch both jobs fine-tuned (the teacher's cuts always are), the test metric in each."""
+    from slimformer.metrics import metric_value
+
+    metric = doc["metric"]
+    now = {f["arch"]: f for f in doc["finalists"]}
+    same_arch = [{"arch": f["arch"], "origin": f.get("origin"), "latency_ms": now[f["arch"]].get("latency_ms"),
+                  "previous_test": metric_value(f, metric, "test"),
+                  "test": metric_value(now[f["arch"]], metric, "test")}
+                 for f in previous["finalists"] if f["arch"] in now]
+    return {"label": label, **{k: previous.get(k) for k in ("teacher", "baselines", "finalists", "answers",
+                                                             "job_seconds", "command")},
+            "same_arch": same_arch}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", type=Path, required=True)
@@ -116,10 +135,20 @@ def main() -> int:
     parser.add_argument("--earlier-run", type=Path, action="append", default=[],
                         help="another job's folder on the same task (another teacher recipe, say): its teacher "
                              "and TF-IDF figures are recorded beside this run's; repeatable")
+    parser.add_argument("--previous", type=Path,
+                        help="an earlier results file of this benchmark on the same task (it may be --out): its "
+                             "job is kept under `previous_job`, with each arch both jobs trained compared, and "
+                             "its earlier runs are carried over")
+    parser.add_argument("--previous-label", default="the previous job",
+                        help="what changed since the --previous job, for the reader")
     args = parser.parse_args()
+    previous = json.loads(args.previous.read_text()) if args.previous else None
     doc = summarise(args.run_dir, args.quality)
-    doc["earlier_runs"] = [earlier_run(run) for run in args.earlier_run]
+    doc["earlier_runs"] = (previous or {}).get("earlier_runs", []) + [earlier_run(run) for run in args.earlier_run]
     extra = "".join(f" --earlier-run {run}" for run in args.earlier_run)
+    if previous:
+        doc["previous_job"] = previous_job(previous, args.previous_label, doc)
+        extra += f" --previous {args.previous} --previous-label '{args.previous_label}'"
     doc["command"] = f"python bench/unseen.py --run-dir {args.run_dir} --out {args.out}{extra}"
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(doc["answers"], indent=2))

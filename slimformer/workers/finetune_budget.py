@@ -20,8 +20,9 @@ base's own 6,000 examples, so a split of that size or more (Rotten Tomatoes: 10,
 What the floor adds is bounded by compute (`floor_cap_examples`): a finalist's fine-tune may cost at
 most a share of the teacher recipe's training on the same split, in teacher-FLOPs examples. Long
 documents make every step dear: at 256 tokens the floored recipe cost 1,116 s for the teacher's
-first 2 layers alone (bench/results/small_split_floor.json), and a job's 6 finalists would have
-spent about twice the teacher's own training. The floor never takes a recipe below the one without it.
+first 2 layers alone (bench/results/small_split_floor.json), and the teacher's cuts to 1 to 6 layers
+would together have cost 2.8 times its own training. The bound never takes a recipe below the one
+without the floor.
 """
 
 from __future__ import annotations
