@@ -61,7 +61,7 @@ def _train_layers(spec_doc: dict, run_dir: str, cache_dir: str, name: str, layer
     from slimformer.search_space import count_params
     from slimformer.supernet.export import save_subnet
     from slimformer.supernet.extract import extract
-    from slimformer.supernet.finetune import finetune_subnet
+    from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
     from slimformer.supernet.timing import torch_threads
     from slimformer.workers.context import RunContext
 
@@ -71,12 +71,14 @@ def _train_layers(spec_doc: dict, run_dir: str, cache_dir: str, name: str, layer
     if done.exists():
         return json.loads(done.read_text())
     arch = ctx.space.layers_arch(layers)
-    student = extract(warm_supernet(ctx), arch, ctx.task.labels)
+    warm = warm_supernet(ctx)
+    student = extract(warm, arch, ctx.task.labels)
     teacher = ctx.teacher
     settings = ctx.finetune_settings(arch)  # the finalists' recipe for an arch of this cost
     with torch_threads(settings.threads):
+        # The warm bridges map the student's permuted basis back to the teacher's, as a finalist's do.
         fit = finetune_subnet(student, teacher.model, teacher.tokenizer, ctx.task.train, ctx.task.dev, ctx.task.test,
-                              settings, teacher_logits=ctx.teacher_logits()["train"])
+                              settings, bridges=subnet_bridges(warm, arch.hidden), **ctx.distillation_targets())
     save_subnet(student, teacher.tokenizer, folder / "trained")
     record = {"layers": layers, "hash": arch.hash, "params": count_params(arch, ctx.space),
               "dev_accuracy": fit.dev_accuracy, "test_accuracy": fit.test_accuracy, "best_step": fit.best_step,

@@ -3,11 +3,13 @@
 loss = ce_weight * CE(student, labels)
      + kd_weight * T^2 * KL(teacher/T || student/T)                      (logits)
      + hidden_weight * mean_b relative_MSE(P_b(student_b), teacher_b)     (hidden states, optional)
+     + pooled_weight * relative_MSE(P(pooled student), pooled teacher)   (pooled last state, optional)
 
 where student_b is the student's state after block b, teacher_b the teacher's state at the same
 boundary, and P_b a learned H -> D projection, started from the supernet's output bridge of block
 b and dropped after training. The teacher's logits can be given precomputed (one row per training
-example); with the hidden-state loss off, the teacher then never runs during training.
+example); with the hidden-state loss off, the teacher then never runs during training. So can its
+pooled last states (supernet/pooled_kd.py).
 
 Training runs to convergence: the dev metric (`settings.select`: accuracy, or macro-F1 on a job that
 optimises it) is measured every `eval_every` steps (default: twice per epoch), training stops after
@@ -33,6 +35,7 @@ from slimformer.data.types import Example, batch_order, encode_batch, token_leng
 from slimformer.search_space import TeacherFacts
 from slimformer.supernet.device import to_device, training_device
 from slimformer.supernet.distill import relative_mse
+from slimformer.supernet.pooled_kd import pooled_loss, pooled_projection, teacher_outputs
 from slimformer.supernet.task_score import logits_of, predict_logits
 
 
@@ -45,6 +48,7 @@ class FinetuneSettings:
     ce_weight: float = 1.0
     kd_weight: float = 1.0
     hidden_weight: float = 0.0
+    pooled_weight: float = 0.0  # pooled-state distillation (supernet/pooled_kd.py); 0: off
     temperature: float = 2.0
     max_train_examples: int | None = None
     seed: int = 0
@@ -122,6 +126,7 @@ def finetune_subnet(
     teacher_facts: TeacherFacts | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     teacher_logits: torch.Tensor | None = None,
+    teacher_pooled: torch.Tensor | None = None,
 ) -> FinetuneResult:
     """Train `student` in place to its best dev metric (`settings.select`); return its dev and test accuracy.
 
@@ -135,6 +140,9 @@ def finetune_subnet(
             them the hidden-state loss is off.
         teacher_logits: [len(train), C] the teacher's logits on `train` (before `max_train_examples`
             sampling); computed here when None and no hidden-state loss needs the teacher anyway.
+        teacher_pooled: [len(train), D] the teacher's mean-pooled last states on `train`, for
+            `settings.pooled_weight`; computed here (with the logits) when None. The student must
+            return its hidden states (a SubNet, or the teacher's own classifier).
     """
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
@@ -144,9 +152,15 @@ def finetune_subnet(
     if settings.max_train_examples is not None and settings.max_train_examples < len(train):
         rows = sorted(random.Random(settings.seed).sample(rows, settings.max_train_examples))
     use_hidden = settings.hidden_weight > 0 and teacher_facts is not None
-    if teacher_logits is None and not use_hidden and settings.kd_weight > 0:
-        teacher_logits = predict_logits(teacher, tokenizer, [train[i].text for i in rows], settings.max_length)
-        rows_logits = teacher_logits
+    use_pooled = settings.pooled_weight > 0
+    rows_pooled = teacher_pooled[rows] if use_pooled and teacher_pooled is not None else None
+    if use_pooled and rows_pooled is None:
+        rows_logits, rows_pooled = teacher_outputs(teacher, tokenizer, [train[i].text for i in rows],
+                                                   settings.max_length)
+        if teacher_logits is not None:
+            rows_logits = teacher_logits[rows]
+    elif teacher_logits is None and not use_hidden and settings.kd_weight > 0:
+        rows_logits = predict_logits(teacher, tokenizer, [train[i].text for i in rows], settings.max_length)
     else:
         rows_logits = teacher_logits[rows] if teacher_logits is not None else None
     device = training_device()
@@ -154,7 +168,11 @@ def finetune_subnet(
     teacher.to(device)
     projections = _projections(student, teacher_facts, bridges).to(device) if use_hidden else nn.ModuleList()
     targets = boundary_indices(teacher_facts.num_layers, len(student.blocks)) if use_hidden else []
-    params = list(student.parameters()) + list(projections.parameters())
+    pooled_proj = nn.ModuleList()
+    if use_pooled:
+        pooled_proj.append(pooled_projection(student.classifier.in_features, rows_pooled.shape[-1],
+                                             bridges[-1] if bridges is not None else None).to(device))
+    params = list(student.parameters()) + list(projections.parameters()) + list(pooled_proj.parameters())
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.01)
     per_epoch = math.ceil(len(rows) / settings.batch_size)
     # Batches of texts of similar length pad less (see batch_order).
@@ -184,7 +202,7 @@ def finetune_subnet(
             if use_hidden:
                 with torch.no_grad():
                     t_out = teacher(**batch, output_hidden_states=True)
-            s_out = student(**batch, output_hidden_states=use_hidden)
+            s_out = student(**batch, output_hidden_states=use_hidden or use_pooled)
             s_logits = logits_of(s_out)
             loss = settings.ce_weight * F.cross_entropy(s_logits, gold)
             if settings.kd_weight > 0:
@@ -200,6 +218,9 @@ def finetune_subnet(
                     for b in range(len(projections))
                 )
                 loss = loss + settings.hidden_weight * hidden_loss / len(projections)
+            if use_pooled:
+                pooled = pooled_loss(s_out, batch["attention_mask"], pooled_proj[0], rows_pooled[idx].to(device))
+                loss = loss + settings.pooled_weight * pooled
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params, 1.0)

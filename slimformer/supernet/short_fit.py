@@ -38,18 +38,19 @@ def short_fit_settings(recipe: FinetuneSettings, steps: int) -> FinetuneSettings
 
 def short_fit_score(supernet: Any, arch: Arch, labels: Sequence[str], teacher: Any, train: Sequence[Example],
                     scorer: SharedWeightScorer, recipe: FinetuneSettings, steps: int,
-                    train_logits: torch.Tensor | None = None) -> TaskScore:
+                    train_logits: torch.Tensor | None = None, train_pooled: torch.Tensor | None = None) -> TaskScore:
     """Extract `arch` from `supernet`, fit it for `steps` steps of `recipe`, and score it with `scorer`.
 
     Args:
         supernet: the (task-tuned) supernet holding `arch`; it is not changed.
         teacher: the task teacher (`model`, `tokenizer`, `facts`), for distillation.
-        train: the training split; `train_logits` the teacher's logits on it (None: computed).
+        train: the training split; `train_logits` the teacher's logits on it (None: computed), and
+            `train_pooled` its pooled last states where the recipe distils them (None: computed).
         scorer: the held-out rows and teacher logits the shared-weight scores use, so both scores
             are in the same units.
     """
     student = extract(supernet, arch, labels)
     finetune_subnet(student, teacher.model, teacher.tokenizer, train, [], [], short_fit_settings(recipe, steps),
                     bridges=subnet_bridges(supernet, arch.hidden), teacher_facts=teacher.facts,
-                    teacher_logits=train_logits)
+                    teacher_logits=train_logits, teacher_pooled=train_pooled)
     return scorer.score_model(student)

@@ -53,7 +53,8 @@ def read_json(path: Path) -> Any:
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    # A name of its own per process: two workers that fill the same missing file never share one.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
     os.replace(tmp, path)
 
@@ -220,6 +221,30 @@ class RunContext:
     def teacher_logits(self) -> dict[str, torch.Tensor]:
         """The task teacher's logits on the training split and the scoring rows of dev (task stage)."""
         return load_file(str(self.path("teacher_logits.safetensors")))
+
+    def distillation_targets(self) -> dict[str, torch.Tensor | None]:
+        """`finetune_subnet`'s precomputed teacher targets on the training split, as keyword arguments.
+
+        The logits where the task stage wrote them (else None: fine-tuning computes them). The pooled
+        last states only where the plan's recipe distils them (supernet/pooled_kd.py): the task stage
+        writes them in the logits' pass; a run folder from before that gets them here, once.
+        """
+        logits_file = self.path("teacher_logits.safetensors")
+        targets: dict[str, torch.Tensor | None] = {
+            "teacher_logits": self.teacher_logits()["train"] if logits_file.exists() else None,
+            "teacher_pooled": None,
+        }
+        if self.plan.finetune.pooled_weight > 0:
+            pooled_file = self.path("teacher_pooled.safetensors")
+            if not pooled_file.exists():
+                from slimformer.supernet.pooled_kd import teacher_outputs
+
+                teacher = self.teacher
+                _, pooled = teacher_outputs(teacher.model, teacher.tokenizer, [e.text for e in self.task.train],
+                                            teacher.max_length)
+                save_tensors(pooled_file, {"train": pooled})
+            targets["teacher_pooled"] = load_file(str(pooled_file))["train"]
+        return targets
 
     # --- latency ---------------------------------------------------------------------------------
 

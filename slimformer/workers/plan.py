@@ -76,7 +76,7 @@ def plan_for(spec: JobSpec) -> StagePlan:
             distill_texts=96, states_max_length=32,
             blocks=BlockTrainSettings(steps=6, batch_size=8, lr=1e-3, warmup_steps=2, checkpoint_every=3, seed=seed),
             fewshot_steps=2,
-            finetune=FinetuneSettings(epochs=1, lr=1e-3, batch_size=16, max_length=32, seed=seed),
+            finetune=FinetuneSettings(epochs=1, lr=1e-3, batch_size=16, max_length=32, seed=seed, pooled_weight=1.0),
             eval_examples=None, trials=12, finalists=2, proxy_batches=1,
             task=TaskTuneSettings(steps=4, batch_size=8, lr=1e-3, max_length=32, seed=seed, checkpoint_every=2),
             score_examples=None, driver_threads=1, short_fit_steps=2,
@@ -89,8 +89,11 @@ def plan_for(spec: JobSpec) -> StagePlan:
                                       seed=seed),
             fewshot_steps=25,
             # Finalists start from task-tuned shared weights, so a short fine-tune converges.
+            # With pooled-state distillation (supernet/pooled_kd.py), weight 1: the teacher's first 1, 2 and 3
+            # layers fine-tuned 0.3, 0.1 and 0.8 points better on test, 0.0, 0.5 and 1.0 on dev
+            # (bench/results/pooled_kd.json); the teacher's pooled states come with its logits, in one pass.
             finetune=FinetuneSettings(epochs=1, lr=1e-4, batch_size=32, seed=seed, patience=2, evals_per_epoch=3,
-                                      max_train_examples=6000),
+                                      max_train_examples=6000, pooled_weight=1.0),
             # Up to 4 tier picks (none where a tier's best is a layer swap of its cut) and a wide tier's and
             # the sub-cut range's best non-swap; the teacher's plain cuts join them, one per layer count.
             eval_examples=None, trials=60, finalists=4, proxy_batches=2,
@@ -122,7 +125,8 @@ def plan_for(spec: JobSpec) -> StagePlan:
             blocks=BlockTrainSettings(steps=2000, batch_size=32, lr=5e-4, warmup_steps=100, checkpoint_every=100,
                                       seed=seed),
             fewshot_steps=400,
-            finetune=FinetuneSettings(epochs=4, lr=1e-4, batch_size=32, seed=seed, patience=3, evals_per_epoch=2),
+            finetune=FinetuneSettings(epochs=4, lr=1e-4, batch_size=32, seed=seed, patience=3, evals_per_epoch=2,
+                                      pooled_weight=1.0),
             eval_examples=None, trials=300, finalists=6, proxy_batches=4,
             task=TaskTuneSettings(steps=1500, batch_size=32, lr=1e-4, seed=seed, checkpoint_every=100),
             score_examples=None, finalist_compute_from=1.5, finalist_max_epochs=6.0, finalist_min_examples=6000,

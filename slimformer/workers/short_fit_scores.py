@@ -26,11 +26,11 @@ def _fit_all(ctx: RunContext, archs: list[Arch], steps: int) -> list[dict[str, A
     """Short-fit scores of `archs` in order, sharing one scorer and one load of the teacher's logits."""
     from slimformer.supernet.short_fit import short_fit_score
 
-    logits_file = ctx.path("teacher_logits.safetensors")
-    train_logits = ctx.teacher_logits()["train"] if logits_file.exists() else None
+    targets = ctx.distillation_targets()
     scorer = ctx.held_out_scorer()
     return [short_fit_score(ctx.routed_supernet(a), a, ctx.task.labels, ctx.teacher, ctx.eval_task.train, scorer,
-                            ctx.finetune_settings(a), steps, train_logits).__dict__ for a in archs]
+                            ctx.finetune_settings(a), steps, targets["teacher_logits"],
+                            targets["teacher_pooled"]).__dict__ for a in archs]
 
 
 def _fit_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_dir: str, arch_docs: list[dict],

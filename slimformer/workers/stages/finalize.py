@@ -149,12 +149,10 @@ def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None) -> dict
         settings = replace(settings, seed=seed)
     supernet = ctx.routed_supernet(arch)
     student = extract(supernet, arch, ctx.task.labels)
-    logits_file = ctx.path("teacher_logits.safetensors")
-    train_logits = ctx.teacher_logits()["train"] if logits_file.exists() else None
     with torch_threads(settings.threads):
         result = finetune_subnet(
             student, teacher.model, teacher.tokenizer, task.train, task.dev, task.test, settings,
-            bridges=subnet_bridges(supernet, arch.hidden), teacher_facts=teacher.facts, teacher_logits=train_logits,
+            bridges=subnet_bridges(supernet, arch.hidden), teacher_facts=teacher.facts, **ctx.distillation_targets(),
         )
     save_subnet(student, teacher.tokenizer, folder / "trained")
     record = {"hash": arch.hash, "dev_accuracy": result.dev_accuracy, "test_accuracy": result.test_accuracy,

@@ -11,6 +11,7 @@ from typing import Any
 
 from slimformer.supernet.assemble import fewshot_regions
 from slimformer.supernet.device import ray_gpus_per_task
+from slimformer.supernet.pooled_kd import teacher_outputs
 from slimformer.supernet.task_score import predict_logits
 from slimformer.supernet.task_tune import train_task_supernet
 from slimformer.supernet.timing import torch_threads
@@ -18,16 +19,22 @@ from slimformer.workers.context import RunContext, read_json, save_tensors, writ
 
 
 def compute_teacher_logits(ctx: RunContext) -> dict[str, Any]:
-    """teacher_logits.safetensors: the teacher's logits on train and on the dev rows the search scores on."""
+    """teacher_logits.safetensors: the teacher's logits on train and on the dev rows the search scores on
+    (and teacher_pooled.safetensors, its pooled last states on train, where the finalists distil them)."""
     file = ctx.path("teacher_logits.safetensors")
     teacher, task = ctx.teacher, ctx.task
     rows = ctx.score_examples()
     if not file.exists():
         started = time.perf_counter()
+        texts = [e.text for e in task.train]
         with torch_threads(ctx.plan.driver_threads):
+            if ctx.plan.finetune.pooled_weight > 0:  # the finalists' recipe distils pooled states too: one pass
+                train_logits, pooled = teacher_outputs(teacher.model, teacher.tokenizer, texts, teacher.max_length)
+                save_tensors(ctx.path("teacher_pooled.safetensors"), {"train": pooled})
+            else:
+                train_logits = predict_logits(teacher.model, teacher.tokenizer, texts, teacher.max_length)
             logits = {
-                "train": predict_logits(teacher.model, teacher.tokenizer, [e.text for e in task.train],
-                                        teacher.max_length),
+                "train": train_logits,
                 "dev": predict_logits(teacher.model, teacher.tokenizer, [e.text for e in rows], teacher.max_length),
             }
         save_tensors(file, logits)
