@@ -137,8 +137,11 @@ def main() -> int:
     # One context per recipe, so the cached teacher is loaded once for each. "floor" is the floor as this
     # benchmark measured it, without the compute bound quick has had since (`plan.finalist_floor_share`,
     # which would give the 2-layer cut 6 passes, not 10; bench/unseen.py measures it in a whole job).
-    recipes = {"floor": with_plan(spec, args.run_dir, finalist_floor_share=None),
-               "no floor": with_plan(spec, args.run_dir, finalist_min_examples=0)}
+    # The recipe it measured: logits only, as before pooled-state distillation (stop 27), so a re-run
+    # reproduces the committed fits (the baselines here pass no bridges for that loss either).
+    logits_only = replace(with_plan(spec, args.run_dir).plan.finetune, pooled_weight=0.0)
+    recipes = {"floor": with_plan(spec, args.run_dir, finalist_floor_share=None, finetune=logits_only),
+               "no floor": with_plan(spec, args.run_dir, finalist_min_examples=0, finetune=logits_only)}
     jobs = {f"{name}, {kind}": (layers, owner.finetune_settings(owner.space.layers_arch(layers)))
             for name, layers in LAYER_SETS.items() for kind, owner in recipes.items()}
     init_ray(num_cpus=2)

@@ -71,6 +71,9 @@ def distil_factorised(student: SubNet, rank: int, tokenizer: Any, train: Sequenc
     The student is left unchanged (it is the frozen teacher here). Its logits on every training row
     are computed once, so it never runs during training.
     """
+    # The factors learn the student's logits alone, the recipe bench/results/compact.json measured: the
+    # finalists' pooled-state loss (supernet/pooled_kd.py) is not part of it.
+    settings = replace(settings, pooled_weight=0.0)
     twin = factorised_copy(student, rank, rows, weights)
     logits = predict_logits(student, tokenizer, [ex.text for ex in train], settings.max_length)
     frozen = [p for name, p in twin.named_parameters() if not name.startswith(FACTORS)]

@@ -142,7 +142,9 @@ def finetune_subnet(
             sampling); computed here when None and no hidden-state loss needs the teacher anyway.
         teacher_pooled: [len(train), D] the teacher's mean-pooled last states on `train`, for
             `settings.pooled_weight`; computed here (with the logits) when None. The student must
-            return its hidden states (a SubNet, or the teacher's own classifier).
+            return its hidden states (a SubNet, or the teacher's own classifier). A student extracted
+            from a supernet needs `bridges` for this loss: its hidden basis is a permutation of the
+            teacher's, and without them the projection starts as the identity.
     """
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
