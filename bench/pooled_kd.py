@@ -7,8 +7,9 @@ so a weight-0 fit reproduces quality.json's truncated baseline exactly and the d
 loss's, not the seed's; one test example is 0.08 point of accuracy on Rotten Tomatoes.
 
 Needs a run folder of `bench/quality.py` that got past its `states` stage (the cached teacher, the
-hidden basis); fits two at a time, each in a fresh process, and keeps each fit's figures in
-RUN/pooled_kd/, so an interrupted run resumes:
+hidden basis); the teacher's targets are the run's own, as its finalists read them (its task stage
+writes the logits; before that stage each fit computes them). Fits two at a time, each in a fresh
+process, and keeps each fit's figures in RUN/pooled_kd/, so an interrupted run resumes:
 
     python bench/pooled_kd.py --run-dir /work/runs/bench-quality --weights 0 1 4 --cuts 1 2 3 \\
         --out bench/results/pooled_kd.json
@@ -37,21 +38,15 @@ def _context(run_dir: Path):
 
 
 def _targets(run_dir: Path) -> dict:
-    """The teacher's logits and pooled last states on the training split (computed once per run folder)."""
-    from safetensors.torch import load_file
+    """`finetune_subnet`'s teacher targets on the training split, as the job's finalists get them.
 
-    from slimformer.supernet.pooled_kd import teacher_outputs
+    The run's own files (RunContext.distillation_targets); the quick preset distils pooled states,
+    so they are there for every weight, and a weight-0 fit simply does not read them.
+    """
     from slimformer.supernet.timing import torch_threads
-    from slimformer.workers.context import save_tensors
 
-    file = run_dir / "pooled_kd" / "teacher_train_outputs.safetensors"
-    if not file.exists():
-        ctx = _context(run_dir)
-        with torch_threads(2):
-            logits, pooled = teacher_outputs(ctx.teacher.model, ctx.teacher.tokenizer,
-                                             [e.text for e in ctx.task.train], ctx.teacher.max_length)
-        save_tensors(file, {"logits": logits, "pooled": pooled})
-    return load_file(str(file))
+    with torch_threads(2):
+        return _context(run_dir).distillation_targets()
 
 
 def fit(run_dir: Path, cut: int, weight: float) -> dict:
@@ -74,7 +69,7 @@ def fit(run_dir: Path, cut: int, weight: float) -> dict:
     with torch_threads(settings.threads):
         result = finetune_subnet(student, ctx.teacher.model, ctx.teacher.tokenizer, ctx.task.train, ctx.task.dev,
                                  ctx.task.test, settings, bridges=subnet_bridges(warm, arch.hidden),
-                                 teacher_logits=targets["logits"], teacher_pooled=targets["pooled"])
+                                 **targets)
     doc = {"layers": cut, "pooled_weight": weight, "dev_accuracy": result.dev_accuracy,
            "test_accuracy": result.test_accuracy, "steps": result.steps, "best_step": result.best_step,
            "epochs": settings.epochs, "seconds": round(result.seconds, 1), "dev_history": result.dev_history}

@@ -114,6 +114,26 @@ def _projections(student: nn.Module, facts: TeacherFacts, bridges) -> nn.ModuleL
     return out
 
 
+def _row_targets(
+    teacher: nn.Module, tokenizer: Any, texts: Sequence[str], rows: Sequence[int], settings: FinetuneSettings,
+    use_hidden: bool, teacher_logits: torch.Tensor | None, teacher_pooled: torch.Tensor | None,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The teacher's (logits, pooled states) for the sampled `rows` (`texts` are theirs), given or computed.
+
+    At most one teacher pass: the pooled states come with the logits when both are missing. Logits
+    stay None where the hidden-state loss runs the teacher each step anyway (it reads them there).
+    """
+    use_pooled = settings.pooled_weight > 0
+    rows_logits = teacher_logits[rows] if teacher_logits is not None else None
+    rows_pooled = teacher_pooled[rows] if use_pooled and teacher_pooled is not None else None
+    if use_pooled and rows_pooled is None:
+        logits, rows_pooled = teacher_outputs(teacher, tokenizer, texts, settings.max_length)
+        rows_logits = logits if rows_logits is None else rows_logits
+    elif rows_logits is None and not use_hidden and settings.kd_weight > 0:
+        rows_logits = predict_logits(teacher, tokenizer, texts, settings.max_length)
+    return rows_logits, rows_pooled
+
+
 def finetune_subnet(
     student: nn.Module,
     teacher: nn.Module,
@@ -155,16 +175,8 @@ def finetune_subnet(
         rows = sorted(random.Random(settings.seed).sample(rows, settings.max_train_examples))
     use_hidden = settings.hidden_weight > 0 and teacher_facts is not None
     use_pooled = settings.pooled_weight > 0
-    rows_pooled = teacher_pooled[rows] if use_pooled and teacher_pooled is not None else None
-    if use_pooled and rows_pooled is None:
-        rows_logits, rows_pooled = teacher_outputs(teacher, tokenizer, [train[i].text for i in rows],
-                                                   settings.max_length)
-        if teacher_logits is not None:
-            rows_logits = teacher_logits[rows]
-    elif teacher_logits is None and not use_hidden and settings.kd_weight > 0:
-        rows_logits = predict_logits(teacher, tokenizer, [train[i].text for i in rows], settings.max_length)
-    else:
-        rows_logits = teacher_logits[rows] if teacher_logits is not None else None
+    rows_logits, rows_pooled = _row_targets(teacher, tokenizer, [train[i].text for i in rows], rows, settings,
+                                            use_hidden, teacher_logits, teacher_pooled)
     device = training_device()
     student.to(device)
     teacher.to(device)

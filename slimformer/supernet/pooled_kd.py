@@ -22,10 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimformer.data.types import batch_order, encode_batch, token_lengths
-from slimformer.supernet.device import to_device
 from slimformer.supernet.functional import mean_pool
-from slimformer.supernet.task_score import logits_of
+from slimformer.supernet.task_score import logits_of, predict_rows
 
 
 def last_state(output: Any) -> torch.Tensor:
@@ -34,30 +32,15 @@ def last_state(output: Any) -> torch.Tensor:
     return states[-1]
 
 
-@torch.no_grad()
 def teacher_outputs(model: nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int,
                     batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """([N, C] logits, [N, D] mean-pooled last states) of `model` for `texts`, in order, on the CPU."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    logits_out = pooled_out = None
-    try:
-        for idx in batch_order(len(texts), batch_size, lengths=token_lengths(tokenizer, texts, max_length)):
-            batch = to_device(encode_batch(tokenizer, [texts[i] for i in idx], max_length=max_length), device)
-            out = model(**batch, output_hidden_states=True)
-            logits = logits_of(out).float().cpu()
-            pooled = mean_pool(last_state(out), batch["attention_mask"]).float().cpu()
-            if logits_out is None:
-                logits_out = torch.empty(len(texts), logits.shape[-1])
-                pooled_out = torch.empty(len(texts), pooled.shape[-1])
-            logits_out[idx] = logits
-            pooled_out[idx] = pooled
-    finally:
-        model.train(was_training)
-    if logits_out is None:
-        return torch.zeros(0, 0), torch.zeros(0, 0)
-    return logits_out, pooled_out
+    logits, pooled = predict_rows(
+        model, tokenizer, texts, max_length,
+        [lambda out, _: logits_of(out), lambda out, batch: mean_pool(last_state(out), batch["attention_mask"])],
+        batch_size, output_hidden_states=True,
+    )
+    return logits, pooled
 
 
 def pooled_projection(hidden: int, teacher_width: int,

@@ -10,7 +10,7 @@ Held-out batches are tokenised once per scorer; a score then costs one forward p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,25 +33,40 @@ def logits_of(output: Any) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits(
-    model: nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 64
-) -> torch.Tensor:
-    """[N, C] logits of `model` for `texts`, in order, computed on the model's device, returned on the CPU."""
+def predict_rows(
+    model: nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int,
+    readouts: Sequence[Callable[[Any, dict], torch.Tensor]], batch_size: int = 64, **model_kwargs: Any,
+) -> list[torch.Tensor]:
+    """One [N, *] tensor per readout, row i for texts[i], computed on the model's device in one pass.
+
+    Each readout maps (model output, encoded batch) to that batch's rows; the tensors come back on
+    the CPU in float32. With no texts every tensor is [0, 0].
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out: torch.Tensor | None = None
+    outs: list[torch.Tensor] = []
     try:
         # Batches of similar length pad less; each row is written back to its text's place.
         for idx in batch_order(len(texts), batch_size, lengths=token_lengths(tokenizer, texts, max_length)):
             batch = to_device(encode_batch(tokenizer, [texts[i] for i in idx], max_length=max_length), device)
-            logits = logits_of(model(**batch)).float().cpu()
-            if out is None:
-                out = torch.empty(len(texts), logits.shape[-1])
-            out[idx] = logits
+            output = model(**batch, **model_kwargs)
+            rows = [read(output, batch).float().cpu() for read in readouts]
+            if not outs:
+                outs = [torch.empty(len(texts), *r.shape[1:]) for r in rows]
+            for out, r in zip(outs, rows, strict=True):
+                out[idx] = r
     finally:
         model.train(was_training)
-    return out if out is not None else torch.zeros(0, 0)
+    return outs or [torch.zeros(0, 0) for _ in readouts]
+
+
+def predict_logits(
+    model: nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 64
+) -> torch.Tensor:
+    """[N, C] logits of `model` for `texts`, in order, computed on the model's device, returned on the CPU."""
+    (logits,) = predict_rows(model, tokenizer, texts, max_length, [lambda out, _: logits_of(out)], batch_size)
+    return logits
 
 
 @dataclass(frozen=True)
