@@ -14,7 +14,8 @@ bench/results/quality.json and bench/results/quality.png:
                    block-wise proxy and the parameter count, with 95% bootstrap intervals
   comparator       CTNAS comparator trained on the task-aware scores: held-out pairwise accuracy, and
                    the evaluations CTNAS saves to reach NSGA-II's hypervolume
-  job_seconds      the job in total and per stage (teacher cached), targets and whether each is met
+  job_seconds      the job in total and per stage (teacher cached), targets and whether each is met;
+                   each per-k margin over a cut with its paired 95% interval (bench/quality_margins.py)
 
 Latencies of the found models, the baselines and the teacher (as a SubNet, the same code path) are
 measured together in interleaved rounds at the end, so machine drift moves them all alike.
@@ -35,6 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from quality_margins import attach, margin_intervals  # noqa: E402
 from quality_parts import (  # noqa: E402
     carried_ranking,
     comparator_figures,
@@ -194,6 +196,7 @@ def main() -> int:
         "command": "python bench/quality.py " + " ".join(sys.argv[1:]),
     }
     doc["targets"] = targets(doc)
+    attach(doc, margin_intervals(ctx, doc))  # paired 95% intervals beside the per-k margins
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2))

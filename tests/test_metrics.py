@@ -8,6 +8,7 @@ from slimformer.contracts.spec import JobSpec
 from slimformer.metrics import (
     classification_metrics,
     metric_value,
+    paired_difference_interval,
     resolve_metric,
     smallest_class_share,
     split_metrics,
@@ -80,3 +81,24 @@ def test_the_spec_takes_a_metric_and_refuses_others():
     assert JobSpec(metric="macro_f1").metric == "macro_f1"
     with pytest.raises(ValueError):
         JobSpec(metric="recall")
+
+
+def test_paired_interval_holds_the_difference_and_narrows_where_the_models_agree():
+    # 1,000 examples; a is right on 800, b on the same 800 but 20: a is 2 points better.
+    a = [True] * 800 + [False] * 200
+    b = [True] * 780 + [False] * 20 + [False] * 200
+    lo, hi = paired_difference_interval(a, b)
+    assert lo < 0.02 < hi
+    assert lo > 0  # 20 disagreements, all a's: clearly better
+    # Same accuracies, but the two disagree on 300 examples: the 2-point margin is within luck.
+    c = [True] * 650 + [False] * 150 + [True] * 150 + [False] * 50
+    d = [True] * 650 + [True] * 130 + [False] * 20 + [False] * 150 + [False] * 50
+    assert sum(c) - sum(d) == 20
+    lo2, hi2 = paired_difference_interval(c, d)
+    assert lo2 < 0 < hi2
+    assert hi2 - lo2 > 3 * (hi - lo)
+
+
+def test_paired_interval_refuses_vectors_of_other_lengths():
+    with pytest.raises(ValueError, match="equal"):
+        paired_difference_interval([True, False], [True])
