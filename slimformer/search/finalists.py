@@ -128,7 +128,8 @@ WIDE_TIER_RATIO = 1.6
 
 
 def tier_picks(records: Iterable[TrialRecord], cut_latencies: list[float], k: int,
-               exclude: set[str] = frozenset(), stand_ins: set[str] = frozenset()) -> tuple[list[TrialRecord], int]:
+               exclude: set[str] = frozenset(), stand_ins: set[str] = frozenset(),
+               anchors: set[str] = frozenset()) -> tuple[list[TrialRecord], int]:
     """One band pick per tier between consecutive plain cuts of the teacher, at most k, fastest first,
     and how many tiers their cut answered (see `stand_ins`).
 
@@ -147,6 +148,16 @@ def tier_picks(records: Iterable[TrialRecord], cut_latencies: list[float], k: in
     candidate is one gives no pick either: in stop 19 all four such swaps fine-tuned within 0.7
     point of their cut, either way (bench/results/quality.json), and each cost a finalist's whole
     fine-tune, the stage that decides the job's time.
+
+    `anchors` names the teacher-shaped candidates (`SearchSpace.anchors`: the teacher's own MHA/FFN
+    pattern at a narrower H, every slot or every other one). A wide tier's second pick is its best
+    anchor when the band holds one that is not already taken: the shared-weight score ranks them
+    below conv/FFN hybrids that fine-tune worse. In the stop-28 quality run the (3.7, 7.3 ms] tier's
+    ordinary pick, an H192 conv/FFN hybrid (shared KL 0.284), fine-tuned to dev 0.809 / test 0.795,
+    and its second pick, a rank-128 near-copy of it (KL 0.282, 10 of 12 slots the same), to 0.792 /
+    0.777; the tier's H192 half-depth anchor (KL 0.331), fine-tuned the same way, reached 0.810 /
+    0.804, as the same anchor did in stops 19-21 (test 0.803-0.807). A second pick from another
+    family also tells the user more than a near-copy of the first.
     """
     cuts = sorted(cut_latencies)
     tiers = list(zip(cuts, cuts[1:], strict=False))
@@ -169,6 +180,7 @@ def tier_picks(records: Iterable[TrialRecord], cut_latencies: list[float], k: in
         if lo > 0 and hi / lo >= WIDE_TIER_RATIO:
             used = {r.hash for r in taken}
             other = [r for r in band if r.hash not in used and r.hash not in stand_ins]
-            if other:
-                taken.append(_borda_best(other))
+            shaped = [r for r in other if r.hash in anchors]
+            if shaped or other:
+                taken.append(_borda_best(shaped or other))
     return sorted(taken, key=lambda r: (r.latency_ms, r.proxy)), answered

@@ -124,6 +124,26 @@ def test_a_wide_tier_also_gets_its_best_model_that_is_not_a_swap_of_its_cut():
     assert [r.hash for r in choose_below_cuts(upper, cuts, 4)] == ["h5"]
 
 
+def test_a_wide_tiers_second_pick_is_its_best_teacher_shaped_anchor():
+    # The stop-28 tier (3.7, 7.3 ms]: a hybrid scored best, its factorised near-copy next; the H192
+    # half-depth anchor scored worse but fine-tuned better. The second pick is the anchor.
+    # The tier's candidates as that run scored them (latency ms, shared KL, parameters).
+    cuts = [3.7, 7.3, 11.0]
+    hybrid, near_copy = _record(1, 7.02, 0.284, params=5_761_986), _record(2, 7.21, 0.282, params=5_018_626)
+    anchor, other_anchor = _record(3, 6.45, 0.331, params=5_841_602), _record(4, 5.03, 0.365, params=3_897_090)
+    rest = [_record(5, 5.10, 0.362, params=2_521_538), _record(6, 5.78, 0.330, params=2_333_090),
+            _record(7, 6.42, 0.298, params=2_964_002)]
+    records = [hybrid, near_copy, anchor, other_anchor, *rest]
+    assert [r.hash for r in choose_below_cuts(records, cuts, 2)] == ["h1", "h2"]  # no anchors named
+    picks = choose_below_cuts(records, cuts, 2, anchors={"h3", "h4"})
+    assert [r.hash for r in picks] == ["h3", "h1"]  # the better of the two anchors by combined rank
+    # An anchor that is the tier's ordinary pick already is not taken twice: the rule falls back.
+    assert [r.hash for r in choose_below_cuts([anchor, near_copy], cuts, 2, anchors={"h3"})] == ["h3", "h2"]
+    # The narrow tier (7.3, 11] gets no second pick, anchor or not.
+    upper = [_record(5, 10.0, 0.2, params=9), _record(6, 9.0, 0.3, params=8)]
+    assert [r.hash for r in choose_below_cuts(upper, cuts, 2, anchors={"h6"})] == ["h5"]
+
+
 def test_a_tier_whose_best_is_a_layer_swap_of_its_cut_gives_no_pick():
     # The cut stands for a same-cost swap of itself: fine-tuning the swap costs a finalist for a model
     # that measured within 0.7 point of the cut in stop 19.
