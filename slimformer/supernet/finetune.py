@@ -182,11 +182,9 @@ def finetune_subnet(
     teacher.to(device)
     projections = _projections(student, teacher_facts, bridges).to(device) if use_hidden else nn.ModuleList()
     targets = boundary_indices(teacher_facts.num_layers, len(student.blocks)) if use_hidden else []
-    pooled_proj = nn.ModuleList()
-    if use_pooled:
-        pooled_proj.append(pooled_projection(student.classifier.in_features, rows_pooled.shape[-1],
-                                             bridges[-1] if bridges is not None else None).to(device))
-    params = list(student.parameters()) + list(projections.parameters()) + list(pooled_proj.parameters())
+    pooled_proj = (pooled_projection(student.classifier.in_features, rows_pooled.shape[-1],
+                                     bridges[-1] if bridges is not None else None).to(device) if use_pooled else None)
+    params = [*student.parameters(), *projections.parameters(), *(pooled_proj.parameters() if use_pooled else ())]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.01)
     per_epoch = math.ceil(len(rows) / settings.batch_size)
     # Batches of texts of similar length pad less (see batch_order).
@@ -233,7 +231,7 @@ def finetune_subnet(
                 )
                 loss = loss + settings.hidden_weight * hidden_loss / len(projections)
             if use_pooled:
-                pooled = pooled_loss(s_out, batch["attention_mask"], pooled_proj[0], rows_pooled[idx].to(device))
+                pooled = pooled_loss(s_out, batch["attention_mask"], pooled_proj, rows_pooled[idx].to(device))
                 loss = loss + settings.pooled_weight * pooled
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
