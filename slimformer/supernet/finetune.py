@@ -255,8 +255,10 @@ def finetune_subnet(
     if best_state is not None:
         student.load_state_dict(best_state)
     student.eval()
+    # Picked by dev accuracy, the best state's was measured when it was kept, by the same call.
+    kept = settings.select == "accuracy" and best_state is not None
     return FinetuneResult(
-        dev_accuracy=accuracy(student, tokenizer, dev, max_length=settings.max_length),
+        dev_accuracy=best_dev if kept else accuracy(student, tokenizer, dev, max_length=settings.max_length),
         test_accuracy=accuracy(student, tokenizer, test, max_length=settings.max_length),
         steps=step, seconds=time.perf_counter() - started, loss_history=history, dev_history=dev_history,
         best_step=best_step,

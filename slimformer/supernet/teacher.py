@@ -55,6 +55,7 @@ from slimformer.supernet.teacher_model import (  # noqa: F401 - re-exported
     mean_pool,
     teacher_hidden_states,
 )
+from slimformer.supernet.teacher_outputs import compute_train_outputs, save_train_outputs
 from slimformer.supernet.teacher_train import ProgressFn, TeacherSettings, pick_max_length, train_classifier  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,8 @@ def fine_tune_teacher(
         dev = evaluate_accuracy(model, tokenizer, task.dev, settings.batch_size, settings.max_length)
         test = evaluate_accuracy(model, tokenizer, task.test, settings.batch_size, settings.max_length)
         emit({"stage": "teacher", "event": "evaluated", "dev_accuracy": dev, "test_accuracy": test})
+        # Every job on the task distils from these; kept in the entry, they are computed once (teacher_outputs.py).
+        outputs = compute_train_outputs(model, tokenizer, [ex.text for ex in task.train], settings.max_length)
         meta = {
             "key": key,
             "source": "fine_tuned",
@@ -233,7 +236,7 @@ def fine_tune_teacher(
             "seconds": round(time.monotonic() - start, 3),
             "created_at": time.time(),
         }
-        _write_entry(cache_root, entry, model, tokenizer, task.labels, meta)
+        _write_entry(cache_root, entry, model, tokenizer, task.labels, meta, outputs)
         facts = TeacherFacts.from_hf_config(model.config, num_labels=task.num_labels)
         return TaskTeacher(model, tokenizer, facts, dev, test, entry, False, losses, meta)
 
@@ -252,11 +255,13 @@ def _write_entry(
     tokenizer: Any,
     labels: list[str],
     meta: dict[str, Any],
+    outputs: dict[str, torch.Tensor],
 ) -> None:
     """Save a cache entry through a temporary sibling folder and one atomic rename."""
     from safetensors.torch import save_file
 
     with cache_entry_writer(cache_root, entry) as tmp:
+        save_train_outputs(tmp, outputs)
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         config = model.config

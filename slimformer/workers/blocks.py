@@ -9,7 +9,7 @@ starting over.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -18,6 +18,7 @@ from slimformer.search_space import SearchSpace
 from slimformer.supernet.device import ray_gpus_per_task
 from slimformer.supernet.distill import BlockResult, BlockTrainSettings, Region, train_block
 from slimformer.supernet.states import load_teacher_states
+from slimformer.workers.thread_shares import ray_thread_shares
 
 
 @dataclass
@@ -80,7 +81,10 @@ def train_blocks(
     import ray
 
     remote = ray.remote(num_cpus=settings.threads, num_gpus=ray_gpus_per_task(), max_retries=2)(run_block_job)
-    refs = [remote.remote(args[0], job, args[1], args[2], args[3]) for job in jobs]
+    # The last wave's leftover jobs take the cores the others leave idle (3 blocks on 2 cores: the third).
+    shares = ray_thread_shares(len(jobs), settings.threads)
+    refs = [remote.options(num_cpus=threads).remote(args[0], job, args[1], replace(settings, threads=threads), args[3])
+            for job, threads in zip(jobs, shares, strict=True)]
     by_ref = {ref: i for i, ref in enumerate(refs)}
     results: list[BlockResult | None] = [None] * len(refs)
     pending = list(refs)

@@ -17,6 +17,7 @@ from slimformer.search_space import Arch
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
 from slimformer.workers.finalist_export import export_finalist
+from slimformer.workers.thread_shares import ray_thread_shares
 
 
 def twin_arch(ctx: RunContext, original: Arch, rank: int) -> Arch:
@@ -44,7 +45,8 @@ def twin_pairs(ctx: RunContext, archs: list[Arch]) -> list[tuple[str, int]]:
     return pairs
 
 
-def train_twin(ctx: RunContext, original_hash: str, rank: int, seed: int | None = None) -> dict[str, Any]:
+def train_twin(ctx: RunContext, original_hash: str, rank: int, seed: int | None = None,
+               threads: int | None = None) -> dict[str, Any]:
     """Factorise the fine-tuned finalist `original_hash` at `rank`, distil the twin from it, save and export it.
 
     `seed` (default: the plan's): the original trained with that seed (`train_finalist`'s
@@ -68,6 +70,8 @@ def train_twin(ctx: RunContext, original_hash: str, rank: int, seed: int | None 
                                f"(twin_of {record.get('twin_of')}); move it away to distil the twin")
         return record
     settings = replace(ctx.finetune_settings(arch), lr=FACTOR_LR)  # the finalists' schedule, the factors' lr
+    if threads is not None:  # the task's share of the cores (workers/thread_shares.py)
+        settings = replace(settings, threads=threads)
     if seed is not None:
         settings = replace(settings, seed=seed)
     rows, weights = ctx.svd_rows_and_weights(student.config.vocab_size)
@@ -81,7 +85,8 @@ def train_twin(ctx: RunContext, original_hash: str, rank: int, seed: int | None 
               "dev_accuracy": result.dev_accuracy, "test_accuracy": result.test_accuracy,
               "finetune_seconds": round(result.seconds, 2), "finetune_steps": result.steps,
               "best_step": result.best_step, "dev_history": result.dev_history,
-              "finetune_rows": settings.max_train_examples or len(task.train), "finetune_epochs": settings.epochs}
+              "finetune_rows": settings.max_train_examples or len(task.train), "finetune_epochs": settings.epochs,
+              "finetune_threads": settings.threads}
     write_json(done, record)
     if seed is None:
         with torch_threads(settings.threads):
@@ -90,13 +95,13 @@ def train_twin(ctx: RunContext, original_hash: str, rank: int, seed: int | None 
 
 
 def _twin_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_dir: str, original_hash: str,
-               rank: int, seed: int | None = None) -> dict:
-    """Ray task body: a fresh context over the same run folder, on the core the task was given."""
+               rank: int, seed: int | None = None, threads: int | None = None) -> dict:
+    """Ray task body: a fresh context over the same run folder, on the cores the task was given."""
     from slimformer.contracts.spec import JobSpec
 
     ctx = RunContext(JobSpec.model_validate(spec_doc), Path(run_dir), use_ray=False, dataset_path=dataset_path,
                      cache_dir=Path(cache_dir))
-    return train_twin(ctx, original_hash, rank, seed)
+    return train_twin(ctx, original_hash, rank, seed, threads)
 
 
 def train_twins(ctx: RunContext, pairs: list[tuple[str, int]], seed: int | None = None) -> list[dict[str, Any]]:
@@ -110,4 +115,6 @@ def train_twins(ctx: RunContext, pairs: list[tuple[str, int]], seed: int | None 
     remote = ray.remote(num_cpus=ctx.plan.finetune.threads, num_gpus=ray_gpus_per_task(), max_retries=2,
                         retry_exceptions=True)(_twin_task)
     args = (ctx.spec.model_dump(), str(ctx.run_dir), ctx.dataset_path, str(ctx.cache_dir))
-    return ray.get([remote.remote(*args, original, rank, seed) for original, rank in pairs])
+    shares = ray_thread_shares(len(pairs), ctx.plan.finetune.threads)  # one twin alone: on every core
+    return ray.get([remote.options(num_cpus=threads).remote(*args, original, rank, seed, threads)
+                    for (original, rank), threads in zip(pairs, shares, strict=True)])

@@ -128,6 +128,34 @@ def test_a_factorised_pick_reseeded_is_trained_in_seed_folders_and_not_exported(
     assert (original / "trained.json").exists() and not (twin / "export.json").exists()
 
 
+def test_on_ray_a_factorised_pick_is_distilled_in_its_bases_task_on_the_idle_cores(
+    spec, finished_run, tmp_path, monkeypatch
+):
+    from slimformer.workers.context import RunContext, read_json
+    from slimformer.workers.embedding_twins import twin_base
+    from slimformer.workers.ray_runtime import init_ray, shutdown_ray
+    from slimformer.workers.stages.finalize import train_chosen
+
+    run_dir, _, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    monkeypatch.setenv("SLIMFORMER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    ctx = RunContext(spec, copy, use_ray=True, cache_dir=tmp_path / "cache")
+    arch = next(a for a in (ctx.space.parse(c["arch"]) for c in read_json(copy / "chosen.json"))
+                if a.embedding_rank is not None)
+    init_ray(num_cpus=2)
+    try:
+        record = train_chosen(ctx, [arch], seed=9)[0]
+    finally:
+        shutdown_ray()
+    base = read_json(copy / "candidates" / f"{twin_base(ctx, arch).hash}-seed9" / "trained.json")
+    twin = read_json(copy / "candidates" / f"{arch.hash}-seed9" / "trained.json")
+    assert record == twin and twin["twin_of"] == base["hash"]
+    # One task (the base, then its twin) on a 2-CPU cluster: it was given both cores, not one.
+    assert base["finetune_threads"] == 2 and twin["finetune_threads"] == 2
+
+
 def test_sampled_finalists_differ_in_size(finished_run):
     _, results, _ = finished_run
     params = sorted(f["params"] for f in results["finalists"])

@@ -26,9 +26,10 @@ from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
 from slimformer.supernet.model_timing import measure_models_latency, measure_onnx_models_latency
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
-from slimformer.workers.embedding_twins import train_twins, twin_arch, twin_base, twin_pairs
+from slimformer.workers.embedding_twins import train_twin, train_twins, twin_arch, twin_base, twin_pairs
 from slimformer.workers.finalist_export import export_finalist, shipped_model
 from slimformer.workers.references import write_card_comparison
+from slimformer.workers.thread_shares import ray_thread_shares
 from slimformer.workers.variants import measure_variants, offered_variants, update_folder_metrics, variant_summary
 
 # Beside accuracy, per finalist: macro-F1 and per-class precision/recall on the same dev/test rows, of the
@@ -78,8 +79,10 @@ def train_chosen(ctx: RunContext, archs: list[Arch], seed: int | None = None) ->
     same blocks with the full table fine-tuned first, then the table factorised and only its factors
     distilled from that model (`embedding_twins.train_twin`), scored 0.794. The full-rank model is an
     intermediate here, trained beside the other finalists and kept in its candidate folder, not a
-    finalist. A factorised arch already trained from shared weights (a run resumed across this
-    change) keeps its model. `seed`: as `train_finalists`' (seed folders, trained only).
+    finalist. The pick is distilled in its base's own task, right after the base: as a wave of its own
+    after every fine-tune, the stop-29 quality job's one twin ran alone on one core for 50 s. A
+    factorised arch already trained from shared weights (a run resumed across this change) keeps its
+    model. `seed`: as `train_finalists`' (seed folders, trained only).
 
     Returns:
         one `trained.json` record per arch, in order.
@@ -92,12 +95,13 @@ def train_chosen(ctx: RunContext, archs: list[Arch], seed: int | None = None) ->
     bases = {a.hash: twin_base(ctx, a) for a in twinned}
     direct = [a for a in archs if a.hash not in bases]
     extra = list({b.hash: b for b in bases.values() if b.hash not in {a.hash for a in direct}}.values())
-    fits = dict(zip([a.hash for a in direct + extra], train_finalists(ctx, direct + extra, seed), strict=True))
-    if twinned:
-        ctx.reporter.progress("finalize", 0.8, f"distilling {len(twinned)} factorised picks from their full-rank "
-                              "models")
-        twins = train_twins(ctx, [(bases[a.hash].hash, a.embedding_rank) for a in twinned], seed)
-        fits.update(zip([a.hash for a in twinned], twins, strict=True))
+    twins_of: dict[str, list[int]] = {}
+    for arch in twinned:
+        twins_of.setdefault(bases[arch.hash].hash, []).append(arch.embedding_rank)
+    fits = dict(zip([a.hash for a in direct + extra], train_finalists(ctx, direct + extra, seed, twins_of),
+                    strict=True))
+    # Distilled by their bases' tasks: here each only reads its record.
+    fits.update({a.hash: train_twin(ctx, bases[a.hash].hash, a.embedding_rank, seed) for a in twinned})
     return [fits[a.hash] for a in archs]
 
 
@@ -129,11 +133,12 @@ def measured_violations(record: dict[str, Any], limits: dict[str, float]) -> dic
     return {axis: measured[axis] for axis, limit in limits.items() if measured[axis] > limit}
 
 
-def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None) -> dict[str, Any]:
+def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None, threads: int | None = None) -> dict[str, Any]:
     """Extract `arch` from its sub-supernet, fine-tune it with distillation, save it. Idempotent.
 
     `seed` (default: the plan's) re-runs the same recipe with another seed, in a folder of its own
-    (benchmarks use it to see how much of a difference between two archs is seed noise).
+    (benchmarks use it to see how much of a difference between two archs is seed noise). `threads`
+    (default: the plan's) is the task's share of the cores (workers/thread_shares.py).
     """
     from slimformer.supernet.export import save_subnet
 
@@ -147,6 +152,8 @@ def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None) -> dict
     settings = ctx.finetune_settings(arch)
     if seed is not None:
         settings = replace(settings, seed=seed)
+    if threads is not None:
+        settings = replace(settings, threads=threads)
     supernet = ctx.routed_supernet(arch)
     student = extract(supernet, arch, ctx.task.labels)
     with torch_threads(settings.threads):
@@ -160,39 +167,47 @@ def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None) -> dict
               "loss_first": result.loss_history[0] if result.loss_history else None,
               "loss_last": result.loss_history[-1] if result.loss_history else None,
               "best_step": result.best_step, "dev_history": result.dev_history,
-              "finetune_rows": settings.max_train_examples or len(task.train), "finetune_epochs": settings.epochs}
+              "finetune_rows": settings.max_train_examples or len(task.train), "finetune_epochs": settings.epochs,
+              "finetune_threads": settings.threads}
     write_json(done, record)
     return record
 
 
-def train_and_export(ctx: RunContext, arch: Arch, seed: int | None = None, threads: int | None = None) -> dict:
+def train_and_export(ctx: RunContext, arch: Arch, seed: int | None = None, threads: int | None = None,
+                     twin_ranks: tuple[int, ...] = ()) -> dict:
     """`train_finalist`, then (for the job's own seed) `export_finalist`: a finalist's whole share of the work
-    that may run beside another's. A re-run seed is only trained: it is compared, never shipped."""
-    record = train_finalist(ctx, arch, seed)
+    that may run beside another's. A re-run seed is only trained: it is compared, never shipped. Then the
+    factorised picks distilled from this arch, at `twin_ranks` (`train_chosen`)."""
+    record = train_finalist(ctx, arch, seed, threads)
     if seed is None:
         with torch_threads(threads or ctx.plan.finetune.threads):
             export_finalist(ctx, arch, record, threads)
+    for rank in twin_ranks:
+        train_twin(ctx, arch.hash, rank, seed, threads)
     return record
 
 
 def _train_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_dir: str, arch_doc: dict,
-                seed: int | None = None) -> dict:
+                seed: int | None = None, threads: int | None = None, twin_ranks: tuple[int, ...] = ()) -> dict:
     """Ray task body: a fresh context over the same run folder, on the cores the task was given."""
     from slimformer.contracts.spec import JobSpec
 
     ctx = RunContext(JobSpec.model_validate(spec_doc), Path(run_dir), use_ray=False, dataset_path=dataset_path,
                      cache_dir=Path(cache_dir))
-    return train_and_export(ctx, ctx.space.parse(arch_doc), seed, threads=ctx.plan.finetune.threads)
+    return train_and_export(ctx, ctx.space.parse(arch_doc), seed, threads or ctx.plan.finetune.threads, twin_ranks)
 
 
-def train_finalists(ctx: RunContext, archs: list[Arch], seed: int | None = None) -> list[dict[str, Any]]:
+def train_finalists(ctx: RunContext, archs: list[Arch], seed: int | None = None,
+                    twins_of: dict[str, list[int]] | None = None) -> list[dict[str, Any]]:
     """Fine-tune (and, for the job's own seed, export) every finalist; on Ray one task each (retried up to
-    twice on failure)."""
+    twice on failure), the last wave's leftover tasks on the cores the others leave idle (thread_shares).
+    `twins_of`: arch hash -> ranks of factorised picks its task distils from it once it is trained."""
+    twins_of = twins_of or {}
     if not ctx.use_ray:
         out = []
         for i, arch in enumerate(archs):
             ctx.reporter.progress("finalize", 0.8 * i / len(archs), f"fine-tuning {arch.hash}")
-            out.append(train_and_export(ctx, arch, seed))
+            out.append(train_and_export(ctx, arch, seed, twin_ranks=tuple(twins_of.get(arch.hash, ()))))
             ctx.reporter.check_cancelled()
         return out
     import ray
@@ -200,7 +215,10 @@ def train_finalists(ctx: RunContext, archs: list[Arch], seed: int | None = None)
     remote = ray.remote(num_cpus=ctx.plan.finetune.threads, num_gpus=ray_gpus_per_task(), max_retries=2,
                         retry_exceptions=True)(_train_task)
     args = (ctx.spec.model_dump(), str(ctx.run_dir), ctx.dataset_path, str(ctx.cache_dir))
-    refs = [remote.remote(*args, arch.to_dict(), seed) for arch in archs]
+    shares = ray_thread_shares(len(archs), ctx.plan.finetune.threads)
+    refs = [remote.options(num_cpus=threads).remote(*args, arch.to_dict(), seed, threads,
+                                                    tuple(twins_of.get(arch.hash, ())))
+            for arch, threads in zip(archs, shares, strict=True)]
     index = {ref: i for i, ref in enumerate(refs)}
     results: list[dict | None] = [None] * len(refs)
     pending = list(refs)

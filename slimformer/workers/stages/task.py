@@ -11,11 +11,12 @@ from typing import Any
 
 from slimformer.supernet.assemble import fewshot_regions
 from slimformer.supernet.device import ray_gpus_per_task
-from slimformer.supernet.pooled_kd import teacher_outputs
 from slimformer.supernet.task_score import predict_logits
 from slimformer.supernet.task_tune import train_task_supernet
+from slimformer.supernet.teacher_outputs import train_outputs
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, save_tensors, write_json
+from slimformer.workers.thread_shares import ray_thread_shares
 
 
 def compute_teacher_logits(ctx: RunContext) -> dict[str, Any]:
@@ -26,29 +27,29 @@ def compute_teacher_logits(ctx: RunContext) -> dict[str, Any]:
     rows = ctx.score_examples()
     if not file.exists():
         started = time.perf_counter()
-        texts = [e.text for e in task.train]
         with torch_threads(ctx.plan.driver_threads):
-            if ctx.plan.finetune.pooled_weight > 0:  # the finalists' recipe distils pooled states too: one pass
-                train_logits, pooled = teacher_outputs(teacher.model, teacher.tokenizer, texts, teacher.max_length)
-                save_tensors(ctx.path("teacher_pooled.safetensors"), {"train": pooled})
-            else:
-                train_logits = predict_logits(teacher.model, teacher.tokenizer, texts, teacher.max_length)
+            # On train: from the teacher's cache entry where it was trained here (supernet/teacher_outputs.py).
+            train, cached = train_outputs(teacher, [e.text for e in task.train])
+            if ctx.plan.finetune.pooled_weight > 0:  # the finalists' recipe distils pooled states too
+                save_tensors(ctx.path("teacher_pooled.safetensors"), {"train": train["pooled"]})
             logits = {
-                "train": train_logits,
+                "train": train["logits"],
                 "dev": predict_logits(teacher.model, teacher.tokenizer, [e.text for e in rows], teacher.max_length),
             }
         save_tensors(file, logits)
-        ctx.reporter.event(f"teacher logits on {len(task.train)} train and {len(rows)} dev examples in "
+        how = "kept with the teacher" if cached else "computed"
+        ctx.reporter.event(f"teacher logits on {len(task.train)} train ({how}) and {len(rows)} dev examples in "
                            f"{time.perf_counter() - started:.0f} s")
     return {"train": len(task.train), "dev_rows": len(rows)}
 
 
-def tune_region(ctx: RunContext, region_key: str, hidden: int | None) -> dict[str, Any]:
-    """Task-tune one region's supernet and save it. Idempotent: a finished region is not trained again."""
+def tune_region(ctx: RunContext, region_key: str, hidden: int | None, threads: int | None = None) -> dict[str, Any]:
+    """Task-tune one region's supernet and save it. Idempotent: a finished region is not trained again.
+    `threads` (default: the plan's): the task's share of the cores (workers/thread_shares.py)."""
     done = ctx.path("supernet", "task", f"{region_key}.json")
     if done.exists():
         return read_json(done)
-    settings = replace(ctx.plan.task, max_length=ctx.teacher.max_length)
+    settings = replace(ctx.plan.task, max_length=ctx.teacher.max_length, threads=threads or ctx.plan.task.threads)
     supernet = ctx.supernet(region_key)
     result = train_task_supernet(
         supernet, ctx.teacher.tokenizer, ctx.task.train, ctx.teacher_logits()["train"], settings, hidden=hidden,
@@ -62,13 +63,13 @@ def tune_region(ctx: RunContext, region_key: str, hidden: int | None) -> dict[st
 
 
 def _tune_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_dir: str, region_key: str,
-               hidden: int | None) -> dict:
+               hidden: int | None, threads: int | None = None) -> dict:
     """Ray task body: a fresh context over the same run folder."""
     from slimformer.contracts.spec import JobSpec
 
     ctx = RunContext(JobSpec.model_validate(spec_doc), Path(run_dir), use_ray=False, dataset_path=dataset_path,
                      cache_dir=Path(cache_dir))
-    return tune_region(ctx, region_key, hidden)
+    return tune_region(ctx, region_key, hidden, threads)
 
 
 def stage_task(ctx: RunContext) -> dict[str, Any]:
@@ -91,7 +92,10 @@ def stage_task(ctx: RunContext) -> dict[str, Any]:
         remote = ray.remote(num_cpus=ctx.plan.task.threads, num_gpus=ray_gpus_per_task(), max_retries=2,
                             retry_exceptions=True)(_tune_task)
         args = (ctx.spec.model_dump(), str(ctx.run_dir), ctx.dataset_path, str(ctx.cache_dir))
-        refs = [remote.remote(*args, key, hidden) for key, hidden in regions]
+        # Largest regions first (the longest start first); a leftover on the idle cores is the smallest.
+        shares = ray_thread_shares(len(regions), ctx.plan.task.threads)
+        refs = [remote.options(num_cpus=threads).remote(*args, key, hidden, threads)
+                for (key, hidden), threads in zip(regions, shares, strict=True)]
         results, pending = [], list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1, timeout=5.0)
