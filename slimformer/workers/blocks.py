@@ -18,7 +18,7 @@ from slimformer.search_space import SearchSpace
 from slimformer.supernet.device import ray_gpus_per_task
 from slimformer.supernet.distill import BlockResult, BlockTrainSettings, Region, train_block
 from slimformer.supernet.states import load_teacher_states
-from slimformer.workers.thread_shares import ray_thread_shares
+from slimformer.workers.fanout import run_tasks
 
 
 @dataclass
@@ -82,16 +82,9 @@ def train_blocks(
 
     remote = ray.remote(num_cpus=settings.threads, num_gpus=ray_gpus_per_task(), max_retries=2)(run_block_job)
     # The last wave's leftover jobs take the cores the others leave idle (3 blocks on 2 cores: the third).
-    shares = ray_thread_shares(len(jobs), settings.threads)
-    refs = [remote.options(num_cpus=threads).remote(args[0], job, args[1], replace(settings, threads=threads), args[3])
-            for job, threads in zip(jobs, shares, strict=True)]
-    by_ref = {ref: i for i, ref in enumerate(refs)}
-    results: list[BlockResult | None] = [None] * len(refs)
-    pending = list(refs)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        result = ray.get(done[0])
-        results[by_ref[done[0]]] = result
-        if on_done:
-            on_done(result)
-    return [r for r in results if r is not None]
+
+    def submit(i: int, threads: int):
+        return remote.options(num_cpus=threads).remote(args[0], jobs[i], args[1], replace(settings, threads=threads),
+                                                       args[3])
+
+    return run_tasks(submit, len(jobs), settings.threads, (lambda _i, result: on_done(result)) if on_done else None)

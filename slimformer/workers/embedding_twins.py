@@ -16,8 +16,8 @@ from typing import Any
 from slimformer.search_space import Arch
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
+from slimformer.workers.fanout import run_tasks
 from slimformer.workers.finalist_export import export_finalist
-from slimformer.workers.thread_shares import ray_thread_shares
 
 
 def twin_arch(ctx: RunContext, original: Arch, rank: int) -> Arch:
@@ -70,7 +70,7 @@ def train_twin(ctx: RunContext, original_hash: str, rank: int, seed: int | None 
                                f"(twin_of {record.get('twin_of')}); move it away to distil the twin")
         return record
     settings = replace(ctx.finetune_settings(arch), lr=FACTOR_LR)  # the finalists' schedule, the factors' lr
-    if threads is not None:  # the task's share of the cores (workers/thread_shares.py)
+    if threads is not None:  # the task's share of the cores (workers/fanout.py)
         settings = replace(settings, threads=threads)
     if seed is not None:
         settings = replace(settings, seed=seed)
@@ -115,6 +115,9 @@ def train_twins(ctx: RunContext, pairs: list[tuple[str, int]], seed: int | None 
     remote = ray.remote(num_cpus=ctx.plan.finetune.threads, num_gpus=ray_gpus_per_task(), max_retries=2,
                         retry_exceptions=True)(_twin_task)
     args = (ctx.spec.model_dump(), str(ctx.run_dir), ctx.dataset_path, str(ctx.cache_dir))
-    shares = ray_thread_shares(len(pairs), ctx.plan.finetune.threads)  # one twin alone: on every core
-    return ray.get([remote.options(num_cpus=threads).remote(*args, original, rank, seed, threads)
-                    for (original, rank), threads in zip(pairs, shares, strict=True)])
+
+    def submit(i: int, threads: int):  # one twin alone: on every core
+        original, rank = pairs[i]
+        return remote.options(num_cpus=threads).remote(*args, original, rank, seed, threads)
+
+    return run_tasks(submit, len(pairs), ctx.plan.finetune.threads)

@@ -27,9 +27,9 @@ from slimformer.supernet.model_timing import measure_models_latency, measure_onn
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
 from slimformer.workers.embedding_twins import train_twin, train_twins, twin_arch, twin_base, twin_pairs
+from slimformer.workers.fanout import run_tasks
 from slimformer.workers.finalist_export import export_finalist, shipped_model
 from slimformer.workers.references import write_card_comparison
-from slimformer.workers.thread_shares import ray_thread_shares
 from slimformer.workers.variants import measure_variants, offered_variants, update_folder_metrics, variant_summary
 
 # Beside accuracy, per finalist: macro-F1 and per-class precision/recall on the same dev/test rows, of the
@@ -138,7 +138,7 @@ def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None, threads
 
     `seed` (default: the plan's) re-runs the same recipe with another seed, in a folder of its own
     (benchmarks use it to see how much of a difference between two archs is seed noise). `threads`
-    (default: the plan's) is the task's share of the cores (workers/thread_shares.py).
+    (default: the plan's) is the task's share of the cores (workers/fanout.py).
     """
     from slimformer.supernet.export import save_subnet
 
@@ -200,7 +200,7 @@ def _train_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_di
 def train_finalists(ctx: RunContext, archs: list[Arch], seed: int | None = None,
                     twins_of: dict[str, list[int]] | None = None) -> list[dict[str, Any]]:
     """Fine-tune (and, for the job's own seed, export) every finalist; on Ray one task each (retried up to
-    twice on failure), the last wave's leftover tasks on the cores the others leave idle (thread_shares).
+    twice on failure), the last wave's leftover tasks on the cores the others leave idle (workers/fanout.py).
     `twins_of`: arch hash -> ranks of factorised picks its task distils from it once it is trained."""
     twins_of = twins_of or {}
     if not ctx.use_ray:
@@ -215,26 +215,17 @@ def train_finalists(ctx: RunContext, archs: list[Arch], seed: int | None = None,
     remote = ray.remote(num_cpus=ctx.plan.finetune.threads, num_gpus=ray_gpus_per_task(), max_retries=2,
                         retry_exceptions=True)(_train_task)
     args = (ctx.spec.model_dump(), str(ctx.run_dir), ctx.dataset_path, str(ctx.cache_dir))
-    shares = ray_thread_shares(len(archs), ctx.plan.finetune.threads)
-    refs = [remote.options(num_cpus=threads).remote(*args, arch.to_dict(), seed, threads,
-                                                    tuple(twins_of.get(arch.hash, ())))
-            for arch, threads in zip(archs, shares, strict=True)]
-    index = {ref: i for i, ref in enumerate(refs)}
-    results: list[dict | None] = [None] * len(refs)
-    pending = list(refs)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1, timeout=5.0)
-        for ref in done:
-            results[index[ref]] = ray.get(ref)
-        finished = sum(r is not None for r in results)
-        ctx.reporter.progress("finalize", 0.8 * finished / len(refs), f"{finished}/{len(refs)} fine-tuned")
-        try:
-            ctx.reporter.check_cancelled()
-        except Exception:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise
-    return [r for r in results if r is not None]
+    finished: list[int] = []
+
+    def submit(i: int, threads: int):
+        return remote.options(num_cpus=threads).remote(*args, archs[i].to_dict(), seed, threads,
+                                                       tuple(twins_of.get(archs[i].hash, ())))
+
+    def on_done(i: int, _record: dict) -> None:
+        finished.append(i)
+        ctx.reporter.progress("finalize", 0.8 * len(finished) / len(archs), f"{len(finished)}/{len(archs)} fine-tuned")
+
+    return run_tasks(submit, len(archs), ctx.plan.finetune.threads, on_done, ctx.reporter.check_cancelled)
 
 
 def export_and_measure(ctx: RunContext, archs: list[Arch], trained: list[dict[str, Any]],

@@ -16,7 +16,7 @@ from slimformer.supernet.task_tune import train_task_supernet
 from slimformer.supernet.teacher_outputs import train_outputs
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, save_tensors, write_json
-from slimformer.workers.thread_shares import ray_thread_shares
+from slimformer.workers.fanout import run_tasks
 
 
 def compute_teacher_logits(ctx: RunContext) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def compute_teacher_logits(ctx: RunContext) -> dict[str, Any]:
 
 def tune_region(ctx: RunContext, region_key: str, hidden: int | None, threads: int | None = None) -> dict[str, Any]:
     """Task-tune one region's supernet and save it. Idempotent: a finished region is not trained again.
-    `threads` (default: the plan's): the task's share of the cores (workers/thread_shares.py)."""
+    `threads` (default: the plan's): the task's share of the cores (workers/fanout.py)."""
     done = ctx.path("supernet", "task", f"{region_key}.json")
     if done.exists():
         return read_json(done)
@@ -92,21 +92,18 @@ def stage_task(ctx: RunContext) -> dict[str, Any]:
         remote = ray.remote(num_cpus=ctx.plan.task.threads, num_gpus=ray_gpus_per_task(), max_retries=2,
                             retry_exceptions=True)(_tune_task)
         args = (ctx.spec.model_dump(), str(ctx.run_dir), ctx.dataset_path, str(ctx.cache_dir))
-        # Largest regions first (the longest start first); a leftover on the idle cores is the smallest.
-        shares = ray_thread_shares(len(regions), ctx.plan.task.threads)
-        refs = [remote.options(num_cpus=threads).remote(*args, key, hidden, threads)
-                for (key, hidden), threads in zip(regions, shares, strict=True)]
-        results, pending = [], list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1, timeout=5.0)
-            results += ray.get(done)
-            ctx.reporter.progress("task", len(results) / len(refs), f"{len(results)}/{len(refs)} regions tuned")
-            try:
-                ctx.reporter.check_cancelled()
-            except Exception:
-                for ref in pending:
-                    ray.cancel(ref, force=True)
-                raise
+        # Largest regions first: the longest start first (a leftover given every core runs before them).
+
+        def submit(i: int, threads: int):
+            key, hidden = regions[i]
+            return remote.options(num_cpus=threads).remote(*args, key, hidden, threads)
+
+        def on_done(i: int, _result: dict) -> None:
+            finished.append(i)
+            ctx.reporter.progress("task", len(finished) / len(regions), f"{len(finished)}/{len(regions)} regions tuned")
+
+        finished: list[int] = []
+        results = run_tasks(submit, len(regions), ctx.plan.task.threads, on_done, ctx.reporter.check_cancelled)
     summary = {"regions": sorted(results, key=lambda r: r["region"])}
     write_json(ctx.path("task.json"), summary)
     return summary
