@@ -109,3 +109,21 @@ def task_csv(tmp_path_factory: pytest.TempPathFactory, tiny_task: TaskData) -> P
 def tiny_task() -> TaskData:
     """120 synthetic sentences, two classes, split 80/20/20."""
     return make_tiny_task()
+
+
+@pytest.fixture(scope="session")
+def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One local Ray of 2 CPUs for every test in this process that runs Ray tasks; its SLIMFORMER_HOME.
+
+    Started once: Ray started again in a process after `ray.shutdown()` timed out here waiting for its
+    GCS server (two of three such tests failed that way in one pytest run).
+    """
+    from slimformer.workers.ray_runtime import init_ray, shutdown_ray
+
+    home = tmp_path_factory.mktemp("ray-owner-home")
+    with pytest.MonkeyPatch.context() as patch:  # Ray's processes keep the environment of ray.init
+        patch.setenv("SLIMFORMER_HOME", str(home))
+        patch.setenv("HOME", str(home))
+        init_ray(num_cpus=2)
+    yield home
+    shutdown_ray()

@@ -31,40 +31,34 @@ def test_base_threads_and_empty_fan_outs() -> None:
     assert thread_shares(3, base=4, cpus=2, node_cpus=2) == [4, 4, 4]  # more than the cluster: left as asked
 
 
-def test_on_ray_the_wide_task_runs_alone_first_and_a_cancel_stops_the_rest(tmp_path, monkeypatch) -> None:
+def test_on_ray_the_wide_task_runs_alone_first_and_a_cancel_stops_the_rest(local_ray) -> None:
     import time
 
     import pytest
     import ray
 
     from slimformer.workers.fanout import run_tasks
-    from slimformer.workers.ray_runtime import init_ray, shutdown_ray
 
-    monkeypatch.setenv("SLIMFORMER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    init_ray(num_cpus=2)
-    try:
-        def spans(i: int, threads: int, seconds: float):
-            started = time.time()
-            time.sleep(seconds)
-            return i, threads, started, time.time()
+    # On the one local Ray of 2 CPUs (tests/conftest.py).
+    def spans(i: int, threads: int, seconds: float):
+        started = time.time()
+        time.sleep(seconds)
+        return i, threads, started, time.time()
 
-        probe = ray.remote(spans)
-        runs = run_tasks(lambda i, threads: probe.options(num_cpus=threads).remote(i, threads, 0.5), 3, base=1)
-        assert [(i, threads) for i, threads, _, _ in runs] == [(0, 1), (1, 1), (2, 2)]
-        wide_end = runs[2][3]
-        assert all(start >= wide_end for _, _, start, _ in runs[:2])  # nothing beside it: both cores were its
+    probe = ray.remote(spans)
+    runs = run_tasks(lambda i, threads: probe.options(num_cpus=threads).remote(i, threads, 0.5), 3, base=1)
+    assert [(i, threads) for i, threads, _, _ in runs] == [(0, 1), (1, 1), (2, 2)]
+    wide_end = runs[2][3]
+    assert all(start >= wide_end for _, _, start, _ in runs[:2])  # nothing beside it: both cores were its
 
-        seen: list[int] = []
+    seen: list[int] = []
 
-        def stop(i: int, _result) -> None:
-            seen.append(i)
-            raise RuntimeError("job cancelled")
+    def stop(i: int, _result) -> None:
+        seen.append(i)
+        raise RuntimeError("job cancelled")
 
-        began = time.time()
-        with pytest.raises(RuntimeError, match="job cancelled"):
-            run_tasks(lambda i, threads: probe.options(num_cpus=threads).remote(i, threads, 0.2 if i == 0 else 30),
-                      4, base=1, on_done=stop)
-        assert seen == [0] and time.time() - began < 20  # not after the 30 s tasks ran out
-    finally:
-        shutdown_ray()
+    began = time.time()
+    with pytest.raises(RuntimeError, match="job cancelled"):
+        run_tasks(lambda i, threads: probe.options(num_cpus=threads).remote(i, threads, 0.2 if i == 0 else 30),
+                  4, base=1, on_done=stop)
+    assert seen == [0] and time.time() - began < 20  # not after the 30 s tasks ran out

@@ -129,26 +129,19 @@ def test_a_factorised_pick_reseeded_is_trained_in_seed_folders_and_not_exported(
 
 
 def test_on_ray_a_factorised_pick_is_distilled_in_its_bases_task_on_the_idle_cores(
-    spec, finished_run, tmp_path, monkeypatch
+    spec, finished_run, tmp_path, local_ray
 ):
     from slimformer.workers.context import RunContext, read_json
     from slimformer.workers.embedding_twins import twin_base
-    from slimformer.workers.ray_runtime import init_ray, shutdown_ray
     from slimformer.workers.stages.finalize import train_chosen
 
     run_dir, _, _ = finished_run
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    monkeypatch.setenv("SLIMFORMER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     ctx = RunContext(spec, copy, use_ray=True, cache_dir=tmp_path / "cache")
     arch = next(a for a in (ctx.space.parse(c["arch"]) for c in read_json(copy / "chosen.json"))
                 if a.embedding_rank is not None)
-    init_ray(num_cpus=2)
-    try:
-        record = train_chosen(ctx, [arch], seed=9)[0]
-    finally:
-        shutdown_ray()
+    record = train_chosen(ctx, [arch], seed=9)[0]
     base = read_json(copy / "candidates" / f"{twin_base(ctx, arch).hash}-seed9" / "trained.json")
     twin = read_json(copy / "candidates" / f"{arch.hash}-seed9" / "trained.json")
     assert record == twin and twin["twin_of"] == base["hash"]
@@ -195,7 +188,7 @@ def test_cancel_stops_the_job_between_steps(spec, tmp_path):
     assert completed_stages(tmp_path / "run") == ["prepare", "baseline"]
 
 
-def test_blocks_trained_as_ray_tasks_equal_in_process_training(finished_run, tmp_path, monkeypatch):
+def test_blocks_trained_as_ray_tasks_equal_in_process_training(finished_run, tmp_path, local_ray):
     """Real Ray (local, HOME holding ray_bootstrap_config.yaml): same seeds, same weights."""
     import torch
     from safetensors.torch import load_file
@@ -204,25 +197,17 @@ def test_blocks_trained_as_ray_tasks_equal_in_process_training(finished_run, tmp
     from slimformer.supernet.distill import BlockTrainSettings, Region
     from slimformer.workers.blocks import BlockJob, train_blocks
     from slimformer.workers.context import read_json
-    from slimformer.workers.ray_runtime import init_ray, shutdown_ray
-
     run_dir, _, _ = finished_run
     space = SearchSpace.from_dict(read_json(run_dir / "space.json"))
     settings = BlockTrainSettings(steps=4, batch_size=8, checkpoint_every=2)
     start = [load_file(str(run_dir / "supernet" / "all" / f"block{i}.safetensors")) for i in range(3)]
     jobs = [BlockJob(i, Region(), start[i], 4) for i in range(3)]
     local = train_blocks(space, jobs, run_dir / "states", settings, tmp_path / "local", use_ray=False)
-    monkeypatch.setenv("SLIMFORMER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    init_ray(num_cpus=2)
-    try:
-        finished = []
-        remote = train_blocks(space, jobs, run_dir / "states", settings, tmp_path / "ray", use_ray=True,
-                              on_done=lambda r: finished.append(r.block))
-    finally:
-        shutdown_ray()
+    finished = []
+    remote = train_blocks(space, jobs, run_dir / "states", settings, tmp_path / "ray", use_ray=True,
+                          on_done=lambda r: finished.append(r.block))
     assert sorted(finished) == [0, 1, 2]
-    assert (tmp_path / "home" / "ray-home" / "ray_bootstrap_config.yaml").exists()
+    assert (local_ray / "ray-home" / "ray_bootstrap_config.yaml").exists()
     for a, b in zip(local, remote, strict=True):
         assert a.block == b.block and b.steps == 4
         for key in a.state:
