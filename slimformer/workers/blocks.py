@@ -81,7 +81,7 @@ def train_blocks(
     import ray
 
     remote = ray.remote(num_cpus=settings.threads, num_gpus=ray_gpus_per_task(), max_retries=2)(run_block_job)
-    # The last wave's leftover jobs take the cores the others leave idle (3 blocks on 2 cores: the third).
+    # Jobs left over from full waves take the idle cores and run first (3 blocks on 2 cores: the third on both).
 
     def submit(i: int, threads: int):
         return remote.options(num_cpus=threads).remote(args[0], jobs[i], args[1], replace(settings, threads=threads),

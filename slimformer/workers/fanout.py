@@ -4,7 +4,8 @@ A stage fans out N tasks of `base` threads over a Ray cluster of C CPUs, C // ba
 When N is not a multiple of that, one wave has fewer tasks than slots, and the other cores idle
 for a whole task's time. On 2 cores, 7 finalists train in 4 waves, one of them alone, and 3 block
 distillations in 2 waves, one alone. Those leftover tasks get the idle cores' threads instead
-(`thread_shares`; a second thread fits a finalist 1.5-1.6x faster). They ask Ray for them as CPUs,
+(`thread_shares`; a second thread fit the teacher's first 1 and 5 layers 1.5-1.6x faster, an H128
+student only 1.25x). They ask Ray for them as CPUs,
 so nothing else is scheduled on those cores: a torch thread that shares its core with another
 task's thread is what makes two threads slower than one (up to 10-50x on this machine).
 
@@ -13,7 +14,9 @@ gain most from a second thread), and `run_tasks` runs them first, as a wave of t
 every core is free. Submitted beside the others, a task that asks for every core waits until all
 of them are free at once, and the cores the quicker tasks free meanwhile idle: in the stop-29
 quality job, the third block asked for both cores after the first two had started, waited 25 s
-for the slower of them, and ended 9 s later than on one thread. Job times: docs/method.md#job-time.
+for the slower of them, and ended 9 s later than on one thread. It gains where the tasks take
+about as long (finalists), not where one of the others is much slower (blocks): there the
+one-thread order already filled the gap. Job times: docs/method.md#job-time.
 """
 
 from __future__ import annotations

@@ -200,7 +200,7 @@ def _train_task(spec_doc: dict, run_dir: str, dataset_path: str | None, cache_di
 def train_finalists(ctx: RunContext, archs: list[Arch], seed: int | None = None,
                     twins_of: dict[str, list[int]] | None = None) -> list[dict[str, Any]]:
     """Fine-tune (and, for the job's own seed, export) every finalist; on Ray one task each (retried up to
-    twice on failure), the last wave's leftover tasks on the cores the others leave idle (workers/fanout.py).
+    twice on failure); tasks left over from full waves run first, on the cores they would leave idle (fanout.py).
     `twins_of`: arch hash -> ranks of factorised picks its task distils from it once it is trained."""
     twins_of = twins_of or {}
     if not ctx.use_ray:
