@@ -227,7 +227,8 @@ class RunContext:
 
         The logits where the task stage wrote them (else None: fine-tuning computes them). The pooled
         last states only where the plan's recipe distils them (supernet/pooled_kd.py): the task stage
-        writes them in the logits' pass; a run folder from before that gets them here, once.
+        writes them in the logits' pass; a run folder from before that gets them here, once (from the
+        teacher's cache entry where it holds them: supernet/teacher_outputs.py).
         """
         logits_file = self.path("teacher_logits.safetensors")
         targets: dict[str, torch.Tensor | None] = {
@@ -237,12 +238,10 @@ class RunContext:
         if self.plan.finetune.pooled_weight > 0:
             pooled_file = self.path("teacher_pooled.safetensors")
             if not pooled_file.exists():
-                from slimformer.supernet.pooled_kd import teacher_outputs
+                from slimformer.supernet.teacher_outputs import train_outputs
 
-                teacher = self.teacher
-                _, pooled = teacher_outputs(teacher.model, teacher.tokenizer, [e.text for e in self.task.train],
-                                            teacher.max_length)
-                save_tensors(pooled_file, {"train": pooled})
+                outputs, _ = train_outputs(self.teacher, [e.text for e in self.task.train])
+                save_tensors(pooled_file, {"train": outputs["pooled"]})
             targets["teacher_pooled"] = load_file(str(pooled_file))["train"]
         return targets
 

@@ -26,7 +26,7 @@ from slimformer.supernet.finetune import finetune_subnet, subnet_bridges
 from slimformer.supernet.model_timing import measure_models_latency, measure_onnx_models_latency
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
-from slimformer.workers.embedding_twins import train_twin, train_twins, twin_arch, twin_base, twin_pairs
+from slimformer.workers.embedding_twins import train_twin, twin_arch, twin_base, twin_pairs
 from slimformer.workers.fanout import run_tasks
 from slimformer.workers.finalist_export import export_finalist, shipped_model
 from slimformer.workers.references import write_card_comparison
@@ -41,14 +41,13 @@ def stage_finalize(ctx: RunContext) -> dict[str, Any]:
     """Fine-tune the chosen candidates in parallel, then export and measure each of them."""
     chosen = read_json(ctx.path("chosen.json"))
     archs = [ctx.space.parse(item["arch"]) for item in chosen]
-    trained = train_chosen(ctx, archs)
+    # Factorised twins of the full-rank finalists, each distilled in its finalist's task once it is trained.
+    pairs = twin_pairs(ctx, archs)
+    trained = train_chosen(ctx, archs, twins=pairs)
     # Where each finalist came from: the search's own pick, or a plain cut of the teacher kept as a reference.
     origins = [{"origin": item.get("source"), **({"reference": item["reference"]} if item.get("reference") else {})}
                for item in chosen]
-    pairs = twin_pairs(ctx, archs)
-    if pairs:  # factorised twins of the full-rank finalists, distilled from them once they are trained
-        ctx.reporter.progress("finalize", 0.8, f"distilling {len(pairs)} factorised twins")
-        trained += train_twins(ctx, pairs)
+    if pairs:
         by_hash = {arch.hash: (arch, origin.get("reference") or arch.short())
                    for arch, origin in zip(archs, origins, strict=True)}
         for original, rank in pairs:
@@ -71,7 +70,8 @@ def stage_finalize(ctx: RunContext) -> dict[str, Any]:
     return {"finalists": len(records)}
 
 
-def train_chosen(ctx: RunContext, archs: list[Arch], seed: int | None = None) -> list[dict[str, Any]]:
+def train_chosen(ctx: RunContext, archs: list[Arch], seed: int | None = None,
+                 twins: list[tuple[str, int]] = ()) -> list[dict[str, Any]]:
     """Fine-tune every chosen arch (`train_finalists`); a factorised one as the twin of its full-rank self.
 
     Fine-tuned from the shared weights, where its word table is the SVD of the supernet's, a factorised
@@ -82,10 +82,11 @@ def train_chosen(ctx: RunContext, archs: list[Arch], seed: int | None = None) ->
     finalist. The pick is distilled in its base's own task, right after the base: as a wave of its own
     after every fine-tune, the stop-29 quality job's one twin ran alone on one core for 50 s. A
     factorised arch already trained from shared weights (a run resumed across this change) keeps its
-    model. `seed`: as `train_finalists`' (seed folders, trained only).
+    model. `seed`: as `train_finalists`' (seed folders, trained only). `twins`: (finalist hash, rank)
+    of embedding twins (`embedding_twins.twin_pairs`), distilled the same way in their finalists' tasks.
 
     Returns:
-        one `trained.json` record per arch, in order.
+        one `trained.json` record per arch, in order, then one per twin.
     """
     def trained_before(arch: Arch) -> bool:
         return ctx.path("candidates", arch.hash if seed is None else f"{arch.hash}-seed{seed}",
@@ -96,13 +97,13 @@ def train_chosen(ctx: RunContext, archs: list[Arch], seed: int | None = None) ->
     direct = [a for a in archs if a.hash not in bases]
     extra = list({b.hash: b for b in bases.values() if b.hash not in {a.hash for a in direct}}.values())
     twins_of: dict[str, list[int]] = {}
-    for arch in twinned:
-        twins_of.setdefault(bases[arch.hash].hash, []).append(arch.embedding_rank)
+    for original, rank in [(bases[a.hash].hash, a.embedding_rank) for a in twinned] + list(twins):
+        twins_of.setdefault(original, []).append(rank)
     fits = dict(zip([a.hash for a in direct + extra], train_finalists(ctx, direct + extra, seed, twins_of),
                     strict=True))
     # Distilled by their bases' tasks: here each only reads its record.
     fits.update({a.hash: train_twin(ctx, bases[a.hash].hash, a.embedding_rank, seed) for a in twinned})
-    return [fits[a.hash] for a in archs]
+    return [fits[a.hash] for a in archs] + [train_twin(ctx, original, rank, seed) for original, rank in twins]
 
 
 def apply_budgets(record: dict[str, Any], limits: dict[str, float], runtime: str) -> None:
