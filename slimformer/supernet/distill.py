@@ -31,6 +31,7 @@ from slimformer.supernet import functional as SF
 from slimformer.supernet.block import BlockSupernet
 from slimformer.supernet.device import to_device, training_device
 from slimformer.supernet.elastic import ElasticEmbeddings
+from slimformer.supernet.optim import adamw
 from slimformer.supernet.states import TeacherStates
 
 
@@ -180,7 +181,7 @@ def train_block(
         trainer.load_state_dict(init_state, strict=True)
     device = training_device()
     trainer.to(device)
-    optimizer = torch.optim.AdamW(trainer.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = adamw(trainer.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     identity = {"settings": settings.fingerprint(), "block": index, "region": region.key(), "space": space.to_dict()}
     step, history, loss_start = 0, [], None
     if checkpoint is not None and Path(checkpoint).exists():

@@ -35,6 +35,7 @@ from slimformer.data.types import Example, batch_order, encode_batch, token_leng
 from slimformer.search_space import TeacherFacts
 from slimformer.supernet.device import to_device, training_device
 from slimformer.supernet.distill import relative_mse
+from slimformer.supernet.optim import adamw
 from slimformer.supernet.pooled_kd import pooled_loss, pooled_projection, teacher_outputs
 from slimformer.supernet.task_score import logits_of, predict_logits
 
@@ -185,7 +186,7 @@ def finetune_subnet(
     pooled_proj = (pooled_projection(student.classifier.in_features, rows_pooled.shape[-1],
                                      bridges[-1] if bridges is not None else None).to(device) if use_pooled else None)
     params = [*student.parameters(), *projections.parameters(), *(pooled_proj.parameters() if use_pooled else ())]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.01)
+    optimizer = adamw(params, lr=settings.lr, weight_decay=0.01)
     per_epoch = math.ceil(len(rows) / settings.batch_size)
     # Batches of texts of similar length pad less (see batch_order).
     row_lengths = token_lengths(tokenizer, [train[i].text for i in rows], settings.max_length)

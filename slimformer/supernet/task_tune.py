@@ -36,6 +36,7 @@ from slimformer.errors import ArchError, SpaceError
 from slimformer.search_space import Arch, Op, SearchSpace
 from slimformer.supernet.device import to_device, training_device
 from slimformer.supernet.model import Supernet
+from slimformer.supernet.optim import adamw
 
 
 @dataclass
@@ -169,7 +170,7 @@ def train_task_supernet(
     # state each step, and for the task only a few hundred steps to move rows the task rarely uses.
     params = [p for name, p in supernet.named_parameters()
               if ".bridge_" not in name and name != "embeddings.word_embeddings"]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = adamw(params, lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = _schedule(optimizer, settings)
     start = 0
     if checkpoint is not None and checkpoint.exists():

@@ -168,6 +168,9 @@ def train_classifier(
     model.to(device)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]  # biases and LayerNorm weights
+    # PyTorch's default AdamW, not supernet/optim.py's fused one: a cached teacher is keyed by its
+    # recipe, so one trained on a fresh machine must come out as the entries trained before (the fused
+    # kernel rounds differently). Training the teacher is once per task; the fused step pays in the job.
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=settings.lr,
