@@ -22,7 +22,8 @@ Writes bench/results/compact.json:
 
 The vocabulary part tokenizes the task and corpus only (about a minute on 2 cores); the front needs a
 job that already ran with this code (a quick-preset job: 2,949 s quiet, stop 18), so it is
-read, never run, here. Twins are fine-tuned into the same run folder (candidates/<hash>), so a second
+read, never run, here. Since stop 30 a job trims only where size counts (`JobSpec.trims_vocab`): the
+job this reads needs a params_m or memory_mb budget, or the memory objective. Twins are fine-tuned into the same run folder (candidates/<hash>), so a second
 call finds them trained and only re-reads them.
 
     accuracy_probe                         (--probe) test accuracy of a frozen-encoder probe with the
@@ -49,17 +50,16 @@ def vocabulary(spec) -> dict:
     """The kept vocabulary of `spec`'s task and corpus, as the prepare stage computes it."""
     from transformers import AutoTokenizer
 
-    from slimformer.data import distillation_texts, load_task
+    from slimformer.data import load_task
     from slimformer.service.validation import builtin_teacher_folder
     from slimformer.supernet.vocab import kept_vocab, oov_rate
     from slimformer.workers.plan import plan_for
+    from slimformer.workers.vocab import vocab_texts
 
     plan = plan_for(spec)
     task = load_task(spec.dataset, seed=spec.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(builtin_teacher_folder(spec.teacher)), local_files_only=True)
-    texts = [ex.text for ex in task.train + task.dev]
-    texts += distillation_texts(task, spec.corpus, limit=plan.distill_texts, seed=spec.seed)
-    kept = kept_vocab(tokenizer, texts)
+    kept = kept_vocab(tokenizer, vocab_texts(task, spec.corpus, plan.distill_texts, spec.seed))
     test = task.subset(dev=plan.eval_examples, test=plan.eval_examples).test
     return {**kept.summary(), "oov_rate_test": oov_rate(tokenizer, kept, [ex.text for ex in test])}
 
@@ -79,19 +79,18 @@ def accuracy_probe(spec, max_train: int = 3000) -> dict:
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoModel, AutoTokenizer
 
-    from slimformer.data import distillation_texts, load_task
+    from slimformer.data import load_task
     from slimformer.service.validation import builtin_teacher_folder
     from slimformer.supernet.vocab import kept_vocab, trim_tokenizer
     from slimformer.workers.plan import plan_for
+    from slimformer.workers.vocab import vocab_texts
 
     torch.set_num_threads(1)
     folder = str(builtin_teacher_folder(spec.teacher))
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     encoder = AutoModel.from_pretrained(folder, local_files_only=True).eval()
     task = load_task(spec.dataset, seed=spec.seed)
-    texts = [ex.text for ex in task.train + task.dev]
-    texts += distillation_texts(task, spec.corpus, limit=plan_for(spec).distill_texts, seed=spec.seed)
-    kept = kept_vocab(tokenizer, texts)
+    kept = kept_vocab(tokenizer, vocab_texts(task, spec.corpus, plan_for(spec).distill_texts, spec.seed))
     trimmed = trim_tokenizer(tokenizer, kept)
     old_ids = torch.tensor(kept.old_ids)
 

@@ -108,7 +108,7 @@ def check_spec(session: Session, tenant_id: str, spec: JobSpec, settings: Settin
     facts = teacher_facts(folder, config, len(labels))
     # A trimmed vocabulary keeps at least the specials and characters: count the cheapest student with
     # that many rows, so no budget a trimmed student may meet is refused before the text is tokenized.
-    student_vocab = minimal_vocab_size(folder) if spec.trim_vocab else None
+    student_vocab = minimal_vocab_size(folder) if spec.trims_vocab else None
     smallest = smallest_costs(facts, spec.latency, session, student_vocab)
     check_budgets(spec, smallest)
     return CheckedSpec(spec=spec, teacher_dir=folder, teacher_id=teacher_id, dataset_id=dataset_id, facts=facts,

@@ -5,8 +5,9 @@ of the smallest student's; no architecture choice touches them. A student only e
 tokens its inputs produce, so the rows of tokens that never occur in the task's text can go.
 
 What is kept (`kept_vocab`):
-  - every token the teacher's tokenizer produces on the given texts (the task's train and dev
-    text and the distillation corpus: everything the student is trained or selected on);
+  - every token the teacher's tokenizer produces on the given texts (a job gives the task's
+    training text and the distillation corpus: everything the student is trained on; dev is left
+    out so that the exported model's dev figure shows the cost on unseen words);
   - the special and added tokens ([PAD], [UNK], [CLS], [SEP], [MASK], ...);
   - with `keep_characters` (the default), every single-character token of the teacher and its
     `##c` continuation form. WordPiece matches greedily longest-first, so a word whose teacher

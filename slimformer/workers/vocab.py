@@ -15,14 +15,24 @@ from slimformer.workers.context import RunContext, read_json, write_json
 VOCAB_FILE = "vocab.json"
 
 
+def vocab_texts(task: Any, corpus: str | None, distill_texts: int, seed: int) -> list[str]:
+    """The text a trimmed vocabulary is kept from: the task's training split and the distillation
+    texts (the corpus where there is one), as the prepare stage and bench/compact.py both take it."""
+    from slimformer.data import distillation_texts
+
+    return [ex.text for ex in task.train] + distillation_texts(task, corpus, limit=distill_texts, seed=seed)
+
+
 def job_vocab(ctx: RunContext) -> dict[str, Any] | None:
     """The job's trimmed vocabulary (run_dir/vocab.json, computed once); None when not trimming.
 
-    Kept: the tokens of the task's train and dev text and of the distillation texts, the specials
-    and every single character (supernet/vocab.py says why). The OOV rate is measured on the test
-    rows candidates are evaluated on: the share of their teacher tokens the student spells otherwise.
+    Trimmed only where the job counts size (`JobSpec.trims_vocab`). Kept: the tokens of the task's
+    training text and of the distillation texts, the specials and every single character
+    (supernet/vocab.py says why). Not the dev text's: dev is held-out text like a user's, so the
+    exported model's dev figure shows what trimming costs on words the training text lacks. The OOV
+    rate is measured on the test rows candidates are evaluated on: the share of their teacher tokens
+    the student spells otherwise.
     """
-    from slimformer.data import distillation_texts
     from slimformer.supernet.vocab import is_trimmable, kept_vocab, oov_rate
 
     path = ctx.path(VOCAB_FILE)
@@ -31,12 +41,13 @@ def job_vocab(ctx: RunContext) -> dict[str, Any] | None:
         return doc if doc.get("kept") else None
     tokenizer = ctx.teacher.tokenizer
     # A tokenizer naming more tokens than the teacher embeds is not one trimming can index: keep all.
-    if not ctx.spec.trim_vocab or not is_trimmable(tokenizer) or len(tokenizer) > ctx.teacher.facts.vocab_size:
+    if not ctx.spec.trims_vocab or not is_trimmable(tokenizer) or len(tokenizer) > ctx.teacher.facts.vocab_size:
         write_json(path, {"kept": None})
+        if ctx.spec.trim_vocab and not ctx.spec.trims_vocab:
+            ctx.reporter.event("vocabulary kept whole: no params_m or memory_mb budget and no memory objective, "
+                               "so trimming would cost accuracy and buy nothing the job asks for")
         return None
-    texts = [ex.text for ex in ctx.task.train + ctx.task.dev]
-    texts += distillation_texts(ctx.task, ctx.spec.corpus, limit=ctx.plan.distill_texts, seed=ctx.spec.seed)
-    kept = kept_vocab(tokenizer, texts)
+    kept = kept_vocab(tokenizer, vocab_texts(ctx.task, ctx.spec.corpus, ctx.plan.distill_texts, ctx.spec.seed))
     oov = oov_rate(tokenizer, kept, [ex.text for ex in ctx.eval_task.test])
     doc = {**kept.summary(), "oov_rate_test": round(oov, 5), "kept": {"size": kept.size, **kept.to_dict()}}
     write_json(path, doc)

@@ -15,8 +15,9 @@ from slimformer.workers.progress import JobCancelled, Reporter
 
 @pytest.fixture(scope="module")
 def spec(tiny_teacher_dir, task_csv):
+    # A parameter budget every student meets: it makes the job count size, so it trims its vocabulary.
     return JobSpec(name="tiny", teacher=str(tiny_teacher_dir), dataset=str(task_csv), corpus=None, preset="tiny",
-                   search={"strategy": "sample", "finalists": 2})
+                   search={"strategy": "sample", "finalists": 2}, budgets={"params_m": 1000})
 
 
 class Recorder(Reporter):
