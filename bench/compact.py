@@ -23,8 +23,8 @@ Writes bench/results/compact.json:
 The vocabulary part tokenizes the task and corpus only (about a minute on 2 cores); the front needs a
 job that already ran with this code (a quick-preset job: 2,949 s quiet, stop 18), so it is
 read, never run, here. Since stop 30 a job trims only where size counts (`JobSpec.trims_vocab`): the
-job this reads needs a params_m or memory_mb budget, or the memory objective. Twins are fine-tuned into the same run folder (candidates/<hash>), so a second
-call finds them trained and only re-reads them.
+job this reads needs a params_m or memory_mb budget, or the memory objective. Twins are fine-tuned
+into the same run folder (candidates/<hash>), so a second call finds them trained and only re-reads them.
 
     accuracy_probe                         (--probe) test accuracy of a frozen-encoder probe with the
                                            teacher's and the trimmed tokenizer
