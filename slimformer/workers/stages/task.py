@@ -93,6 +93,7 @@ def stage_task(ctx: RunContext) -> dict[str, Any]:
                             retry_exceptions=True)(_tune_task)
         args = (ctx.spec.model_dump(), str(ctx.run_dir), ctx.dataset_path, str(ctx.cache_dir))
         # Largest regions first: the longest start first (a leftover given every core runs before them).
+        finished: list[int] = []
 
         def submit(i: int, threads: int):
             key, hidden = regions[i]
@@ -102,7 +103,6 @@ def stage_task(ctx: RunContext) -> dict[str, Any]:
             finished.append(i)
             ctx.reporter.progress("task", len(finished) / len(regions), f"{len(finished)}/{len(regions)} regions tuned")
 
-        finished: list[int] = []
         results = run_tasks(submit, len(regions), ctx.plan.task.threads, on_done, ctx.reporter.check_cancelled)
     summary = {"regions": sorted(results, key=lambda r: r["region"])}
     write_json(ctx.path("task.json"), summary)
