@@ -37,6 +37,7 @@ from slimformer.supernet.device import to_device, training_device
 from slimformer.supernet.distill import relative_mse
 from slimformer.supernet.optim import adamw
 from slimformer.supernet.pooled_kd import pooled_loss, pooled_projection, teacher_outputs
+from slimformer.supernet.sparse_table import clip_grad_norm, sparse_word_table
 from slimformer.supernet.task_score import logits_of, predict_logits
 
 
@@ -57,6 +58,7 @@ class FinetuneSettings:
     patience: int = 2  # evaluations without a better dev metric before stopping (0: never early)
     evals_per_epoch: int = 2
     select: str = "accuracy"  # the dev metric that picks the best state: "accuracy" or "macro_f1"
+    sparse_word_table: bool = False  # step only the word-table rows a batch touches (supernet/sparse_table.py)
 
 
 @dataclass
@@ -185,16 +187,22 @@ def finetune_subnet(
     targets = boundary_indices(teacher_facts.num_layers, len(student.blocks)) if use_hidden else []
     pooled_proj = (pooled_projection(student.classifier.in_features, rows_pooled.shape[-1],
                                      bridges[-1] if bridges is not None else None).to(device) if use_pooled else None)
-    params = [*student.parameters(), *projections.parameters(), *(pooled_proj.parameters() if use_pooled else ())]
-    optimizer = adamw(params, lr=settings.lr, weight_decay=0.01)
+    table = sparse_word_table(student) if settings.sparse_word_table else None
+    sparse = [table.weight] if table is not None else []
+    params = [*(p for p in student.parameters() if table is None or p is not table.weight),
+              *projections.parameters(), *(pooled_proj.parameters() if use_pooled else ())]
+    optimizers = [adamw(params, lr=settings.lr, weight_decay=0.01)]
+    if table is not None:
+        table.sparse = True
+        optimizers.append(torch.optim.SparseAdam(sparse, lr=settings.lr))
     per_epoch = math.ceil(len(rows) / settings.batch_size)
     # Batches of texts of similar length pad less (see batch_order).
     row_lengths = token_lengths(tokenizer, [train[i].text for i in rows], settings.max_length)
     total_steps = max(1, int(per_epoch * settings.epochs))
     eval_every = max(1, per_epoch // max(1, settings.evals_per_epoch))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
+    schedules = [torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / max(1, total_steps // 10)) * max(0.0, 1 - s / total_steps)
-    )
+    ) for optimizer in optimizers]
     teacher.eval()
     history: list[float] = []
     dev_history: list[tuple[int, float]] = []
@@ -234,11 +242,16 @@ def finetune_subnet(
             if use_pooled:
                 pooled = pooled_loss(s_out, batch["attention_mask"], pooled_proj, rows_pooled[idx].to(device))
                 loss = loss + settings.pooled_weight * pooled
-            optimizer.zero_grad(set_to_none=True)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
+            if sparse:
+                clip_grad_norm(params, sparse, 1.0)
+            else:
+                nn.utils.clip_grad_norm_(params, 1.0)
+            for optimizer, schedule in zip(optimizers, schedules, strict=True):
+                optimizer.step()
+                schedule.step()
             step += 1
             history.append(loss.item())
             if progress:
@@ -253,6 +266,8 @@ def finetune_subnet(
                     stale += 1
     student.to("cpu")
     teacher.to("cpu")
+    if table is not None:  # a dense gradient again for whoever trains the student next
+        table.sparse = False
     if best_state is not None:
         student.load_state_dict(best_state)
     student.eval()
