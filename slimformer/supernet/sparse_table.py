@@ -3,8 +3,8 @@
 A student keeps the teacher's word table (30,522 x H for MiniLM-L6's whole vocabulary), most of a
 small student's parameters, while a batch of 32 reviews touches a few hundred of its rows. Trained
 densely, every step builds a 30,522-row gradient that is zero almost everywhere, clips it and steps
-AdamW over every row: on one thread that was 17% of a step for the teacher's first layer and 10% for
-its first three (finetune A/B, stop 31). Frozen, the table costs the fit about a dev point on Rotten
+AdamW over every row: on one thread that was 17% of a step for the teacher's first layer and 9% for
+its first three (docs/method.md#job-time, stop 31). Frozen, the table costs the fit about a dev point on Rotten
 Tomatoes (first 2 and 3 layers), so it must train, but only where the batch has words.
 
 Here the table's gradient is sparse (nn.Embedding(sparse=True)), only its touched rows step
