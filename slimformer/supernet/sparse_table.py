@@ -20,13 +20,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-WORD_TABLE = "embeddings.word_embeddings"  # a SubNet's (and a BERT classifier's) word-embedding module
+from slimformer.supernet.vocab import WORD_EMBEDDINGS
 
 
 def sparse_word_table(model: nn.Module) -> nn.Embedding | None:
     """The model's dense word table as an nn.Embedding, or None (a factorised table, or none found)."""
-    for name, module in model.named_modules():
-        if name.endswith(WORD_TABLE) and isinstance(module, nn.Embedding):
+    for name, module in model.named_modules():  # a SubNet's table, or a BERT classifier's (bert.embeddings...)
+        if f"{name}.weight".endswith(WORD_EMBEDDINGS) and isinstance(module, nn.Embedding):
             return module
     return None
 

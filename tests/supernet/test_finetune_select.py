@@ -12,15 +12,8 @@ import copy
 import pytest
 
 from slimformer.supernet.finetune import FinetuneSettings, dev_score, finetune_subnet
-from slimformer.supernet.teacher import TeacherSettings, fine_tune_teacher
 
 MAX_LENGTH = 32
-
-
-@pytest.fixture(scope="module")
-def teacher(tiny_teacher_dir, tiny_task, tmp_path_factory):
-    settings = TeacherSettings(epochs=1, patience=0, lr=5e-4, batch_size=16, max_length=MAX_LENGTH, seed=0)
-    return fine_tune_teacher(tiny_teacher_dir, tiny_task, settings, tmp_path_factory.mktemp("teachers"))
 
 
 @pytest.mark.parametrize("select", ["accuracy", "macro_f1"])

@@ -22,15 +22,8 @@ from slimformer.supernet.functional import mean_pool
 from slimformer.supernet.init import hidden_permutation
 from slimformer.supernet.pooled_kd import pooled_loss, pooled_projection, teacher_outputs
 from slimformer.supernet.task_score import predict_logits
-from slimformer.supernet.teacher import TeacherSettings, fine_tune_teacher
 
 MAX_LENGTH = 32
-
-
-@pytest.fixture(scope="module")
-def teacher(tiny_teacher_dir, tiny_task, tmp_path_factory):
-    settings = TeacherSettings(epochs=1, patience=0, lr=5e-4, batch_size=16, max_length=MAX_LENGTH, seed=0)
-    return fine_tune_teacher(tiny_teacher_dir, tiny_task, settings, tmp_path_factory.mktemp("teachers"))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from torch import nn
 
 from slimformer.supernet.finetune import FinetuneSettings, finetune_subnet
 from slimformer.supernet.sparse_table import clip_grad_norm, sparse_word_table
-from slimformer.supernet.teacher import TeacherSettings, fine_tune_teacher
 
 MAX_LENGTH = 32
 
@@ -40,18 +39,13 @@ def test_the_joint_clip_is_torchs_clip_of_the_dense_gradients(scale):
         assert torch.allclose(p.grad, ref.grad, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def teacher(tiny_teacher_dir, tiny_task, tmp_path_factory):
-    settings = TeacherSettings(epochs=1, patience=0, lr=5e-4, batch_size=16, max_length=MAX_LENGTH, seed=0)
-    return fine_tune_teacher(tiny_teacher_dir, tiny_task, settings, tmp_path_factory.mktemp("teachers"))
-
-
 @pytest.mark.parametrize("sparse", [True, False])
 def test_only_the_rows_of_training_words_move_in_a_sparse_fit(teacher, tiny_task, sparse):
     student = copy.deepcopy(teacher.model)
     table = sparse_word_table(student)
     assert table is not None and not table.sparse
     before = {name: p.detach().clone() for name, p in student.named_parameters()}
+    start = table.weight.detach().clone()
     settings = FinetuneSettings(epochs=1, lr=3e-3, batch_size=16, max_length=MAX_LENGTH, patience=0,
                                 sparse_word_table=sparse)
     finetune_subnet(student, teacher.model, teacher.tokenizer, tiny_task.train, [], [], settings)
@@ -59,7 +53,6 @@ def test_only_the_rows_of_training_words_move_in_a_sparse_fit(teacher, tiny_task
     encoded = teacher.tokenizer([e.text for e in tiny_task.train], truncation=True, max_length=MAX_LENGTH)
     seen = sorted({i for ids in encoded["input_ids"] for i in ids})
     unseen = sorted(set(range(table.num_embeddings)) - set(seen))
-    start = before[next(n for n, p in student.named_parameters() if p is table.weight)]
     moved_rows = (table.weight.detach() != start).any(dim=1)
     assert moved_rows[seen].any()
     assert bool(moved_rows[unseen].any()) is not sparse  # dense AdamW decays every row
