@@ -137,11 +137,12 @@ def tier_picks(records: Iterable[TrialRecord], cut_latencies: list[float], k: in
     at most as slow as the cut, which is what a user holding that cut would swap it for. A teacher
     with L layers gives L-2 such tiers; with more than k, k of them evenly spaced are kept. Each
     tier's pick is its best candidate by combined rank (`_borda_best`); an empty tier gives none,
-    since the cut itself is a finalist there. A wide tier (WIDE_TIER_RATIO) gives a second pick, its
-    best candidate that is not a stand-in (see below). Below the cheapest cut, the best candidate
-    that is not a stand-in is one more pick: nothing plain is faster than that cut, where the job's
-    1-layer cut scored below the same cut from the teacher's weights in stops 19 and 20 and TF-IDF
-    beats both. So up to k + (wide tiers) + 1 in all.
+    since the cut itself is a finalist there. A wide tier (WIDE_TIER_RATIO) gives its best
+    teacher-shaped anchor instead, or without one a second pick, its best candidate that is not a
+    stand-in (see below). Below the cheapest cut, the best candidate that is not a stand-in is one
+    more pick: nothing plain is faster than that cut, where the job's 1-layer cut scored below the
+    same cut from the teacher's weights in stops 19 and 20 and TF-IDF beats both. So up to
+    k + (wide tiers) + 1 in all.
 
     `stand_ins` names candidates a cut already stands for: the teacher keeping other layers at the
     same count (`SearchSpace.teacher_layers_of`), which cost what the cut costs. A tier whose best
@@ -150,14 +151,17 @@ def tier_picks(records: Iterable[TrialRecord], cut_latencies: list[float], k: in
     fine-tune, the stage that decides the job's time.
 
     `anchors` names the teacher-shaped candidates (`SearchSpace.anchors`: the teacher's own MHA/FFN
-    pattern at a narrower H, every slot or every other one). A wide tier's second pick is its best
-    anchor when the band holds one that is not already taken: the shared-weight score ranks them
-    below conv/FFN hybrids that fine-tune worse. In the stop-28 quality run the (3.7, 7.3 ms] tier's
-    ordinary pick, an H192 conv/FFN hybrid (shared KL 0.284), fine-tuned to dev 0.809 / test 0.795,
-    and its second pick, a rank-128 near-copy of it (KL 0.282, 10 of 12 slots the same), to 0.792 /
-    0.777; the tier's H192 half-depth anchor (KL 0.331), fine-tuned the same way, reached 0.810 /
-    0.804, as the same anchor did in stops 19-21 (test 0.803-0.807). A second pick from another
-    family also tells the user more than a near-copy of the first.
+    pattern at a narrower H, every slot or every other one). A wide tier whose band holds one gives
+    its best anchor as its only pick: the shared-weight score ranks anchors below conv/FFN hybrids
+    that fine-tune worse. In the stop-28 quality run the (3.7, 7.3 ms] tier's ordinary pick, an H192
+    conv/FFN hybrid (shared KL 0.284), fine-tuned to dev 0.809 / test 0.795, and a rank-128 near-copy
+    of it (KL 0.282, 10 of 12 slots the same) to 0.792 / 0.777; the tier's H192 half-depth anchor
+    (KL 0.331), fine-tuned the same way, reached 0.810 / 0.804, as the same anchor did in stops 19-21
+    (test 0.803-0.807). In stop 31's quality job the tier's hybrid pick reached 0.803 / 0.799 and its
+    anchor 0.805 / 0.808. Until stop 32 the tier took both, the hybrid as its ordinary pick and the
+    anchor as a second: one fine-tune more (about 190 core-seconds, some 95 s of the quick job on
+    2 cores) for a model the anchor beat each time. A wide tier without an anchor still gets a second pick, its
+    best other candidate that is not a stand-in.
     """
     cuts = sorted(cut_latencies)
     tiers = list(zip(cuts, cuts[1:], strict=False))
@@ -171,16 +175,20 @@ def tier_picks(records: Iterable[TrialRecord], cut_latencies: list[float], k: in
     answered = 0
     for lo, hi in tiers:
         band = [r for r in pool if lo < r.latency_ms <= hi]
+        wide = lo > 0 and hi / lo >= WIDE_TIER_RATIO
+        shaped = [r for r in band if r.hash in anchors and r.hash not in stand_ins]
+        if wide and shaped:  # the anchor alone (see above)
+            taken.append(_borda_best(shaped))
+            continue
         if band:
             best = _borda_best(band)
             if best.hash in stand_ins:
                 answered += 1
             else:
                 taken.append(best)
-        if lo > 0 and hi / lo >= WIDE_TIER_RATIO:
+        if wide:
             used = {r.hash for r in taken}
             other = [r for r in band if r.hash not in used and r.hash not in stand_ins]
-            shaped = [r for r in other if r.hash in anchors]
-            if shaped or other:
-                taken.append(_borda_best(shaped or other))
+            if other:
+                taken.append(_borda_best(other))
     return sorted(taken, key=lambda r: (r.latency_ms, r.proxy)), answered

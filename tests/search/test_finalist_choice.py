@@ -124,9 +124,9 @@ def test_a_wide_tier_also_gets_its_best_model_that_is_not_a_swap_of_its_cut():
     assert [r.hash for r in choose_below_cuts(upper, cuts, 4)] == ["h5"]
 
 
-def test_a_wide_tiers_second_pick_is_its_best_teacher_shaped_anchor():
+def test_a_wide_tier_with_a_teacher_shaped_anchor_gives_that_anchor_alone():
     # The stop-28 tier (3.7, 7.3 ms]: a hybrid scored best, its factorised near-copy next; the H192
-    # half-depth anchor scored worse but fine-tuned better. The second pick is the anchor.
+    # half-depth anchor scored worse but fine-tuned better. The anchor is the tier's one pick.
     # The tier's candidates as that run scored them (latency ms, shared KL, parameters).
     cuts = [3.7, 7.3, 11.0]
     hybrid, near_copy = _record(1, 7.02, 0.284, params=5_761_986), _record(2, 7.21, 0.282, params=5_018_626)
@@ -136,9 +136,10 @@ def test_a_wide_tiers_second_pick_is_its_best_teacher_shaped_anchor():
     records = [hybrid, near_copy, anchor, other_anchor, *rest]
     assert [r.hash for r in choose_below_cuts(records, cuts, 2)] == ["h1", "h2"]  # no anchors named
     picks = choose_below_cuts(records, cuts, 2, anchors={"h3", "h4"})
-    assert [r.hash for r in picks] == ["h3", "h1"]  # the better of the two anchors by combined rank
-    # An anchor that is the tier's ordinary pick already is not taken twice: the rule falls back.
-    assert [r.hash for r in choose_below_cuts([anchor, near_copy], cuts, 2, anchors={"h3"})] == ["h3", "h2"]
+    assert [r.hash for r in picks] == ["h3"]  # the better of the two anchors by combined rank, and no hybrid
+    assert [r.hash for r in choose_below_cuts([anchor, near_copy], cuts, 2, anchors={"h3"})] == ["h3"]
+    # An anchor that is a layer swap of the cut is the cut's: the tier falls back to its other picks.
+    assert [r.hash for r in choose_below_cuts(records, cuts, 2, anchors={"h3"}, stand_ins={"h3"})] == ["h1", "h2"]
     # The narrow tier (7.3, 11] gets no second pick, anchor or not.
     upper = [_record(5, 10.0, 0.2, params=9), _record(6, 9.0, 0.3, params=8)]
     assert [r.hash for r in choose_below_cuts(upper, cuts, 2, anchors={"h6"})] == ["h5"]
