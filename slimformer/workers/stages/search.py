@@ -6,9 +6,10 @@ task stage did not run. Strategies come from `slimformer.search` (Optuna NSGA-II
 CTNAS). The search starts from the teacher-shaped anchors and the teacher's layer-dropped variants
 (truncations, every other layer) and full-width variants (`SearchSpace.seed_archs`). Every trial is
 reported as a candidate in state "scored" as soon as it exists. The finalists are the
-teacher's layer-dropped models within budget (`SearchSpace.reference_finalists`), one per layer
-count (the better-scored where two keep as many layers), so the measured front holds a plain cut
-of the teacher at every depth, and the search's own picks: the
+teacher's layer-dropped models within budget (`SearchSpace.reference_finalists`) that compress it by
+at least MIN_CUT_SPEEDUP, one per layer count (the better-scored where two keep as many layers), so
+the measured front holds a plain cut of the teacher at every depth a user would compress to, and
+the search's own picks: the
 best by score and size together (`slimformer.search.finalists`) in each latency tier just below a
 cut, so each cut is set against a model at most as slow; without cuts, picks spread evenly over
 the predicted latency range. With `plan.short_fit_steps`, the records those picks are made from are
@@ -129,6 +130,23 @@ def short_fit_pool(ctx: RunContext, trials: list[TrialRecord], exclude: set[str]
             {h: s.__dict__ for h, s in scores.items()})
 
 
+# A plain cut predicted to run at less than this many times the teacher's speed is not a finalist. Every
+# finalist costs one fine-tune, each about a tenth of the quick job's time on 2 cores, and the teacher's
+# last cut barely compresses (MiniLM-L6's first 5 layers: 1.2x). In the stop-32 rerun of the quality job
+# its fine-tune, the costliest of the 8 (200 core-seconds with its export), gave dev 0.839 / test 0.815,
+# while the faster first 4 layers (1.5x) gave 0.831 / 0.824 and every other layer (2x) 0.820 / 0.826.
+MIN_CUT_SPEEDUP = 1.25
+
+
+def compressing_cuts(ctx: RunContext) -> dict[str, Arch]:
+    """The teacher's plain cuts (`SearchSpace.reference_finalists`) that run at least MIN_CUT_SPEEDUP
+    times as fast as the teacher, by the job's latency table."""
+    space = ctx.space
+    teacher_ms = ctx.predicted_latency(space.teacher_arch())
+    return {name: arch for name, arch in space.reference_finalists().items()
+            if ctx.predicted_latency(arch) * MIN_CUT_SPEEDUP <= teacher_ms}
+
+
 def teacher_depth(space, record: TrialRecord) -> int | None:
     """How many teacher layers a record's arch keeps, when it is the teacher keeping some (else None)."""
     layers = space.teacher_layers_of(Arch.from_dict(record.arch))
@@ -169,16 +187,19 @@ def stage_search(ctx: RunContext) -> dict[str, Any]:
         )
         evaluations = evaluator.evaluations
         shared = {h: s.__dict__ for h, s in evaluator.scores.items()} if task_aware else {}
-    # The teacher's own shape is the reference every result is shown against, not a compressed model.
-    teacher = {space.teacher_arch().hash} if space.layer_dropped_archs() else set()
-    named = {arch.hash: name for name, arch in space.reference_finalists().items()}
+    # The teacher's own shape is the reference every result is shown against, not a compressed model;
+    # nor is a cut too slow to be a finalist (MIN_CUT_SPEEDUP): the teacher kept nearly whole.
+    named = {arch.hash: name for name, arch in compressing_cuts(ctx).items()}
+    uncompressed: set[str] = set()
+    if space.layer_dropped_archs():
+        uncompressed = {space.teacher_arch().hash, *(a.hash for a in space.reference_finalists().values())} - set(named)
     choice, fitted = result.trials, {}
     if task_aware and ctx.plan.short_fit_steps:
-        choice, fitted = short_fit_pool(ctx, result.trials, teacher, list(named))
+        choice, fitted = short_fit_pool(ctx, result.trials, uncompressed, list(named))
     scored_cuts = reference_records(choice, list(named))
     # Both cuts of one depth (first 3, every other layer) cost the same: the better-scored one is fine-tuned.
     references = one_cut_per_depth(scored_cuts, lambda r: teacher_depth(space, r))
-    exclude = teacher | {r.hash for r in scored_cuts}
+    exclude = uncompressed | {r.hash for r in scored_cuts}
     picks = pick_finalists(ctx, choice, exclude) if references else []
     picks = picks or choose_finalists(choice, ctx.plan.finalists)
     chosen = sorted(picks + references, key=lambda r: (r.latency_ms, r.proxy))
