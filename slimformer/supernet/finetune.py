@@ -70,30 +70,58 @@ class FinetuneResult:
     loss_history: list[float] = field(default_factory=list)
     dev_history: list[tuple[int, float]] = field(default_factory=list)  # (step, dev metric of `select`)
     best_step: int = 0
+    # The returned model's argmax class per dev and test example, in order: what the figures above
+    # count, kept so a caller can derive more metrics without another pass (workers/finalist_export.py).
+    dev_predictions: list[int] = field(default_factory=list)
+    test_predictions: list[int] = field(default_factory=list)
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, tokenizer: Any, examples: Sequence[Example], batch_size: int = 64,
-             max_length: int = 128) -> float:
-    """Share of `examples` whose argmax prediction equals the label."""
+def predictions(model: nn.Module, tokenizer: Any, examples: Sequence[Example], max_length: int = 128,
+                batch_size: int = 64) -> list[int]:
+    """The argmax class of `model` for each of `examples`, in order."""
+    if not examples:
+        return []
+    return predict_logits(model, tokenizer, [e.text for e in examples], max_length, batch_size).argmax(-1).tolist()
+
+
+def accuracy_of(predicted: Sequence[int], examples: Sequence[Example]) -> float:
+    """Share of `examples` whose prediction equals the label (nan for none)."""
     if not examples:
         return float("nan")
-    logits = predict_logits(model, tokenizer, [e.text for e in examples], max_length, batch_size)
-    gold = torch.tensor([e.label for e in examples])
-    return int((logits.argmax(-1) == gold).sum()) / len(examples)
+    return sum(int(p == e.label) for p, e in zip(predicted, examples, strict=True)) / len(examples)
 
 
-@torch.no_grad()
-def dev_score(model: nn.Module, tokenizer: Any, examples: Sequence[Example], select: str, max_length: int) -> float:
-    """The metric `select` ("accuracy" or "macro_f1") of `model` on `examples`."""
+def score_of(predicted: Sequence[int], examples: Sequence[Example], select: str, num_labels: int) -> float:
+    """The metric `select` ("accuracy" or "macro_f1") of `predicted` on `examples`."""
     if select == "accuracy":
-        return accuracy(model, tokenizer, examples, max_length=max_length)
+        return accuracy_of(predicted, examples)
     if select != "macro_f1":
         raise ValueError(f"select: {select!r} is not 'accuracy' or 'macro_f1'")
     from slimformer.metrics import classification_metrics
 
-    logits = predict_logits(model, tokenizer, [e.text for e in examples], max_length)
-    return classification_metrics(logits.argmax(-1).tolist(), [e.label for e in examples], logits.shape[-1])["macro_f1"]
+    return classification_metrics(list(predicted), [e.label for e in examples], num_labels)["macro_f1"]
+
+
+def accuracy(model: nn.Module, tokenizer: Any, examples: Sequence[Example], batch_size: int = 64,
+             max_length: int = 128) -> float:
+    """Share of `examples` whose argmax prediction equals the label."""
+    return accuracy_of(predictions(model, tokenizer, examples, max_length, batch_size), examples)
+
+
+def dev_score(model: nn.Module, tokenizer: Any, examples: Sequence[Example], select: str, max_length: int) -> float:
+    """The metric `select` ("accuracy" or "macro_f1") of `model` on `examples`."""
+    if select not in ("accuracy", "macro_f1"):
+        raise ValueError(f"select: {select!r} is not 'accuracy' or 'macro_f1'")
+    return score_of(predictions(model, tokenizer, examples, max_length), examples, select, _num_labels(model))
+
+
+def _num_labels(model: nn.Module) -> int:
+    """Classes of a classifier's head: a SubNet's `classifier`, or an HF model's `config.num_labels`."""
+    head = getattr(model, "classifier", None)
+    if isinstance(head, nn.Linear):
+        return head.out_features
+    return int(model.config.num_labels)
 
 
 def boundary_indices(num_teacher_layers: int, num_blocks: int) -> list[int]:
@@ -206,7 +234,8 @@ def finetune_subnet(
     teacher.eval()
     history: list[float] = []
     dev_history: list[tuple[int, float]] = []
-    best_state, best_dev, best_step, stale = None, -math.inf, 0, 0
+    best_state, best_dev, best_step, stale, best_predicted = None, -math.inf, 0, 0, []
+    num_labels = _num_labels(student)
     temp = settings.temperature
     step = 0
     while step < total_steps and not (settings.patience and stale >= settings.patience):
@@ -257,10 +286,11 @@ def finetune_subnet(
             if progress:
                 progress(step, total_steps, history[-1])
             if dev and (step % eval_every == 0 or step == total_steps):
-                score = dev_score(student, tokenizer, dev, settings.select, settings.max_length)
+                predicted = predictions(student, tokenizer, dev, settings.max_length)
+                score = score_of(predicted, dev, settings.select, num_labels)
                 dev_history.append((step, score))
                 if score > best_dev:
-                    best_dev, best_step, stale = score, step, 0
+                    best_dev, best_step, stale, best_predicted = score, step, 0, predicted
                     best_state = copy.deepcopy({k: v.detach().cpu() for k, v in student.state_dict().items()})
                 else:
                     stale += 1
@@ -271,13 +301,14 @@ def finetune_subnet(
     if best_state is not None:
         student.load_state_dict(best_state)
     student.eval()
-    # Picked by dev accuracy, the best state's was measured when it was kept, by the same call.
-    kept = settings.select == "accuracy" and best_state is not None
+    # The best state's dev predictions were made when it was kept, by the same call.
+    dev_predicted = best_predicted if best_state is not None else predictions(student, tokenizer, dev,
+                                                                              settings.max_length)
+    test_predicted = predictions(student, tokenizer, test, settings.max_length)
     return FinetuneResult(
-        dev_accuracy=best_dev if kept else accuracy(student, tokenizer, dev, max_length=settings.max_length),
-        test_accuracy=accuracy(student, tokenizer, test, max_length=settings.max_length),
+        dev_accuracy=accuracy_of(dev_predicted, dev), test_accuracy=accuracy_of(test_predicted, test),
         steps=step, seconds=time.perf_counter() - started, loss_history=history, dev_history=dev_history,
-        best_step=best_step,
+        best_step=best_step, dev_predictions=dev_predicted, test_predictions=test_predicted,
     )
 
 

@@ -17,7 +17,7 @@ from slimformer.search_space import Arch
 from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
 from slimformer.workers.fanout import run_tasks
-from slimformer.workers.finalist_export import export_finalist
+from slimformer.workers.finalist_export import export_finalist, fit_metrics
 
 
 def twin_arch(ctx: RunContext, original: Arch, rank: int) -> Arch:
@@ -86,7 +86,8 @@ def train_twin(ctx: RunContext, original_hash: str, rank: int, seed: int | None 
               "finetune_seconds": round(result.seconds, 2), "finetune_steps": result.steps,
               "best_step": result.best_step, "dev_history": result.dev_history,
               "finetune_rows": settings.max_train_examples or len(task.train), "finetune_epochs": settings.epochs,
-              "finetune_threads": settings.threads}
+              "finetune_threads": settings.threads,
+              "fit_metrics": fit_metrics(ctx, result.dev_predictions, result.test_predictions)}
     write_json(done, record)
     if seed is None:
         with torch_threads(settings.threads):

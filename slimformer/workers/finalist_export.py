@@ -10,6 +10,14 @@ would measure the contention, so finalize times every finalist together afterwar
 Both steps are idempotent (`export.json` and `variant_accuracy.json` in the candidate folder), so
 the driver calls `export_finalist` again and reads what the task wrote, or does the work itself
 for a folder trained before this split.
+
+The fp32 figures come from the fine-tune's own predictions (`fit_metrics`, kept in `trained.json`)
+where the shipped model is the trained one: the export checks model.onnx against it (logits within
+1e-4) and its tokenizer truncates where training did, so another pass over dev and test with
+model.onnx counted the same predictions. In the stop-32 quality job those two passes took 4-19 s
+per finalist on one core, about 75 core-seconds in all, and scored each of the three finalists
+checked exactly as its fine-tune had. A job that trims the vocabulary ships another tokenizer, so
+there both files are still run on the rows; the int8 file always is.
 """
 
 from __future__ import annotations
@@ -34,10 +42,27 @@ def shipped_model(ctx: RunContext, trained: Path, with_tokenizer: bool = True) -
     from slimformer.supernet.vocab import trim_subnet, trim_tokenizer
 
     model, tokenizer, _ = load_subnet(trained)
-    kept = job_kept_vocab(ctx) if ctx.space.student_vocab else None
-    if kept is None:
+    if not trims_vocab(ctx):
         return model, tokenizer
+    kept = job_kept_vocab(ctx)
     return trim_subnet(model, kept), trim_tokenizer(tokenizer, kept) if with_tokenizer else tokenizer
+
+
+def fit_metrics(ctx: RunContext, dev_predictions: list[int], test_predictions: list[int]) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-class figures of a fine-tune's own predictions on the eval rows."""
+    from slimformer.metrics import split_metrics
+
+    task = ctx.eval_task
+    out: dict[str, Any] = {}
+    for split, rows, predicted in (("dev", task.dev, dev_predictions), ("test", task.test, test_predictions)):
+        out.update(split_metrics(split, predicted, [r.label for r in rows], task.labels) if rows
+                   else {f"{split}_accuracy": None})
+    return out
+
+
+def trims_vocab(ctx: RunContext) -> bool:
+    """Whether the shipped model keeps only the job's vocabulary (`shipped_model`), not the trained one."""
+    return bool(ctx.space.student_vocab) and job_kept_vocab(ctx) is not None
 
 
 def export_finalist(ctx: RunContext, arch: Arch, fit: dict[str, Any],
@@ -67,6 +92,7 @@ def export_finalist(ctx: RunContext, arch: Arch, fit: dict[str, Any],
     if accuracy_file.exists():
         return exported, read_json(accuracy_file)
     # This run's own folder (export.json names the folder where it was first exported).
-    accuracy = variant_accuracy(ctx, folder / "model", threads)
+    fp32 = fit.get("fit_metrics") if not trims_vocab(ctx) else None  # None: a fit recorded before them
+    accuracy = variant_accuracy(ctx, folder / "model", threads, fp32=fp32)
     write_json(accuracy_file, accuracy)
     return exported, accuracy

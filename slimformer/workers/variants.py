@@ -72,16 +72,22 @@ def point(record: dict[str, Any], variant: str) -> dict[str, Any]:
 # --- finalize's use: figures of an exported finalist ------------------------------------------
 
 
-def variant_accuracy(ctx: RunContext, folder: Path, threads: int | None = None) -> dict[str, dict[str, Any]]:
+def variant_accuracy(ctx: RunContext, folder: Path, threads: int | None = None,
+                     fp32: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Per variant (fp32, int8), the accuracy of the exported folder's ONNX file on the eval rows.
 
     Accuracy, macro-F1 and per-class precision/recall, from the same predictions. `threads`:
-    onnxruntime's threads (a Ray task evaluates on the core it was given).
+    onnxruntime's threads (a Ray task evaluates on the core it was given). `fp32`: those figures
+    of the fp32 model, already counted on the same rows (`finalist_export.fit_metrics`), used
+    instead of running model.onnx again.
     """
     task = ctx.eval_task
-    return {name: {**onnx_metrics(folder, task.dev, quantized, task.labels, "dev", threads),
-                   **onnx_metrics(folder, task.test, quantized, task.labels, "test", threads)}
-            for name, quantized in (("fp32", False), ("int8", True))}
+
+    def measured(quantized: bool) -> dict[str, Any]:
+        return {**onnx_metrics(folder, task.dev, quantized, task.labels, "dev", threads),
+                **onnx_metrics(folder, task.test, quantized, task.labels, "test", threads)}
+
+    return {"fp32": dict(fp32) if fp32 is not None else measured(False), "int8": measured(True)}
 
 
 def measure_variants(ctx: RunContext, arch: Arch, accuracy: dict[str, dict[str, Any]], latency_ms: float,

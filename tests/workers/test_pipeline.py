@@ -290,6 +290,33 @@ def test_each_finalist_is_exported_and_evaluated_by_its_own_training_step(spec, 
     assert (reseeded / "trained.json").exists() and not (reseeded / "export.json").exists()
 
 
+def test_where_the_vocabulary_is_kept_whole_fp32_figures_are_the_fine_tunes_own(spec, finished_run, tmp_path,
+                                                                                monkeypatch):
+    # The tiny job trims its vocabulary; kept whole, the shipped model is the trained one, and its fp32
+    # figures are counted from the fine-tune's own predictions instead of another pass over model.onnx.
+    from slimformer.workers import finalist_export
+    from slimformer.workers.context import RunContext, read_json
+    from slimformer.workers.stages.finalize import train_finalists
+    from slimformer.workers.variants import onnx_metrics
+
+    run_dir, _, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "candidates")
+    monkeypatch.setattr(finalist_export, "trims_vocab", lambda ctx: False)
+    ctx = RunContext(spec, copy, use_ray=False)
+    arch = ctx.space.parse(read_json(copy / "chosen.json")[0]["arch"])
+    train_finalists(ctx, [arch])
+    folder = copy / "candidates" / arch.hash
+    fit, measured = read_json(folder / "trained.json"), read_json(folder / "variant_accuracy.json")
+    assert measured["fp32"] == fit["fit_metrics"] and fit["fit_metrics"]["test_accuracy"] == fit["test_accuracy"]
+    assert fit["fit_metrics"]["dev_accuracy"] == fit["dev_accuracy"]
+    task = ctx.eval_task
+    for split, rows in (("dev", task.dev), ("test", task.test)):  # model.onnx run as a user runs it counts the same
+        assert onnx_metrics(folder / "model", rows, False, task.labels, split) == {
+            k: v for k, v in measured["fp32"].items() if k.startswith(split)}
+
+
 def search_arch(search: dict, arch_hash: str) -> dict:
     return next(r["arch"] for r in search["trials"] if r["hash"] == arch_hash)
 

@@ -28,7 +28,7 @@ from slimformer.supernet.timing import torch_threads
 from slimformer.workers.context import RunContext, read_json, write_json
 from slimformer.workers.embedding_twins import train_twin, twin_arch, twin_base, twin_pairs
 from slimformer.workers.fanout import run_tasks
-from slimformer.workers.finalist_export import export_finalist, shipped_model
+from slimformer.workers.finalist_export import export_finalist, fit_metrics, shipped_model
 from slimformer.workers.references import write_card_comparison
 from slimformer.workers.variants import measure_variants, offered_variants, update_folder_metrics, variant_summary
 
@@ -99,8 +99,13 @@ def train_chosen(ctx: RunContext, archs: list[Arch], seed: int | None = None,
     twins_of: dict[str, list[int]] = {}
     for original, rank in [(bases[a.hash].hash, a.embedding_rank) for a in twinned] + list(twins):
         twins_of.setdefault(original, []).append(rank)
-    fits = dict(zip([a.hash for a in direct + extra], train_finalists(ctx, direct + extra, seed, twins_of),
-                    strict=True))
+    # Archs that twins are distilled from first: each is two fits in one task, and a fan-out's last task
+    # is the one that may take the idle cores (fanout.py), which should be a slow plain finalist that
+    # gains from a second thread, not an H128 chain (1.25x). Last, a chain may also run alone: in the
+    # stop-32 rerun of the quality job (8 tasks, one wave each) the H128 base and its twin ended the
+    # stage 36 s after the other core had gone idle.
+    order = sorted(direct + extra, key=lambda a: a.hash not in twins_of)
+    fits = dict(zip([a.hash for a in order], train_finalists(ctx, order, seed, twins_of), strict=True))
     # Distilled by their bases' tasks: here each only reads its record.
     fits.update({a.hash: train_twin(ctx, bases[a.hash].hash, a.embedding_rank, seed) for a in twinned})
     return [fits[a.hash] for a in archs] + [train_twin(ctx, original, rank, seed) for original, rank in twins]
@@ -169,7 +174,8 @@ def train_finalist(ctx: RunContext, arch: Arch, seed: int | None = None, threads
               "loss_last": result.loss_history[-1] if result.loss_history else None,
               "best_step": result.best_step, "dev_history": result.dev_history,
               "finetune_rows": settings.max_train_examples or len(task.train), "finetune_epochs": settings.epochs,
-              "finetune_threads": settings.threads}
+              "finetune_threads": settings.threads,
+              "fit_metrics": fit_metrics(ctx, result.dev_predictions, result.test_predictions)}
     write_json(done, record)
     return record
 
