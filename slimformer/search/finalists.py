@@ -160,8 +160,8 @@ def tier_picks(records: Iterable[TrialRecord], cut_latencies: list[float], k: in
     (test 0.803-0.807). In stop 31's quality job the tier's hybrid pick reached 0.803 / 0.799 and its
     anchor 0.805 / 0.808. Until stop 32 the tier took both, the hybrid as its ordinary pick and the
     anchor as a second: one fine-tune more (about 190 core-seconds, some 95 s of the quick job on
-    2 cores) for a model the anchor beat each time. A wide tier without an anchor still gets a second pick, its
-    best other candidate that is not a stand-in.
+    2 cores) for a model the anchor beat each time. A wide tier without an anchor still gets a
+    second pick, its best other candidate that is not a stand-in.
     """
     cuts = sorted(cut_latencies)
     tiers = list(zip(cuts, cuts[1:], strict=False))
