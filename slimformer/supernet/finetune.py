@@ -76,13 +76,17 @@ class FinetuneResult:
     test_predictions: list[int] = field(default_factory=list)
 
 
-@torch.no_grad()
+def _predicted(model: nn.Module, tokenizer: Any, examples: Sequence[Example], max_length: int,
+               batch_size: int = 64) -> tuple[list[int], int]:
+    """(argmax class per example, in order; how many classes the model's logits have)."""
+    logits = predict_logits(model, tokenizer, [e.text for e in examples], max_length, batch_size)
+    return logits.argmax(-1).tolist(), logits.shape[-1]
+
+
 def predictions(model: nn.Module, tokenizer: Any, examples: Sequence[Example], max_length: int = 128,
                 batch_size: int = 64) -> list[int]:
     """The argmax class of `model` for each of `examples`, in order."""
-    if not examples:
-        return []
-    return predict_logits(model, tokenizer, [e.text for e in examples], max_length, batch_size).argmax(-1).tolist()
+    return _predicted(model, tokenizer, examples, max_length, batch_size)[0] if examples else []
 
 
 def accuracy_of(predicted: Sequence[int], examples: Sequence[Example]) -> float:
@@ -113,15 +117,8 @@ def dev_score(model: nn.Module, tokenizer: Any, examples: Sequence[Example], sel
     """The metric `select` ("accuracy" or "macro_f1") of `model` on `examples`."""
     if select not in ("accuracy", "macro_f1"):
         raise ValueError(f"select: {select!r} is not 'accuracy' or 'macro_f1'")
-    return score_of(predictions(model, tokenizer, examples, max_length), examples, select, _num_labels(model))
-
-
-def _num_labels(model: nn.Module) -> int:
-    """Classes of a classifier's head: a SubNet's `classifier`, or an HF model's `config.num_labels`."""
-    head = getattr(model, "classifier", None)
-    if isinstance(head, nn.Linear):
-        return head.out_features
-    return int(model.config.num_labels)
+    predicted, classes = _predicted(model, tokenizer, examples, max_length)
+    return score_of(predicted, examples, select, classes)
 
 
 def boundary_indices(num_teacher_layers: int, num_blocks: int) -> list[int]:
@@ -235,7 +232,6 @@ def finetune_subnet(
     history: list[float] = []
     dev_history: list[tuple[int, float]] = []
     best_state, best_dev, best_step, stale, best_predicted = None, -math.inf, 0, 0, []
-    num_labels = _num_labels(student)
     temp = settings.temperature
     step = 0
     while step < total_steps and not (settings.patience and stale >= settings.patience):
@@ -286,8 +282,8 @@ def finetune_subnet(
             if progress:
                 progress(step, total_steps, history[-1])
             if dev and (step % eval_every == 0 or step == total_steps):
-                predicted = predictions(student, tokenizer, dev, settings.max_length)
-                score = score_of(predicted, dev, settings.select, num_labels)
+                predicted, classes = _predicted(student, tokenizer, dev, settings.max_length)
+                score = score_of(predicted, dev, settings.select, classes)
                 dev_history.append((step, score))
                 if score > best_dev:
                     best_dev, best_step, stale, best_predicted = score, step, 0, predicted
