@@ -36,6 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from environment import environment  # noqa: E402
 from quality_margins import attach, margin_intervals  # noqa: E402
 from quality_parts import (  # noqa: E402
     carried_ranking,
@@ -194,6 +195,7 @@ def main() -> int:
                         **results["stage_seconds"]},
         "bench_seconds": {**walls, "total": round(time.perf_counter() - t0, 1)},
         "command": "python bench/quality.py " + " ".join(sys.argv[1:]),
+        "environment": environment(),
     }
     doc["targets"] = targets(doc)
     attach(doc, margin_intervals(ctx, doc))  # paired 95% intervals beside the per-k margins

@@ -70,6 +70,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+    from environment import environment
     from quality_parts import layer_baselines
 
     from slimformer.contracts.spec import JobSpec
@@ -120,7 +121,7 @@ def main() -> int:
                        "best_variant_margin_points_by_seed": [r["margin_over_first_k_points"] for r in rows
                                                               if r["name"] == best],
                        "variant_margins_points": {r["name"]: r["margin_over_first_k_points"] for r in rows[1:5]}},
-           "command": "python bench/tier_alternatives.py " + " ".join(sys.argv[1:])}
+           "command": "python bench/tier_alternatives.py " + " ".join(sys.argv[1:]), "environment": environment()}
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(doc, indent=2))
     return 0
