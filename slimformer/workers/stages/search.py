@@ -104,7 +104,7 @@ def pick_finalists(ctx: RunContext, trials: list[TrialRecord], exclude: set[str]
     cuts = [ctx.predicted_latency(space.truncated_arch(n)) for n in range(1, space.teacher.num_layers)]
     # The teacher keeping other layers than a cut's, at the cut's count: the cut stands for it.
     stand_ins = {r.hash for r in trials if space.teacher_layers_of(Arch.from_dict(r.arch)) is not None}
-    anchors = {a.hash for a in space.anchors()}  # the wide tier's preferred second pick
+    anchors = {a.hash for a in space.anchors() + space.width_scaled_anchors()}  # a wide tier's pick
     picks, answered = tier_picks(trials, cuts, k, exclude=exclude, stand_ins=stand_ins, anchors=anchors)
     if len(picks) + answered < k:
         picks += choose_finalists(trials, k - len(picks) - answered, exclude=exclude | {r.hash for r in picks})
