@@ -79,6 +79,25 @@ def test_anchors_are_teacher_shaped_at_every_hidden_size():
     assert all(a.blocks == largest.blocks for a in MINILM.with_(allow_identity=False).anchors())
 
 
+def test_width_scaled_anchors_keep_the_teachers_head_size():
+    # DynaBERT's width multiplier: heads and FFN scale with H, each head keeps the teacher's 32 dims.
+    scaled = MINILM.width_scaled_anchors()
+    shapes = {(a.hidden, a.depth()): {str(op) for op in a.ops() if op.kind != "id"} for a in scaled}
+    sizes = {256: {"mha:8", "ffn:1024"}, 192: {"mha:6", "ffn:768"}, 128: {"mha:4", "ffn:512"}}
+    assert shapes == {(h, depth): ops for h, ops in sizes.items() for depth in (12, 6)}
+    assert not set(scaled) & set(MINILM.anchors())
+    # The half-depth one at H256 is the teacher's every other layer at that width, as the space builds it.
+    assert MINILM.layers_arch((0, 2, 4), hidden=256, heads=8, inner=1024) in scaled
+    # Sizes are the nearest the space has: with the teacher's head count alone, only the FFN scales.
+    only_12 = MINILM.with_(heads=(12,)).width_scaled_anchors()
+    assert {frozenset(str(op) for op in a.ops() if op.kind != "id") for a in only_12 if a.hidden == 128} == {
+        frozenset({"mha:12", "ffn:512"})}
+    # A space without identity has no half-depth anchors to scale.
+    assert all(a.depth() == 12 for a in MINILM.with_(allow_identity=False).width_scaled_anchors())
+    # Nothing narrower than the teacher, nothing to scale.
+    assert MINILM.with_(hidden_sizes=(384,)).width_scaled_anchors() == []
+
+
 def test_seeded_sampling_is_reproducible_and_varied():
     first = [MINILM.sample(random.Random(7)) for _ in range(3)]
     assert first[0] == first[1] == first[2]
@@ -157,6 +176,10 @@ def test_wide_variants_are_full_width_and_new():
     assert count_params(slim, MINILM) < count_params(MINILM.teacher_arch(), MINILM)
     seeds = MINILM.seed_archs()
     assert len(seeds) == len(set(seeds)) and seeds[: len(MINILM.anchors())] == MINILM.anchors()
+    # The plain cuts come before the width-scaled anchors: a short search (the tiny preset) scores them first.
+    cuts, scaled = MINILM.layer_dropped_archs(), MINILM.width_scaled_anchors()
+    order = [max(seeds.index(a) for a in cuts), min(seeds.index(a) for a in scaled), min(map(seeds.index, variants))]
+    assert order == sorted(order)
     # A space without identity cannot drop layers: only the slim full-depth seeds remain, no error.
     no_identity = MINILM.with_(allow_identity=False).wide_variants()
     assert slim in no_identity and all(op.kind != "id" for a in no_identity for b in a.blocks for op in b)
