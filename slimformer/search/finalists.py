@@ -151,7 +151,9 @@ def tier_picks(records: Iterable[TrialRecord], cut_latencies: list[float], k: in
     fine-tune, the stage that decides the job's time.
 
     `anchors` names the teacher-shaped candidates (`SearchSpace.anchors`: the teacher's own MHA/FFN
-    pattern at a narrower H, every slot or every other one). A wide tier whose band holds one gives
+    pattern at a narrower H, every slot or every other one; `width_scaled_anchors`: the same with heads
+    and FFN scaled to H, which at MiniLM-L6's 2-layer tier fine-tuned 1 point above the 12-head H192 anchor
+    in stop 33, bench/results/tier_alternatives_k2.json). A wide tier whose band holds one gives
     its best anchor as its only pick: the shared-weight score ranks anchors below conv/FFN hybrids
     that fine-tune worse. In the stop-28 quality run the (3.7, 7.3 ms] tier's ordinary pick, an H192
     conv/FFN hybrid (shared KL 0.284), fine-tuned to dev 0.809 / test 0.795, and a rank-128 near-copy
