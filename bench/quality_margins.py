@@ -33,17 +33,20 @@ def _found_correct(ctx, record: dict[str, Any]) -> list[bool]:
     return [int(p) == e.label for p, e in zip(predicted, ctx.task.test, strict=True)]
 
 
-def _cut_correct(ctx, layers: int) -> list[bool]:
+def saved_subnet_correct(ctx, folder: Path) -> list[bool]:
+    """Which test examples a saved fine-tuned SubNet gets right, at the job's tokenizer and max_length
+    (as the fine-tune judged it)."""
     from slimformer.supernet.load import load_subnet
     from slimformer.supernet.task_score import predict_logits
 
-    model, _, _ = load_subnet(ctx.path("baselines", f"first{layers}", "trained"))
-    teacher = ctx.teacher  # the job's tokenizer and max_length, as the fine-tune judged the cut
+    model, _, _ = load_subnet(folder)
+    teacher = ctx.teacher
     logits = predict_logits(model, teacher.tokenizer, [e.text for e in ctx.task.test], teacher.max_length)
     return [int(p) == e.label for p, e in zip(logits.argmax(-1).tolist(), ctx.task.test, strict=True)]
 
 
-def _checked(correct: list[bool], stated: float, what: str) -> list[bool]:
+def checked(correct: list[bool], stated: float, what: str) -> list[bool]:
+    """`correct`, after checking that it counts the test accuracy a results file states."""
     got = sum(correct) / len(correct)
     if abs(got - stated) > 1e-9:
         raise ValueError(f"{what}: recomputed test accuracy {got:.6f} is not the file's {stated:.6f}")
@@ -63,8 +66,9 @@ def margin_intervals(ctx, doc: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         best = max(near, key=lambda f: f["test_accuracy"])  # the first of equals, as targets() reads it
         if best["hash"] not in cache:
-            cache[best["hash"]] = _checked(_found_correct(ctx, best), best["test_accuracy"], best["hash"])
-        cut = _checked(_cut_correct(ctx, base["layers"]), base["test_accuracy"], f"first{base['layers']}")
+            cache[best["hash"]] = checked(_found_correct(ctx, best), best["test_accuracy"], best["hash"])
+        cut = checked(saved_subnet_correct(ctx, ctx.path("baselines", f"first{base['layers']}", "trained")),
+                      base["test_accuracy"], f"first{base['layers']}")
         lo, hi = paired_difference_interval(cache[best["hash"]], cut)
         disagree = sum(a != b for a, b in zip(cache[best["hash"]], cut, strict=True))
         rows.append({"layers": base["layers"], "found_hash": best["hash"], "disagreements": disagree,

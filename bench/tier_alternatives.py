@@ -30,6 +30,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from quality_margins import checked, saved_subnet_correct  # noqa: E402
+
 # Per probed k, (kept teacher layers, heads, FFN inner size, hidden size) of each variant, each about as
 # slow as MiniLM-L6's first k layers by the job's latency table (stop 33's machine). At k=3: two of 4
 # layers spread from the first to the last, one of 5 so spread, one of all 6. At k=2: every other layer
@@ -43,23 +45,11 @@ VARIANTS = {
 RERUN_SEED = 1
 
 
-def _correct(ctx, folder: Path) -> list[bool]:
-    """Which test examples a saved fine-tuned model gets right, at the teacher's max_length."""
-    from slimformer.supernet.load import load_subnet
-    from slimformer.supernet.task_score import predict_logits
-
-    model, _, _ = load_subnet(folder)
-    logits = predict_logits(model, ctx.teacher.tokenizer, [e.text for e in ctx.task.test], ctx.teacher.max_length)
-    return [int(p) == e.label for p, e in zip(logits.argmax(-1).tolist(), ctx.task.test, strict=True)]
-
-
 def _row(ctx, name: str, arch, record: dict[str, Any], folder: Path, cut: list[bool], seed: int | None) -> dict:
     from slimformer.metrics import paired_difference_interval
     from slimformer.search_space import count_params
 
-    correct = _correct(ctx, folder)
-    if abs(sum(correct) / len(correct) - record["test_accuracy"]) > 1e-9:
-        raise ValueError(f"{name}: the saved model does not give the fit's test accuracy")
+    correct = checked(saved_subnet_correct(ctx, folder), record["test_accuracy"], name)
     lo, hi = paired_difference_interval(correct, cut)
     return {"name": name, "arch": arch.short(), "hash": arch.hash, "seed": seed,
             "predicted_latency_ms": round(ctx.predicted_latency(arch), 2), "params": count_params(arch, ctx.space),
@@ -115,7 +105,8 @@ def main() -> int:
         reruns = train_finalists(ctx, [cut_arch, variants[best]], seed=RERUN_SEED)
     finally:
         shutdown_ray()
-    cut = _correct(ctx, ctx.path("baselines", f"first{k}", "trained"))
+    cut = checked(saved_subnet_correct(ctx, ctx.path("baselines", f"first{k}", "trained")),
+                  first_k["test_accuracy"], f"first{k}")
 
     def folder(arch, seed=None) -> Path:  # where train_finalist saved the fit
         return ctx.path("candidates", arch.hash if seed is None else f"{arch.hash}-seed{seed}", "trained")

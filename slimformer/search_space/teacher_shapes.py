@@ -47,7 +47,8 @@ class TeacherShapes:
         narrower = [a for a in self.anchors() if a.hidden < self.teacher.hidden_size]
         scaled = [self.validate(Arch(a.hidden, tuple(self._width_scaled(block, a.hidden) for block in a.blocks)))
                   for a in narrower]
-        return [a for a in dict.fromkeys(scaled) if a not in set(narrower)]
+        unscaled = set(narrower)  # a space with no smaller head count or FFN leaves some as they were
+        return [a for a in dict.fromkeys(scaled) if a not in unscaled]
 
     def _width_scaled(self, shape: tuple[Op, ...], hidden: int) -> tuple[Op, ...]:
         """`shape` with MHA heads and FFN sizes scaled by hidden / the teacher's H (the nearest the space has)."""

@@ -107,12 +107,6 @@ def score_of(predicted: Sequence[int], examples: Sequence[Example], select: str,
     return classification_metrics(list(predicted), [e.label for e in examples], num_labels)["macro_f1"]
 
 
-def accuracy(model: nn.Module, tokenizer: Any, examples: Sequence[Example], batch_size: int = 64,
-             max_length: int = 128) -> float:
-    """Share of `examples` whose argmax prediction equals the label."""
-    return accuracy_of(predictions(model, tokenizer, examples, max_length, batch_size), examples)
-
-
 def dev_score(model: nn.Module, tokenizer: Any, examples: Sequence[Example], select: str, max_length: int) -> float:
     """The metric `select` ("accuracy" or "macro_f1") of `model` on `examples`."""
     if select not in ("accuracy", "macro_f1"):
